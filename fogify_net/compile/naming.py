@@ -1,0 +1,57 @@
+"""Names of everything fogify-net creates on the machine.
+
+Kernel interface names are limited to 15 characters, so instance and network
+names cannot be used directly; the deploy table shows the mapping. Every name
+starts with a mark that cleanup matches exactly (see DEVELOPERS.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+IFNAMSIZ = 15
+PREFIX = "fgn"
+CONTAINER_PREFIX = "fogify-net."
+LABEL = "fogify-net"
+ALIAS = "fogify-net"
+SHELL_PREFIX = "mininet:"
+
+_BRIDGE_SAFE = re.compile(r"^[A-Za-z0-9_-]+$")
+BRIDGE_PATTERN = re.compile(r"^fgn-[A-Za-z0-9_-]{1,11}$")
+PORT_PATTERN = re.compile(r"^fgnh\d+e\d+$")
+HOST_NODE_PATTERN = re.compile(r"^fgnh\d+$")
+
+
+def bridge_name(network: str, taken: set[str] = frozenset()) -> str:
+    """`fgn-<network>` when it fits, else a shortened name with a hash; unique among `taken`."""
+    candidate = f"{PREFIX}-{network}"
+    if len(candidate) <= IFNAMSIZ and _BRIDGE_SAFE.match(network) and candidate not in taken:
+        return candidate
+    digest = hashlib.sha1(network.encode()).hexdigest()
+    for start in range(0, len(digest) - 4):
+        candidate = f"{PREFIX}-{network[:6]}-{digest[start:start + 4]}"
+        if candidate not in taken:
+            return candidate
+    raise ValueError(f"no free bridge name for network {network!r}")
+
+
+def host_node_name(index: int) -> str:
+    """The Mininet node name of instance number `index` (stable for the deployment's life)."""
+    return f"{PREFIX}h{index}"
+
+
+def port_name(index: int, interface: int) -> str:
+    """The switch-side end of instance `index`'s interface number `interface`."""
+    name = f"{PREFIX}h{index}e{interface}"
+    if len(name) > IFNAMSIZ:
+        raise ValueError(f"interface name {name!r} is longer than {IFNAMSIZ} characters")
+    return name
+
+
+def container_name(instance: str) -> str:
+    return f"{CONTAINER_PREFIX}{instance}"
+
+
+def instance_name(label: str, slot: int) -> str:
+    return f"{label}.{slot}"

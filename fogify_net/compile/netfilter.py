@@ -1,0 +1,183 @@
+"""Rules in the root namespace, on the bridges: loss, partitions, firewall rules, delay queues.
+
+Loss is dropped on the receive path (a bridge hook), never on the sender's
+output, where the sender would see an error instead of a lost packet
+(machine.md §5.1). Delay without netem is a user-space delay line fed by
+NFQUEUE: the uplink of a port is queued in mangle PREROUTING, its downlink in
+mangle POSTROUTING, so a packet meets its sender's and its receiver's delay in
+two different hooks (an NFQUEUE verdict ends the traversal of one hook).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+
+from ..model.schema import QoS
+from .plan import Plan
+from .shaping import DirectionShaping, InterfaceShaping
+
+NFT_TABLE = "fogify_net"
+CHAIN_UP = "FOGIFY_NET_UP"
+CHAIN_DOWN = "FOGIFY_NET_DOWN"
+COMMENT = "fogify-net"
+LOSS_SCALE = 1_000_000  # numgen range: loss resolution of 0.0001 %
+
+
+# --- nftables: loss, partitions, firewall -------------------------------------------------
+
+
+def _loss_rule(qos: QoS, match: str = "") -> str:
+    threshold = round(qos.loss / 100 * LOSS_SCALE)
+    return f"{match}numgen random mod {LOSS_SCALE} < {threshold} drop" if threshold else ""
+
+
+def _loss_chain(direction: DirectionShaping, peer_field: str) -> list[str]:
+    """Rules of one port's loss chain: peer exceptions first, then the default."""
+    rules = []
+    for peer in direction.peers:
+        match = f"ip {peer_field} {peer.peer} "
+        if rule := _loss_rule(peer.qos, match):
+            rules.append(rule)
+        rules.append(f"{match}return")
+    if rule := _loss_rule(direction.default):
+        rules.append(rule)
+    return rules
+
+
+def _has_loss(direction: DirectionShaping) -> bool:
+    return any(q.loss > 0 for q in direction.all())
+
+
+def _address_set(addresses: list[IPv4Address]) -> str:
+    return "{ " + ", ".join(str(a) for a in sorted(addresses)) + " }"
+
+
+def filter_rules(plan: Plan) -> list[str]:
+    """Partitions (drop both ways) and the model's firewall rules, in order."""
+    rules = []
+    for source, target, network in sorted(plan.partitions, key=str):
+        for net in [network] if network else sorted(plan.networks):
+            a = [i.interface(net).ip for i in plan.instances_of(source) if i.interface(net)]
+            b = [i.interface(net).ip for i in plan.instances_of(target) if i.interface(net)]
+            if a and b:
+                rules.append(f"ip saddr {_address_set(a)} ip daddr {_address_set(b)} drop")
+                rules.append(f"ip saddr {_address_set(b)} ip daddr {_address_set(a)} drop")
+    for name, network in plan.networks.items():
+        for rule in plan.model.networks[name].firewall_rules:
+            a = [i.interface(name).ip for i in plan.instances_of(rule.source) if i.interface(name)]
+            b = [i.interface(name).ip for i in plan.instances_of(rule.target) if i.interface(name)]
+            if not a or not b:
+                continue
+            text = f"ip saddr {_address_set(a)} ip daddr {_address_set(b)} "
+            if rule.protocol:
+                text += f"meta l4proto {rule.protocol} "
+            if rule.from_port is not None or rule.to_port is not None:
+                low = rule.from_port or rule.to_port
+                high = rule.to_port or rule.from_port
+                text += f"th dport {low}-{high} " if low != high else f"th dport {low} "
+            rules.append(text + rule.action)
+    return rules
+
+
+def nft_ruleset(plan: Plan, shaping: dict[str, InterfaceShaping], loss: bool) -> str:
+    """The whole `bridge fogify_net` table as one `nft -f` transaction (atomic replace).
+
+    `loss` is False when netem does loss in tc; the table then only filters.
+    """
+    lines = [
+        f"table bridge {NFT_TABLE}",
+        f"delete table bridge {NFT_TABLE}",
+        f"table bridge {NFT_TABLE} {{",
+        "  chain filter {",
+        "    type filter hook forward priority -10; policy accept;",
+    ]
+    lines += [f"    {rule}" for rule in filter_rules(plan)]
+    lines.append("  }")
+    for hook, direction, iface, peer_field in (
+        ("prerouting", "uplink", "iifname", "daddr"),
+        ("forward", "downlink", "oifname", "saddr"),
+    ):
+        ports = {port: getattr(s, direction) for port, s in sorted(shaping.items())}
+        ports = {port: d for port, d in ports.items() if loss and _has_loss(d)}
+        for port, d in ports.items():
+            lines.append(f"  chain {direction}_{port} {{")
+            lines += [f"    {rule}" for rule in _loss_chain(d, peer_field)]
+            lines.append("  }")
+        lines.append(f"  chain {direction}_loss {{")
+        lines.append(f"    type filter hook {hook} priority 0; policy accept;")
+        if ports:
+            entries = ", ".join(f'"{port}" : jump {direction}_{port}' for port in ports)
+            lines.append(f"    {iface} vmap {{ {entries} }}")
+        lines.append("  }")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def nft_teardown() -> str:
+    return f"table bridge {NFT_TABLE}\ndelete table bridge {NFT_TABLE}\n"
+
+
+# --- iptables NFQUEUE: the user-space delay line --------------------------------------------
+
+
+@dataclass(frozen=True)
+class DelaySlot:
+    """One queue of the delay line: a port, a direction, and optionally one peer."""
+
+    port: str
+    direction: str  # "uplink" or "downlink"
+    peer: IPv4Address | None
+
+
+def delay_slots(shaping: dict[str, InterfaceShaping]) -> dict[DelaySlot, QoS | None]:
+    """Where packets must go through the delay line, and with what delay.
+
+    None marks a peer that needs no delay while its port's default does: a
+    RETURN rule keeps it out of the default queue.
+    """
+    slots: dict[DelaySlot, QoS | None] = {}
+    for port, s in shaping.items():
+        for direction in ("uplink", "downlink"):
+            d: DirectionShaping = getattr(s, direction)
+            for peer in d.peers:
+                if peer.qos.needs_delay:
+                    slots[DelaySlot(port, direction, peer.peer)] = peer.qos
+                elif d.default.needs_delay:
+                    slots[DelaySlot(port, direction, peer.peer)] = None
+            if d.default.needs_delay:
+                slots[DelaySlot(port, direction, None)] = d.default
+    return slots
+
+
+def iptables_delay_rules(queues: dict[DelaySlot, int | None]) -> str:
+    """`iptables-restore --noflush` input that rewrites our two mangle chains.
+
+    `queues` maps each slot to its queue number (None: RETURN). Peer rules come
+    before their port's default rule, since the first matching rule wins.
+    """
+    lines = ["*mangle", f":{CHAIN_UP} - [0:0]", f":{CHAIN_DOWN} - [0:0]", f"-F {CHAIN_UP}", f"-F {CHAIN_DOWN}"]
+    ordered = sorted(queues.items(), key=lambda kv: (kv[0].port, kv[0].direction, kv[0].peer is None, str(kv[0].peer)))
+    for slot, queue in ordered:
+        chain, side, peer_flag = (CHAIN_UP, "--physdev-in", "-d") if slot.direction == "uplink" else (
+            CHAIN_DOWN, "--physdev-out", "-s")
+        rule = f"-A {chain} -m physdev {side} {slot.port}"
+        if slot.peer is not None:
+            rule += f" {peer_flag} {slot.peer}/32"
+        rule += " -j RETURN" if queue is None else f" -j NFQUEUE --queue-num {queue}"
+        lines.append(rule)
+    lines.append("COMMIT")
+    return "\n".join(lines) + "\n"
+
+
+def iptables_jumps() -> list[tuple[str, str, str]]:
+    """(table, chain, rule) that send bridged packets into our delay chains."""
+    return [
+        ("mangle", "PREROUTING", f"-m comment --comment {COMMENT} -j {CHAIN_UP}"),
+        ("mangle", "POSTROUTING", f"-m comment --comment {COMMENT} -j {CHAIN_DOWN}"),
+    ]
+
+
+def forward_accept_rule(bridge_prefix: str = "fgn") -> str:
+    """Docker sets FORWARD to DROP with bridge netfilter on; our bridged frames must pass."""
+    return f"-i {bridge_prefix}+ -o {bridge_prefix}+ -m comment --comment {COMMENT} -j ACCEPT"

@@ -1,0 +1,178 @@
+"""The plan: every instance, address, name and limit the emulation will create.
+
+A plan is plain data made from a model without touching the machine; the
+emulation layer turns it into containers, links and rules. Runtime actions
+change the plan (more replicas, new shaping) and the emulation applies the
+difference, so the plan is always the desired state of the running network.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Network
+
+from ..model.schema import LinkRule, Model, NodeProfile, QoS, Service
+from .addressing import DEFAULT_POOL, AddressBook, assign_subnets, static_addresses
+from .naming import bridge_name, container_name, host_node_name, instance_name, port_name
+from .resources import CPU_PERIOD, HostFacts, cpu_quota, node_cpus
+
+
+@dataclass
+class NetworkPlan:
+    name: str
+    bridge: str
+    subnet: IPv4Network
+    links: list[LinkRule]  # per-pair overrides, changed by `links` actions
+    addresses: AddressBook = field(repr=False)
+
+
+@dataclass
+class InterfacePlan:
+    network: str
+    name: str  # inside the container, e.g. eth0
+    port: str  # the switch-side end in the root namespace
+    ip: IPv4Address
+    prefixlen: int
+    uplink: QoS  # this instance's current shaping on this network (network actions change it)
+    downlink: QoS
+    up: bool = True
+
+    @property
+    def cidr(self) -> str:
+        return f"{self.ip}/{self.prefixlen}"
+
+
+@dataclass
+class InstancePlan:
+    name: str  # <label>.<slot>
+    label: str
+    slot: int
+    index: int  # unique for the deployment's life; names kernel objects
+    service: Service
+    node: NodeProfile
+    interfaces: list[InterfacePlan]
+    cpu_quota: int
+    memory: int  # bytes
+    cpu_period: int = CPU_PERIOD
+
+    @property
+    def container(self) -> str:
+        return container_name(self.name)
+
+    @property
+    def host_node(self) -> str:
+        return host_node_name(self.index)
+
+    @property
+    def hostname(self) -> str:
+        return self.name
+
+    @property
+    def cpus(self) -> float:
+        return self.cpu_quota / self.cpu_period
+
+    def interface(self, network: str) -> InterfacePlan | None:
+        return next((i for i in self.interfaces if i.network == network), None)
+
+    def environment(self) -> dict[str, str]:
+        env = dict(self.service.environment)
+        env.update(FOGIFY_NAME=self.label, FOGIFY_SERVICE_NAME=self.service.name, FOGIFY_INSTANCE=self.name)
+        return env
+
+
+@dataclass
+class Plan:
+    model: Model
+    host: HostFacts
+    networks: dict[str, NetworkPlan]
+    instances: list[InstancePlan] = field(default_factory=list)
+    partitions: set[tuple[str, str, str | None]] = field(default_factory=set)
+    next_index: int = 1
+
+    def instance(self, name: str) -> InstancePlan | None:
+        return next((i for i in self.instances if i.name == name), None)
+
+    def instances_of(self, label: str) -> list[InstancePlan]:
+        return sorted((i for i in self.instances if i.label == label), key=lambda i: i.slot)
+
+    def members(self, network: str) -> list[InstancePlan]:
+        return [i for i in self.instances if i.interface(network) is not None]
+
+    def replicas(self) -> dict[str, int]:
+        counts = {b.label: 0 for b in self.model.blueprints}
+        for instance in self.instances:
+            counts[instance.label] += 1
+        return counts
+
+
+def compile_model(model: Model, host: HostFacts, pool: IPv4Network = DEFAULT_POOL) -> Plan:
+    """The plan for deploying `model` on a machine described by `host`."""
+    subnets = assign_subnets(model, pool)
+    statics = static_addresses(model)
+    taken: set[str] = set()
+    networks = {}
+    for name, subnet in subnets.items():
+        bridge = bridge_name(name, taken)
+        taken.add(bridge)
+        reserved = [address for address, _ in statics[name]]
+        networks[name] = NetworkPlan(name, bridge, subnet, list(model.networks[name].links), AddressBook(subnet, reserved))
+    plan = Plan(model=model, host=host, networks=networks)
+    for blueprint in model.blueprints:
+        add_instances(plan, blueprint.label, blueprint.replicas)
+    return plan
+
+
+def add_instances(plan: Plan, label: str, count: int) -> list[InstancePlan]:
+    """Plan `count` more replicas of `label` in the next free slots."""
+    blueprint = plan.model.blueprint(label)
+    if blueprint is None:
+        raise KeyError(label)
+    node = plan.model.nodes[blueprint.node]
+    quota = cpu_quota(node_cpus(node.cores, node.clock_mhz, plan.host))
+    slots = {i.slot for i in plan.instances_of(label)}
+    added = []
+    for _ in range(count):
+        slot = max(slots, default=0) + 1
+        slots.add(slot)
+        index = plan.next_index
+        plan.next_index += 1
+        interfaces = []
+        for k, attachment in enumerate(blueprint.networks):
+            network = plan.networks[attachment.network]
+            definition = plan.model.network_of(blueprint, attachment.network)
+            static = attachment.ip if slot == 1 else None
+            interfaces.append(
+                InterfacePlan(
+                    network=attachment.network,
+                    name=f"eth{k}",
+                    port=port_name(index, k),
+                    ip=network.addresses.take(static),
+                    prefixlen=network.subnet.prefixlen,
+                    uplink=definition.uplink,
+                    downlink=definition.downlink,
+                )
+            )
+        instance = InstancePlan(
+            name=instance_name(label, slot),
+            label=label,
+            slot=slot,
+            index=index,
+            service=plan.model.services[blueprint.service],
+            node=node,
+            interfaces=interfaces,
+            cpu_quota=quota,
+            memory=node.memory,
+        )
+        plan.instances.append(instance)
+        added.append(instance)
+    return added
+
+
+def remove_instances(plan: Plan, label: str, count: int) -> list[InstancePlan]:
+    """Take the `count` highest slots of `label` out of the plan and free their addresses."""
+    victims = plan.instances_of(label)[-count:] if count > 0 else []
+    for instance in victims:
+        plan.instances.remove(instance)
+        for interface in instance.interfaces:
+            plan.networks[interface.network].addresses.release(interface.ip)
+    return victims

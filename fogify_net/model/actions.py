@@ -1,0 +1,334 @@
+"""The vocabulary of runtime actions: typed requests parsed from Fogify's parameter shapes.
+
+The REST API and the scenarios share this parser, so an action is validated the
+same way whether a notebook sends it now or a scenario fires it in ten minutes.
+It accepts every shape Fogify's SDK, controller and documentation use (see
+fogify.md §4) and the seed's `scale-in`/`scale-out` forms.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import ModelError, join
+from .parse import directions, parse_link
+from .schema import LinkRule, Model, QoSPatch
+from .units import parse_count, parse_percent, parse_seconds, parse_size
+
+_INSTANCE = re.compile(r"^(?P<label>[A-Za-z0-9]([A-Za-z0-9_-]*[A-Za-z0-9])?)(\.(?P<slot>\d+))?$")
+
+
+@dataclass(frozen=True)
+class Target:
+    """Which instances an action hits: every replica of a label, or one slot; at most `count` of them."""
+
+    label: str
+    slot: int | None = None
+    count: int | None = None
+
+    def __str__(self) -> str:
+        return self.label if self.slot is None else f"{self.label}.{self.slot}"
+
+
+@dataclass(frozen=True)
+class HorizontalScaling:
+    target: Target
+    up: bool
+    count: int
+
+
+@dataclass(frozen=True)
+class VerticalScaling:
+    target: Target
+    resource: str  # "cpu" or "memory"
+    relative_percent: float | None = None  # +20 -> 20.0, -20 -> -20.0
+    absolute: float | None = None  # cpus for cpu, bytes for memory
+
+
+@dataclass(frozen=True)
+class NetworkChange:
+    target: Target
+    network: str
+    uplink: QoSPatch | None
+    downlink: QoSPatch | None
+
+
+@dataclass(frozen=True)
+class LinksChange:
+    network: str
+    links: tuple[LinkRule, ...]
+
+
+@dataclass(frozen=True)
+class Stress:
+    target: Target
+    duration: float  # seconds
+    cpu: float | None = None  # percent of the instance's CPU allocation
+    io: float | None = None
+    vm: float | None = None
+    vm_bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class Command:
+    target: Target
+    command: str | tuple[str, ...]
+    wait: bool = False
+    timeout: float | None = None
+
+
+@dataclass(frozen=True)
+class LinkState:
+    target: Target
+    network: str
+    up: bool
+
+
+@dataclass(frozen=True)
+class Partition:
+    source: str
+    target: str
+    network: str | None
+    heal: bool
+
+
+@dataclass(frozen=True)
+class Lifecycle:
+    target: Target
+    restart: bool  # False = crash
+
+
+@dataclass(frozen=True)
+class Noop:
+    pass
+
+
+ACTION_TYPES = {
+    "horizontal_scaling", "vertical_scaling", "network", "links", "stress", "command",
+    "link_down", "link_up", "partition", "heal", "crash", "restart", "noop",
+}
+
+# Annotation names, as Fogify writes them (fogify.md §2.1), plus ours.
+ANNOTATIONS = {
+    "vertical_scaling": "V_SCALE",
+    "network": "NETWORK",
+    "links": "UPDATE_LINKS",
+    "stress": "STRESS",
+    "command": "COMMAND",
+    "link_down": "LINK_DOWN",
+    "link_up": "LINK_UP",
+    "partition": "PARTITION",
+    "heal": "HEAL",
+    "crash": "CRASH",
+    "restart": "RESTART",
+}
+
+
+def parse_target(params: dict, path: str, model: Model | None, single_label: bool = False) -> Target:
+    """`instance_type` (label or label.N) and `instances` (a count) into a Target."""
+    raw = params.get("instance_type")
+    if raw is None or raw == "":
+        raise ModelError(join(path, "instance_type"), "missing (a blueprint label, or label.N for one replica)")
+    match = _INSTANCE.match(str(raw))
+    if not match:
+        raise ModelError(join(path, "instance_type"), f"invalid instance {raw!r} (write label or label.N)")
+    label, slot = match["label"], match["slot"]
+    if model is not None and model.blueprint(label) is None:
+        known = ", ".join(b.label for b in model.blueprints)
+        raise ModelError(join(path, "instance_type"), f"unknown label {label!r} (known: {known})")
+    if single_label and slot is not None:
+        raise ModelError(join(path, "instance_type"), f"this action takes a label, not one replica ({raw!r})")
+    count = None
+    if params.get("instances") not in (None, ""):
+        count = parse_count(params["instances"], join(path, "instances"), minimum=1)
+    return Target(label=label, slot=int(slot) if slot else None, count=count)
+
+
+def _network_name(value: Any, path: str, model: Model | None) -> str:
+    if not isinstance(value, str) or not value:
+        raise ModelError(path, "missing (a network name)")
+    if model is not None and value not in model.networks:
+        raise ModelError(path, f"unknown network {value!r} (known: {', '.join(model.networks)})")
+    return value
+
+
+def parse_action(kind: str, params: Any, path: str = "params", model: Model | None = None):
+    """Parse one action's parameters. `kind` is the route's type, e.g. 'network'."""
+    kind = kind.lower()
+    if kind not in ACTION_TYPES:
+        raise ModelError("", f"unknown action type {kind!r} (use {', '.join(sorted(ACTION_TYPES))})")
+    if not isinstance(params, dict):
+        raise ModelError(path, "expected a mapping of parameters")
+    return _PARSERS[kind](params, path, model)
+
+
+def _horizontal(params: dict, path: str, model: Model | None) -> HorizontalScaling:
+    target = parse_target(params, path, model, single_label=True)
+    direction = str(params.get("type", "")).lower()
+    if direction in ("up", "out", "scale-out", "scale_out"):
+        up = True
+    elif direction in ("down", "in", "scale-in", "scale_in"):
+        up = False
+    else:
+        raise ModelError(join(path, "type"), f"expected 'up' or 'down', got {params.get('type')!r}")
+    count = target.count if target.count is not None else 1
+    return HorizontalScaling(target=Target(target.label), up=up, count=count)
+
+
+def _vertical(params: dict, path: str, model: Model | None) -> VerticalScaling:
+    target = parse_target(params, path, model)
+    action = params.get("action")
+    if isinstance(action, dict):  # the shape Fogify's controller expected: action: {action, value}
+        resource, value, value_path = action.get("action"), action.get("value"), join(path, "action")
+    elif isinstance(action, str):  # the shape Fogify's SDK sends: action: "cpu", value: "+20"
+        resource, value, value_path = action, params.get("value"), path
+    else:  # the documented shape: cpu: ... or memory: ...
+        given = [key for key in ("cpu", "memory") if params.get(key) is not None]
+        if len(given) != 1:
+            raise ModelError(path, "give exactly one of cpu or memory (or action: cpu|memory with value)")
+        resource, value, value_path = given[0], params[given[0]], path
+    resource = str(resource).lower()
+    if resource not in ("cpu", "memory"):
+        raise ModelError(join(value_path, "action"), f"expected 'cpu' or 'memory', got {resource!r}")
+    value_path = join(value_path, "value")
+    if value is None or value == "":
+        raise ModelError(value_path, "missing")
+    text = str(value).strip()
+    if text[:1] in "+-":
+        number = _float(text[1:].rstrip("%"), value_path)
+        return VerticalScaling(target, resource, relative_percent=number if text[0] == "+" else -number)
+    if resource == "cpu":
+        cpus = _float(text, value_path)
+        if cpus <= 0:
+            raise ModelError(value_path, "the CPU allocation must be positive")
+        return VerticalScaling(target, resource, absolute=cpus)
+    return VerticalScaling(target, resource, absolute=float(parse_size(text, value_path)))
+
+
+def _float(text: str, path: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ModelError(path, f"expected a number, got {text!r}") from None
+
+
+def _network(params: dict, path: str, model: Model | None) -> NetworkChange:
+    target = parse_target(params, path, model)
+    spec = params
+    spec_path = path
+    if isinstance(params.get("network"), dict):  # the SDK's shape: network: {network: name, uplink: ...}
+        spec, spec_path = params["network"], join(path, "network")
+        name = _network_name(spec.get("network") or spec.get("name"), join(spec_path, "network"), model)
+    else:
+        name = _network_name(params.get("network"), join(path, "network"), model)
+    up, down = directions(spec, spec_path, required=True)
+    if model is not None:
+        blueprint = model.blueprint(target.label)
+        if blueprint is not None and all(a.network != name for a in blueprint.networks):
+            raise ModelError(join(path, "network"), f"{target.label!r} is not on network {name!r}")
+    return NetworkChange(target=target, network=name, uplink=up, downlink=down)
+
+
+def _links(params: dict, path: str, model: Model | None) -> LinksChange:
+    name = _network_name(params.get("network"), join(path, "network"), model)
+    links_path = join(path, "links")
+    raw_links = params.get("links")
+    if not isinstance(raw_links, list) or not raw_links:
+        raise ModelError(links_path, "expected a non-empty list of links")
+    links = tuple(parse_link(item, join(links_path, i)) for i, item in enumerate(raw_links))
+    if model is not None:
+        members = {b.label for b in model.blueprints if any(a.network == name for a in b.networks)}
+        for i, link in enumerate(links):
+            for key, label in (("from_node", link.source), ("to_node", link.target)):
+                if label not in members:
+                    raise ModelError(join(join(links_path, i), key), f"{label!r} is not a label on network {name!r}")
+    return LinksChange(network=name, links=links)
+
+
+def _stress(params: dict, path: str, model: Model | None) -> Stress:
+    target = parse_target(params, path, model)
+    spec = params.get("action") if isinstance(params.get("action"), dict) else params
+    spec_path = join(path, "action") if spec is not params else path
+    loads = {}
+    for key in ("cpu", "io", "vm"):
+        if spec.get(key) not in (None, "", 0):
+            loads[key] = parse_percent(spec[key], join(spec_path, key))
+    vm_bytes = parse_size(spec["vm_bytes"], join(spec_path, "vm_bytes")) if spec.get("vm_bytes") else None
+    if not loads and vm_bytes is None:
+        raise ModelError(spec_path, "give at least one of cpu, io, vm (percent of the allocation) or vm_bytes")
+    if vm_bytes is not None and "vm" not in loads:
+        loads["vm"] = 100.0
+    duration_path = join(spec_path, "duration")
+    duration = parse_seconds(spec.get("duration", 60), duration_path)
+    if duration <= 0 or duration > 24 * 3600:
+        raise ModelError(duration_path, "must be between 1 second and 24 hours")
+    return Stress(target=target, duration=duration, vm_bytes=vm_bytes, **loads)
+
+
+def _command(params: dict, path: str, model: Model | None) -> Command:
+    target = parse_target(params, path, model)
+    spec = params.get("action") if isinstance(params.get("action"), dict) else params
+    spec_path = join(path, "action") if spec is not params else path
+    command = spec.get("command")
+    if isinstance(command, list) and command and all(isinstance(x, str) for x in command):
+        command = tuple(command)
+    elif not isinstance(command, str) or not command.strip():
+        raise ModelError(join(spec_path, "command"), "missing (a command line or a list of arguments)")
+    timeout = None
+    if spec.get("timeout") is not None:
+        timeout = float(parse_count(spec["timeout"], join(spec_path, "timeout"), minimum=1))
+    wait = spec.get("wait", params.get("wait", False))
+    return Command(target=target, command=command, wait=bool(wait), timeout=timeout)
+
+
+def _link_state(up: bool):
+    def parse(params: dict, path: str, model: Model | None) -> LinkState:
+        target = parse_target(params, path, model)
+        name = _network_name(params.get("network"), join(path, "network"), model)
+        return LinkState(target=target, network=name, up=up)
+
+    return parse
+
+
+def _partition(heal: bool):
+    def parse(params: dict, path: str, model: Model | None) -> Partition:
+        labels = []
+        for key, fallback in (("from", "instance_type"), ("to", None)):
+            value = params.get(key, params.get(fallback) if fallback else None)
+            if not value:
+                raise ModelError(join(path, key), "missing (a blueprint label)")
+            if model is not None and model.blueprint(str(value)) is None:
+                raise ModelError(join(path, key), f"unknown label {value!r}")
+            labels.append(str(value))
+        network = None
+        if params.get("network"):
+            network = _network_name(params["network"], join(path, "network"), model)
+        return Partition(source=labels[0], target=labels[1], network=network, heal=heal)
+
+    return parse
+
+
+def _lifecycle(restart: bool):
+    def parse(params: dict, path: str, model: Model | None) -> Lifecycle:
+        return Lifecycle(target=parse_target(params, path, model), restart=restart)
+
+    return parse
+
+
+_PARSERS = {
+    "horizontal_scaling": _horizontal,
+    "vertical_scaling": _vertical,
+    "network": _network,
+    "links": _links,
+    "stress": _stress,
+    "command": _command,
+    "link_down": _link_state(up=False),
+    "link_up": _link_state(up=True),
+    "partition": _partition(heal=False),
+    "heal": _partition(heal=True),
+    "crash": _lifecycle(restart=False),
+    "restart": _lifecycle(restart=True),
+    "noop": lambda params, path, model: Noop(),
+}

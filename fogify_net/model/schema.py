@@ -1,0 +1,230 @@
+"""The validated model: plain frozen dataclasses, no behaviour beyond small derivations.
+
+Units are already normalised here: rates in bits/s, times in seconds, loss in
+percent, memory in bytes, clocks in MHz.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields, replace
+from ipaddress import IPv4Address, IPv4Network
+from typing import Any
+
+DISTRIBUTIONS = ("uniform", "normal", "pareto", "paretonormal")
+
+
+@dataclass(frozen=True)
+class QoS:
+    """Shaping of one direction of a host's attachment to a network.
+
+    uplink = what the host sends (its egress), downlink = what it receives.
+    """
+
+    rate: int | None = None  # bits/s; None means not limited
+    delay: float = 0.0  # seconds
+    jitter: float = 0.0  # seconds, netem's "deviation"
+    correlation: float = 0.0  # percent, correlation of successive jitter samples
+    distribution: str = "uniform"
+    loss: float = 0.0  # percent
+
+    def patched(self, patch: QoSPatch | None) -> QoS:
+        """This QoS with the fields the patch sets replaced."""
+        if patch is None:
+            return self
+        return replace(self, **patch.values())
+
+    @property
+    def shaped(self) -> bool:
+        return self != QoS()
+
+    @property
+    def needs_delay(self) -> bool:
+        return self.delay > 0 or self.jitter > 0
+
+    def describe(self) -> str:
+        """Short human text such as '10Mbit/s 25ms±5ms 0.05% loss'."""
+        from .units import format_duration, format_rate
+
+        parts = [format_rate(self.rate) if self.rate else "unlimited"]
+        if self.delay or self.jitter:
+            text = format_duration(self.delay)
+            if self.jitter:
+                text += f"±{format_duration(self.jitter)}"
+                if self.distribution != "uniform":
+                    text += f" {self.distribution}"
+            parts.append(text)
+        if self.loss:
+            parts.append(f"{self.loss:.4g}% loss")
+        return " ".join(parts)
+
+
+@dataclass(frozen=True)
+class QoSPatch:
+    """Some fields of a QoS, as given in a model or an action; None = not given."""
+
+    rate: int | None = None
+    delay: float | None = None
+    jitter: float | None = None
+    correlation: float | None = None
+    distribution: str | None = None
+    loss: float | None = None
+
+    def values(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+
+    def split_per_direction(self) -> QoSPatch:
+        """Share of one direction when a value describes the whole host-to-host path.
+
+        A packet crosses the sender's uplink and the receiver's downlink, so
+        delay is halved, the jitter variance is halved (two independent
+        samples add up to the declared deviation) and the loss probability is
+        split so that two independent drops give the declared loss.
+        Rate and correlation apply to each direction unchanged.
+        """
+        return replace(
+            self,
+            delay=None if self.delay is None else self.delay / 2,
+            jitter=None if self.jitter is None else self.jitter / math.sqrt(2),
+            loss=None if self.loss is None else 100 * (1 - math.sqrt(1 - self.loss / 100)),
+        )
+
+    def __bool__(self) -> bool:
+        return bool(self.values())
+
+
+@dataclass(frozen=True)
+class LinkRule:
+    """A per-pair override: traffic between `source` and `target` labels on one network.
+
+    The patches apply on top of the network's shaping of `source`: uplink to
+    packets it sends to `target`, downlink to packets it receives from it.
+    With `bidirectional` the same patches apply to `target` towards `source`.
+    """
+
+    source: str
+    target: str
+    uplink: QoSPatch
+    downlink: QoSPatch
+    bidirectional: bool = False
+
+
+@dataclass(frozen=True)
+class FirewallRule:
+    """Fogify's firewall_rules entry: accept or drop traffic from one label to another."""
+
+    source: str
+    target: str
+    action: str  # "accept" or "drop"
+    protocol: str | None = None  # tcp, udp, icmp
+    from_port: int | None = None
+    to_port: int | None = None
+
+
+@dataclass(frozen=True)
+class Network:
+    name: str
+    uplink: QoS = QoS()
+    downlink: QoS = QoS()
+    links: tuple[LinkRule, ...] = ()
+    capacity: int | None = None
+    subnet: IPv4Network | None = None
+    firewall_rules: tuple[FirewallRule, ...] = ()
+    packet_level_monitoring: bool = False
+
+
+@dataclass(frozen=True)
+class NodeProfile:
+    name: str
+    cores: int
+    clock_mhz: float
+    memory: int  # bytes
+
+
+@dataclass(frozen=True)
+class Volume:
+    source: str  # absolute host path, a named volume, or "" for an anonymous volume
+    target: str
+    read_only: bool = False
+
+    @property
+    def is_bind(self) -> bool:
+        return self.source.startswith("/")
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    image: str
+    environment: tuple[tuple[str, str], ...] = ()
+    volumes: tuple[Volume, ...] = ()
+    command: tuple[str, ...] | str | None = None
+    entrypoint: tuple[str, ...] | str | None = None
+    working_dir: str | None = None
+    user: str | None = None
+    labels: tuple[tuple[str, str], ...] = ()
+    cap_add: tuple[str, ...] = ()
+    privileged: bool = False
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A blueprint's place on one network: by reference, with a static ip, or with an inline override."""
+
+    network: str
+    ip: IPv4Address | None = None
+    override: Network | None = None
+
+
+@dataclass(frozen=True)
+class Blueprint:
+    label: str
+    node: str
+    service: str
+    replicas: int
+    networks: tuple[Attachment, ...]
+    placement: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class ScenarioAction:
+    position: int
+    time: float  # seconds to wait before this action, after the previous one
+    instance_type: str
+    instances: int | None
+    type: str  # normalised action type, e.g. "network", "horizontal_scaling", "noop"
+    parameters: dict = field(default_factory=dict, hash=False, compare=False)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """Timed actions. `error` is set when an action cannot run (e.g. names a label that does not exist):
+    the topology still deploys, and running this scenario is refused with that message."""
+
+    name: str
+    actions: tuple[ScenarioAction, ...]
+    error: str | None = None
+
+    @property
+    def duration(self) -> float:
+        return sum(action.time for action in self.actions)
+
+
+@dataclass(frozen=True)
+class Model:
+    services: dict[str, Service]
+    nodes: dict[str, NodeProfile]
+    networks: dict[str, Network]
+    blueprints: tuple[Blueprint, ...]
+    scenarios: dict[str, Scenario] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+
+    def blueprint(self, label: str) -> Blueprint | None:
+        return next((b for b in self.blueprints if b.label == label), None)
+
+    def network_of(self, blueprint: Blueprint, network: str) -> Network:
+        """The network as this blueprint sees it: its inline override, else the shared definition."""
+        for attachment in blueprint.networks:
+            if attachment.network == network and attachment.override is not None:
+                return attachment.override
+        return self.networks[network]
