@@ -178,6 +178,16 @@ def iptables_jumps() -> list[tuple[str, str, str]]:
     ]
 
 
-def forward_accept_rule(bridge_prefix: str = "fgn") -> str:
-    """Docker sets FORWARD to DROP with bridge netfilter on; our bridged frames must pass."""
-    return f"-i {bridge_prefix}+ -o {bridge_prefix}+ -m comment --comment {COMMENT} -j ACCEPT"
+def bridge_rules(bridge_prefix: str = "fgn") -> list[tuple[str, str, str]]:
+    """(table, chain, rule) every deployment needs on its bridges.
+
+    Docker sets FORWARD to DROP with bridge netfilter on, so our bridged frames
+    need an ACCEPT. And conntrack must not track them: packets of a new flow
+    held together in the delay line would each get an unconfirmed entry, and
+    all but the first would be dropped as clashes when released.
+    """
+    bridges = f"{bridge_prefix}+"
+    return [
+        ("filter", "FORWARD", f"-i {bridges} -o {bridges} -m comment --comment {COMMENT} -j ACCEPT"),
+        ("raw", "PREROUTING", f"-i {bridges} -m comment --comment {COMMENT} -j CT --notrack"),
+    ]

@@ -137,7 +137,8 @@ def test_netem_leaf_carries_delay_jitter_and_loss_when_the_kernel_has_it():
     qos = QoS(rate=10_000_000, delay=0.025, jitter=0.005, correlation=25, loss=0.05, distribution="normal")
     assert leaf_spec(qos, kernel_delay=True).startswith(
         "netem delay 25000us 5000us 25% distribution normal loss 0.05% limit ")
-    assert leaf_spec(qos, kernel_delay=False).startswith("bfifo limit ")
+    assert leaf_spec(qos, kernel_delay=False) == "pfifo limit 100"
+    assert leaf_spec(QoS(rate=10**9), kernel_delay=False) == "pfifo limit 8257"
 
 
 def test_userspace_mechanism_puts_loss_in_nftables_on_the_receive_path(plan):

@@ -1,0 +1,139 @@
+"""Remove everything fogify-net ever made on this machine, by its marks only.
+
+For the remains of a crash: containers labelled `fogify-net`, interfaces whose
+alias starts with `fogify-net:`, iptables rules with the `fogify-net` comment
+and our own chains, the `fogify_net` nftables table, Mininet shells of our
+nodes, stress runs in our cgroups and helpers named in our pid files. Nothing
+is matched by a broad process name or an interface prefix alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import signal
+import time
+from pathlib import Path
+
+from ..compile.naming import ALIAS, LABEL
+from ..compile.netfilter import CHAIN_DOWN, CHAIN_UP, COMMENT, bridge_rules, iptables_jumps, nft_teardown
+from .kernel import iptables_remove, ip_batch, run
+
+log = logging.getLogger(__name__)
+
+_SHELL = re.compile(r"^mininet:(fgnh\d+|fgn-[A-Za-z0-9_-]+)$")
+
+
+def cleanup(run_dir: str = "/run/fogify-net") -> list[str]:
+    """Remove every leftover; returns what was removed, one line each."""
+    removed: list[str] = []
+    removed += _kill_processes(run_dir)
+    removed += _remove_containers()
+    removed += _remove_interfaces()
+    removed += _remove_rules()
+    return removed
+
+
+def _kill_processes(run_dir: str) -> list[str]:
+    """Mininet shells of our nodes, stress runs in our cgroups, helpers from our pid files."""
+    killed = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            cgroups = (proc / "cgroup").read_text()
+        except OSError:
+            continue
+        words = [a.decode(errors="replace") for a in argv if a]
+        ours = any(_SHELL.match(w) for w in words) or "/fogify-stress-" in cgroups
+        if ours and int(proc.name) != os.getpid():
+            _kill(int(proc.name))
+            killed.append(f"process {proc.name} ({' '.join(words)[:60]})")
+    for pid_file in Path(run_dir).glob("*.pid"):
+        try:
+            pid = int(pid_file.read_text().split()[0])
+            comm = Path(f"/proc/{pid}/comm").read_text().strip()
+        except (OSError, ValueError, IndexError):
+            pid_file.unlink(missing_ok=True)
+            continue
+        if comm.startswith(("fogify-delayd", "fogify-net")) and pid != os.getpid():
+            _kill(pid)
+            killed.append(f"process {pid} ({comm}, {pid_file.name})")
+        pid_file.unlink(missing_ok=True)
+    return killed
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGTERM)
+        for _ in range(20):
+            os.kill(pid, 0)
+            time.sleep(0.05)
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _remove_containers() -> list[str]:
+    try:
+        from .dockerhost import docker_client
+
+        containers = docker_client().containers.list(all=True, filters={"label": f"{LABEL}=1"})
+    except Exception as error:  # no Docker: nothing of ours can run there either
+        log.warning("cannot list containers: %s", error)
+        return []
+    removed = []
+    for container in containers:
+        try:
+            container.remove(force=True, v=True)
+            removed.append(f"container {container.name}")
+        except Exception as error:
+            log.warning("cannot remove %s: %s", container.name, error)
+    _remove_stress_cgroups()
+    return removed
+
+
+def _remove_stress_cgroups() -> None:
+    for directory in Path("/sys/fs/cgroup").glob("*/docker/*/fogify-stress-*"):
+        try:
+            directory.rmdir()
+        except OSError:
+            pass
+
+
+def _remove_interfaces() -> list[str]:
+    """Bridges and switch ports carry the alias `fogify-net:...`; deleting a port deletes its pair."""
+    ours = []
+    for device in Path("/sys/class/net").iterdir():
+        try:
+            alias = (device / "ifalias").read_text().strip()
+        except OSError:
+            continue
+        if alias.startswith(f"{ALIAS}:"):
+            ours.append(device.name)
+    ip_batch([f"link del {name}" for name in ours], force=True)
+    return [f"interface {name}" for name in ours]
+
+
+def _remove_rules() -> list[str]:
+    removed = []
+    rules = [*bridge_rules(), *iptables_jumps()]
+    for table, chain, rule in rules:
+        if f"--comment {COMMENT}" in run(["iptables", "-w", "-t", table, "-S", chain], check=False):
+            iptables_remove(table, chain, rule)
+            removed.append(f"iptables {table} {chain} rule")
+    for chain in (CHAIN_UP, CHAIN_DOWN):
+        if _chain_exists("mangle", chain):
+            run(["iptables", "-w", "-t", "mangle", "-F", chain], check=False)
+            run(["iptables", "-w", "-t", "mangle", "-X", chain], check=False)
+            removed.append(f"iptables mangle chain {chain}")
+    if "fogify_net" in run(["nft", "list", "tables"], check=False):
+        run(["nft", "-f", "-"], nft_teardown(), check=False)
+        removed.append("nftables table bridge fogify_net")
+    return removed
+
+
+def _chain_exists(table: str, chain: str) -> bool:
+    return f":{chain} " in run(["iptables-save", "-t", table], check=False)

@@ -1,0 +1,10 @@
+"""User-space delay line: the `fogify-delayd` helper and its supervisor."""
+
+from fogify_net.emulation.delayline.driver import (
+    DelayLine,
+    DelayLineError,
+    QueueConfig,
+    QueueStats,
+)
+
+__all__ = ["DelayLine", "DelayLineError", "QueueConfig", "QueueStats"]

@@ -1,0 +1,722 @@
+/*
+ * fogify-delayd: a user-space delay line for NFQUEUE.
+ *
+ * The kernel we run on has no netem, so iptables rules (-j NFQUEUE) hand
+ * packets to numbered queues and this helper holds each one (by packet id
+ * only: copy mode META, no payload) until its release time, then accepts it.
+ * One netlink socket serves every queue, so thousands of links cost one
+ * process and one poll loop.
+ *
+ * Control protocol: one command per line on stdin, one reply line on stdout
+ * ("ok", "err <reason>", "pong", or for stats several "q ..." lines then
+ * "end").  Logs go to stderr.
+ *   set <queue> <delay_us> <jitter_us> <correlation_permille> <distribution>
+ *   del <queue>
+ *   stats
+ *   ping
+ * On stdin EOF or SIGTERM every held packet is accepted, the queues are
+ * unbound and the helper exits 0.
+ *
+ * Delay model (netem's, so users get what they know):
+ *   - jitter 0: FIFO.  release = max(arrival + delay, previous release), so a
+ *     queue never reorders, even right after its delay was lowered.
+ *   - jitter > 0: delay + jitter * t, clamped at 0; every packet is released
+ *     at its own time, so packets may be reordered, as with netem.
+ *   - t comes from a uniform variate u in [0, 1) that is correlated like
+ *     netem's crandom: u = (1 - rho) * fresh + rho * previous u.  u is mapped
+ *     through an inverse cumulative distribution, as netem's tables do:
+ *       uniform       t = 2u - 1 (delay +- jitter)
+ *       normal        standard normal quantile (mean delay, std dev jitter),
+ *                     clamped to +-4 like netem's 16-bit tables
+ *       pareto        netem's table: 4/3 * (x - 1.5), x Pareto(alpha 3, xm 1)
+ *                     (mean 0, range -2/3 .. clamped at +4)
+ *       paretonormal  0.25 * normal + 0.75 * pareto at the same quantile
+ *     The normal quantile is found by bisection on erfc() once at start-up
+ *     into a 4096-entry table.  An inverse-CDF table (rather than e.g.
+ *     Box-Muller) keeps netem's meaning of correlation for every distribution.
+ *   - A parameter change applies to packets arriving afterwards; packets in
+ *     flight keep their release time and nothing is dropped by a change.
+ *
+ * Release: a min-heap of (release time, arrival order) over all queues.  On
+ * every wakeup all due packets are released in one pass and all verdicts go
+ * to the kernel in one sendto().  When a queue's due packets are exactly the
+ * oldest ones it holds (always so without jitter) one batch verdict covers
+ * them; otherwise each gets its own verdict.
+ *
+ * We speak netlink on our own socket and build the messages with
+ * libnetfilter_queue's nfq_nlmsg_* helpers instead of using nfq_create_queue()
+ * and nfq_handle_packet(): the old API finds queues by a linear list scan on
+ * every packet, and a packet that reaches a queue between its bind and the
+ * kernel's ack makes nfq_create_queue() fail while the kernel keeps the queue
+ * bound, leaving that packet held forever.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/random.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <linux/netfilter.h>
+#include <libnetfilter_queue/libnetfilter_queue.h>
+
+#define NQUEUES 65536
+#define QUEUE_MAXLEN 65536          /* kernel-side packets per queue */
+#define RCVBUF_BYTES (64 << 20)     /* netlink receive buffer */
+#define RX_BATCH 64                 /* messages per recvmmsg() */
+#define RX_MSG_BYTES 2048           /* META packet messages are ~200 bytes */
+#define RX_PER_WAKEUP 4096          /* then release due packets before more */
+#define TX_BYTES 65536              /* verdicts per sendto(): ~2000 */
+#define TABLE_N 4096
+#define ACK_TIMEOUT_MS 2000
+#define RELEASE_ALL_SPAN 0x40000000u /* batch verdict id span: "all held" */
+
+enum dist { D_UNIFORM, D_NORMAL, D_PARETO, D_PARETONORMAL, D_COUNT };
+static const char *dist_names[D_COUNT] = {"uniform", "normal", "pareto", "paretonormal"};
+static double tables[D_COUNT][TABLE_N]; /* inverse CDFs; [D_UNIFORM] unused */
+
+struct queue {
+	uint16_t num;
+	bool closing;             /* del/shutdown in progress: ignore its messages */
+	enum dist dist;
+	int64_t delay_ns, jitter_ns;
+	double rho, last_u;       /* correlation and crandom state */
+	int64_t last_release;     /* latest release time scheduled so far */
+	uint32_t last_id;         /* newest packet id seen */
+	uint32_t held, ooo_held, maxheld; /* ooo: scheduled before an older one */
+	uint64_t pkts, released;
+	double late_sum_ns;
+	int64_t late_max_ns;
+	/* state of the current release pass */
+	uint64_t pass;
+	bool batch;
+	uint32_t batch_id, pass_cnt;
+	int64_t pass_late_sum, pass_late_max;
+};
+
+struct held {
+	int64_t t;                /* release time, CLOCK_MONOTONIC ns */
+	uint32_t seq;             /* arrival order, breaks ties */
+	uint32_t id;
+	uint16_t q;
+	uint8_t ooo;
+};
+
+static struct queue *queues[NQUEUES];
+static struct queue *touched[NQUEUES];
+static struct held *heap;
+static size_t nheap, capheap;
+static uint32_t arrival_seq;
+static uint64_t pass_no;
+
+static int nl_fd = -1;
+static uint32_t nl_portid, nl_seq;
+static char txbuf[TX_BYTES] __attribute__((aligned(8)));
+static size_t txlen;
+static uint32_t ack_seq;          /* config message we wait for */
+static bool ack_seen;
+static int ack_error;
+static uint64_t nl_errors;        /* unexpected netlink errors (verdicts) */
+
+static uint64_t rng_state;
+
+static void logmsg(const char *fmt, ...)
+{
+	va_list ap;
+	fputs("fogify-delayd: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* ---- random delays ---------------------------------------------------- */
+
+static double rand_u01(void)
+{
+	/* xorshift64*: fast, and statistically plenty for delay sampling */
+	rng_state ^= rng_state >> 12;
+	rng_state ^= rng_state << 25;
+	rng_state ^= rng_state >> 27;
+	return (double)((rng_state * 0x2545F4914F6CDD1DULL) >> 11) * 0x1.0p-53;
+}
+
+static double normal_quantile(double p)
+{
+	double lo = -10, hi = 10;
+	for (int i = 0; i < 80; i++) {
+		double mid = (lo + hi) / 2;
+		if (0.5 * erfc(-mid / M_SQRT2) < p)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	return (lo + hi) / 2;
+}
+
+static double clamp4(double x)
+{
+	return x < -4 ? -4 : x > 4 ? 4 : x;
+}
+
+static void build_tables(void)
+{
+	for (int i = 0; i < TABLE_N; i++) {
+		double p = (i + 0.5) / TABLE_N;
+		double n = normal_quantile(p);
+		double par = fmin(4.0 / 3.0 * (pow(1 - p, -1.0 / 3.0) - 1.5), 4);
+		tables[D_NORMAL][i] = clamp4(n);
+		tables[D_PARETO][i] = par;
+		tables[D_PARETONORMAL][i] = clamp4(0.25 * n + 0.75 * par);
+	}
+}
+
+static int64_t draw_delay(struct queue *q)
+{
+	if (q->jitter_ns == 0)
+		return q->delay_ns;
+	double u = rand_u01();
+	if (q->rho > 0) {
+		u = (1 - q->rho) * u + q->rho * q->last_u;
+		q->last_u = u;
+	}
+	int i = (int)(u * TABLE_N);
+	double t = q->dist == D_UNIFORM ? 2 * u - 1 : tables[q->dist][i < TABLE_N ? i : TABLE_N - 1];
+	double d = (double)q->delay_ns + (double)q->jitter_ns * t;
+	return d < 0 ? 0 : (int64_t)d;
+}
+
+/* ---- heap of held packets --------------------------------------------- */
+
+static bool before(const struct held *a, const struct held *b)
+{
+	return a->t < b->t || (a->t == b->t && (int32_t)(a->seq - b->seq) < 0);
+}
+
+static void sift_down(size_t i)
+{
+	for (;;) {
+		size_t l = 2 * i + 1, m = i;
+		if (l < nheap && before(&heap[l], &heap[m]))
+			m = l;
+		if (l + 1 < nheap && before(&heap[l + 1], &heap[m]))
+			m = l + 1;
+		if (m == i)
+			return;
+		struct held tmp = heap[i];
+		heap[i] = heap[m];
+		heap[m] = tmp;
+		i = m;
+	}
+}
+
+static bool heap_push(struct held h)
+{
+	if (nheap == capheap) {
+		size_t cap = capheap ? capheap * 2 : 4096;
+		struct held *p = realloc(heap, cap * sizeof *p);
+		if (!p)
+			return false;
+		heap = p;
+		capheap = cap;
+	}
+	size_t i = nheap++;
+	while (i > 0 && before(&h, &heap[(i - 1) / 2])) {
+		heap[i] = heap[(i - 1) / 2];
+		i = (i - 1) / 2;
+	}
+	heap[i] = h;
+	return true;
+}
+
+static struct held heap_pop(void)
+{
+	struct held top = heap[0];
+	heap[0] = heap[--nheap];
+	sift_down(0);
+	return top;
+}
+
+/* Forget every held packet of one queue (after the kernel released them). */
+static void heap_remove_queue(uint16_t num)
+{
+	size_t j = 0;
+	for (size_t i = 0; i < nheap; i++)
+		if (heap[i].q != num)
+			heap[j++] = heap[i];
+	nheap = j;
+	for (size_t i = nheap / 2; i-- > 0;)
+		sift_down(i);
+}
+
+/* ---- netlink ---------------------------------------------------------- */
+
+static int nl_open(void)
+{
+	struct sockaddr_nl sa = {.nl_family = AF_NETLINK};
+	socklen_t len = sizeof sa;
+	int size = RCVBUF_BYTES, one = 1;
+
+	nl_fd = socket(AF_NETLINK, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, NETLINK_NETFILTER);
+	if (nl_fd < 0 || bind(nl_fd, (struct sockaddr *)&sa, sizeof sa) < 0 ||
+	    getsockname(nl_fd, (struct sockaddr *)&sa, &len) < 0) {
+		logmsg("netlink socket: %s", strerror(errno));
+		return -1;
+	}
+	nl_portid = sa.nl_pid;
+	if (setsockopt(nl_fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof size) < 0)
+		setsockopt(nl_fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+	/* a lost message costs one packet, not an error on every later recv */
+	if (setsockopt(nl_fd, SOL_NETLINK, NETLINK_NO_ENOBUFS, &one, sizeof one) < 0)
+		logmsg("NETLINK_NO_ENOBUFS: %s", strerror(errno));
+	return 0;
+}
+
+static void tx_flush(void)
+{
+	static const struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
+	if (txlen == 0)
+		return;
+	while (sendto(nl_fd, txbuf, txlen, 0, (const struct sockaddr *)&kernel, sizeof kernel) < 0) {
+		if (errno == EINTR)
+			continue;
+		logmsg("sending verdicts: %s", strerror(errno));
+		break;
+	}
+	txlen = 0;
+}
+
+/* Append a message to the transmit buffer; returns it for attributes. */
+static struct nlmsghdr *tx_msg(int type, uint16_t num)
+{
+	if (txlen + 256 > sizeof txbuf)
+		tx_flush();
+	return nfq_nlmsg_put(txbuf + txlen, type, num);
+}
+
+static void tx_done(struct nlmsghdr *nlh)
+{
+	txlen += NLMSG_ALIGN(nlh->nlmsg_len);
+}
+
+static void put_u32_attr(struct nlmsghdr *nlh, uint16_t type, uint32_t value)
+{
+	struct nlattr *a = (struct nlattr *)((char *)nlh + NLMSG_ALIGN(nlh->nlmsg_len));
+	a->nla_type = type;
+	a->nla_len = NLA_HDRLEN + sizeof value;
+	memcpy((char *)a + NLA_HDRLEN, &value, sizeof value);
+	nlh->nlmsg_len = NLMSG_ALIGN(nlh->nlmsg_len) + NLA_ALIGN(a->nla_len);
+}
+
+static void verdict(int type, uint16_t num, uint32_t id)
+{
+	struct nlmsghdr *nlh = tx_msg(type, num);
+	nfq_nlmsg_verdict_put(nlh, (int)id, NF_ACCEPT);
+	tx_done(nlh);
+}
+
+/* ---- packets in --------------------------------------------------------- */
+
+static void schedule(struct queue *q, uint32_t id, int64_t now)
+{
+	int64_t t = now + draw_delay(q);
+	bool ooo = false;
+
+	q->pkts++;
+	q->last_id = id;
+	if (t < q->last_release) {
+		if (q->jitter_ns == 0)
+			t = q->last_release; /* FIFO: never overtake */
+		else
+			ooo = true;
+	}
+	if (!ooo)
+		q->last_release = t;
+	if (!heap_push((struct held){t, arrival_seq++, id, q->num, ooo})) {
+		static bool warned;
+		if (!warned)
+			logmsg("out of memory: passing packets undelayed");
+		warned = true;
+		verdict(NFQNL_MSG_VERDICT, q->num, id);
+		return;
+	}
+	q->ooo_held += ooo;
+	if (++q->held > q->maxheld)
+		q->maxheld = q->held;
+}
+
+static void on_message(struct nlmsghdr *nlh, int64_t now)
+{
+	if (nlh->nlmsg_type == NLMSG_ERROR) {
+		const struct nlmsgerr *e = NLMSG_DATA(nlh);
+		if (ack_seq && nlh->nlmsg_seq == ack_seq) {
+			ack_seen = true;
+			ack_error = -e->error;
+		} else if (e->error && e->error != -ENOENT && nl_errors++ < 10) {
+			/* ENOENT: a release-all batch verdict found nothing held */
+			logmsg("netlink error: %s", strerror(-e->error));
+		}
+		return;
+	}
+	if (nlh->nlmsg_type != ((NFNL_SUBSYS_QUEUE << 8) | NFQNL_MSG_PACKET))
+		return;
+
+	struct nlattr *attr[NFQA_MAX + 1] = {0};
+	const struct nfgenmsg *g = NLMSG_DATA(nlh);
+	struct queue *q = queues[ntohs(g->res_id)];
+	if (nfq_nlmsg_parse(nlh, attr) < 0 || !attr[NFQA_PACKET_HDR])
+		return;
+	const struct nfqnl_msg_packet_hdr *ph = (void *)((char *)attr[NFQA_PACKET_HDR] + NLA_HDRLEN);
+	if (q && !q->closing)
+		schedule(q, ntohl(ph->packet_id), now);
+	/* else: released in bulk by del/shutdown already */
+}
+
+/* Read what the kernel sent, up to max messages; returns how many. */
+static int drain(int max)
+{
+	static char bufs[RX_BATCH][RX_MSG_BYTES] __attribute__((aligned(8)));
+	struct mmsghdr msgs[RX_BATCH];
+	struct iovec iov[RX_BATCH];
+	int total = 0;
+
+	while (total < max) {
+		for (int i = 0; i < RX_BATCH; i++) {
+			iov[i] = (struct iovec){bufs[i], RX_MSG_BYTES};
+			msgs[i] = (struct mmsghdr){.msg_hdr = {.msg_iov = &iov[i], .msg_iovlen = 1}};
+		}
+		int n = recvmmsg(nl_fd, msgs, RX_BATCH, MSG_DONTWAIT, NULL);
+		if (n < 0) {
+			if (errno == EINTR || errno == ENOBUFS)
+				continue;
+			if (errno != EAGAIN)
+				logmsg("netlink receive: %s", strerror(errno));
+			break;
+		}
+		int64_t now = now_ns();
+		for (int i = 0; i < n; i++) {
+			unsigned int len = msgs[i].msg_len;
+			if (msgs[i].msg_hdr.msg_flags & MSG_TRUNC)
+				logmsg("netlink message truncated");
+			for (struct nlmsghdr *nlh = (void *)bufs[i]; NLMSG_OK(nlh, len); nlh = NLMSG_NEXT(nlh, len))
+				on_message(nlh, now);
+		}
+		total += n;
+		if (n < RX_BATCH)
+			break;
+	}
+	return total;
+}
+
+/* ---- packets out -------------------------------------------------------- */
+
+static void release_due(void)
+{
+	int64_t now = now_ns();
+	size_t ntouched = 0;
+
+	if (nheap == 0 || heap[0].t > now)
+		return;
+	pass_no++;
+	while (nheap && heap[0].t <= now) {
+		struct held h = heap_pop();
+		struct queue *q = queues[h.q];
+		if (q->pass != pass_no) {
+			/* due packets form a prefix of the held ids unless some
+			 * held packet was scheduled out of order */
+			q->pass = pass_no;
+			q->batch = q->ooo_held == 0;
+			q->pass_cnt = 0;
+			q->pass_late_sum = 0;
+			q->pass_late_max = 0;
+			touched[ntouched++] = q;
+		}
+		q->ooo_held -= h.ooo;
+		q->held--;
+		q->pass_cnt++;
+		q->pass_late_sum += now - h.t;
+		if (now - h.t > q->pass_late_max)
+			q->pass_late_max = now - h.t;
+		if (q->batch)
+			q->batch_id = h.id;
+		else
+			verdict(NFQNL_MSG_VERDICT, q->num, h.id);
+	}
+	for (size_t i = 0; i < ntouched; i++)
+		if (touched[i]->batch)
+			verdict(NFQNL_MSG_VERDICT_BATCH, touched[i]->num, touched[i]->batch_id);
+	tx_flush();
+
+	/* lateness counts up to the moment the verdicts left */
+	int64_t sent = now_ns() - now;
+	for (size_t i = 0; i < ntouched; i++) {
+		struct queue *q = touched[i];
+		q->released += q->pass_cnt;
+		q->late_sum_ns += (double)q->pass_late_sum + (double)q->pass_cnt * sent;
+		if (q->pass_late_max + sent > q->late_max_ns)
+			q->late_max_ns = q->pass_late_max + sent;
+	}
+}
+
+/* ---- queue configuration ---------------------------------------------- */
+
+/* Send one config message and wait for the kernel's answer; 0 or errno. */
+static int config(uint16_t num, uint8_t cmd, bool setup)
+{
+	tx_flush();
+	struct nlmsghdr *nlh = tx_msg(NFQNL_MSG_CONFIG, num);
+	nlh->nlmsg_flags |= NLM_F_ACK;
+	if (++nl_seq == 0)
+		nl_seq = 1;
+	nlh->nlmsg_seq = ack_seq = nl_seq;
+	nfq_nlmsg_cfg_put_cmd(nlh, AF_INET, cmd);
+	if (setup) {
+		nfq_nlmsg_cfg_put_params(nlh, NFQNL_COPY_META, 0);
+		nfq_nlmsg_cfg_put_qmaxlen(nlh, QUEUE_MAXLEN);
+		/* GSO: hold super-packets whole; fail-open off: a full queue drops */
+		put_u32_attr(nlh, NFQA_CFG_MASK, htonl(NFQA_CFG_F_GSO | NFQA_CFG_F_FAIL_OPEN));
+		put_u32_attr(nlh, NFQA_CFG_FLAGS, htonl(NFQA_CFG_F_GSO));
+	}
+	tx_done(nlh);
+	tx_flush();
+
+	ack_seen = false;
+	int64_t deadline = now_ns() + (int64_t)ACK_TIMEOUT_MS * 1000000;
+	while (!ack_seen) {
+		int64_t left = deadline - now_ns();
+		if (left <= 0)
+			break;
+		/* packets queued before the ack are handled on the way */
+		if (drain(RX_PER_WAKEUP) > 0)
+			continue;
+		struct pollfd p = {nl_fd, POLLIN, 0};
+		poll(&p, 1, (int)(left / 1000000) + 1);
+	}
+	ack_seq = 0;
+	return ack_seen ? ack_error : ETIMEDOUT;
+}
+
+/* Accept everything the queue holds in the kernel, then unbind it. */
+static void release_and_unbind(struct queue *q)
+{
+	q->closing = true;
+	/* ids are sequential per queue: this covers every packet held, even
+	 * those whose message we have not read yet (they precede the unbind's
+	 * ack, so config() reads and ignores them) */
+	verdict(NFQNL_MSG_VERDICT_BATCH, q->num, q->last_id + RELEASE_ALL_SPAN);
+	int err = config(q->num, NFQNL_CFG_CMD_UNBIND, false);
+	if (err)
+		logmsg("unbinding queue %u: %s", q->num, strerror(err));
+	if (q->held)
+		heap_remove_queue(q->num);
+	queues[q->num] = NULL;
+	free(q);
+}
+
+/* ---- commands ----------------------------------------------------------- */
+
+/* Each command returns NULL for "ok" or the reason for "err <reason>". */
+static char errbuf[128];
+
+static const char *cmd_set(const char *args)
+{
+	unsigned int num, permille;
+	long long delay_us, jitter_us;
+	char name[32];
+	int d;
+
+	if (sscanf(args, "%u %lld %lld %u %31s", &num, &delay_us, &jitter_us, &permille, name) != 5)
+		return "usage: set <queue> <delay_us> <jitter_us> <correlation_permille> <distribution>";
+	if (num >= NQUEUES)
+		return "queue must be 0..65535";
+	if (delay_us < 0 || jitter_us < 0 || delay_us > 3600000000LL || jitter_us > 3600000000LL)
+		return "delay and jitter must be 0..3600000000 us";
+	if (permille > 1000)
+		return "correlation must be 0..1000 permille";
+	for (d = 0; d < D_COUNT && strcmp(name, dist_names[d]) != 0; d++)
+		;
+	if (d == D_COUNT)
+		return "distribution must be uniform, normal, pareto or paretonormal";
+
+	struct queue *q = queues[num];
+	if (!q) {
+		q = calloc(1, sizeof *q);
+		if (!q)
+			return "out of memory";
+		q->num = (uint16_t)num;
+		q->last_u = rand_u01();
+		queues[num] = q; /* before the bind: its first packets may come with the ack */
+		int err = config(q->num, NFQNL_CFG_CMD_BIND, true);
+		if (err) {
+			queues[num] = NULL;
+			free(q);
+			snprintf(errbuf, sizeof errbuf, "binding queue %u: %s", num, strerror(err));
+			return errbuf;
+		}
+	}
+	q->delay_ns = delay_us * 1000;
+	q->jitter_ns = jitter_us * 1000;
+	q->rho = permille / 1000.0;
+	q->dist = (enum dist)d;
+	return NULL;
+}
+
+static const char *cmd_del(const char *args)
+{
+	unsigned int num;
+	if (sscanf(args, "%u", &num) != 1 || num >= NQUEUES)
+		return "usage: del <queue>";
+	if (!queues[num])
+		return "queue is not bound";
+	release_and_unbind(queues[num]);
+	return NULL;
+}
+
+static void cmd_stats(void)
+{
+	static uint32_t kdropped[NQUEUES];
+	char line[256];
+	FILE *f = fopen("/proc/net/netfilter/nfnetlink_queue", "r");
+
+	memset(kdropped, 0, sizeof kdropped);
+	while (f && fgets(line, sizeof line, f)) {
+		unsigned int num, portid, total, mode, range, dropped, udropped;
+		if (sscanf(line, "%u %u %u %u %u %u %u", &num, &portid, &total, &mode, &range,
+			   &dropped, &udropped) == 7 && portid == nl_portid && num < NQUEUES)
+			kdropped[num] = dropped + udropped; /* queue full + socket full */
+	}
+	if (f)
+		fclose(f);
+	for (unsigned int i = 0; i < NQUEUES; i++) {
+		const struct queue *q = queues[i];
+		if (!q)
+			continue;
+		printf("q %u pkts=%" PRIu64 " held=%u maxheld=%u dropped=%u late_avg_us=%.1f late_max_us=%.1f\n",
+		       i, q->pkts, q->held, q->maxheld, kdropped[i],
+		       q->released ? q->late_sum_ns / q->released / 1000 : 0.0, q->late_max_ns / 1000.0);
+	}
+	puts("end");
+}
+
+static void command(char *line)
+{
+	const char *err = NULL;
+	size_t n = strlen(line);
+	if (n && line[n - 1] == '\r')
+		line[n - 1] = '\0';
+	if (strncmp(line, "set ", 4) == 0)
+		err = cmd_set(line + 4);
+	else if (strncmp(line, "del ", 4) == 0)
+		err = cmd_del(line + 4);
+	else if (strcmp(line, "stats") == 0)
+		cmd_stats();
+	else if (strcmp(line, "ping") == 0)
+		puts("pong");
+	else
+		err = "unknown command";
+	if (err)
+		printf("err %s\n", err);
+	else if (strncmp(line, "set ", 4) == 0 || strncmp(line, "del ", 4) == 0)
+		puts("ok");
+	fflush(stdout);
+}
+
+/* Read stdin and run complete lines; false on EOF. */
+static bool read_commands(void)
+{
+	static char buf[65536];
+	static size_t len;
+
+	ssize_t n = read(STDIN_FILENO, buf + len, sizeof buf - 1 - len);
+	if (n < 0)
+		return errno == EINTR || errno == EAGAIN;
+	if (n == 0)
+		return false;
+	len += (size_t)n;
+	buf[len] = '\0';
+	char *start = buf, *nl;
+	while ((nl = strchr(start, '\n'))) {
+		*nl = '\0';
+		command(start);
+		start = nl + 1;
+	}
+	len -= (size_t)(start - buf);
+	memmove(buf, start, len);
+	if (len == sizeof buf - 1) {
+		puts("err line too long");
+		fflush(stdout);
+		len = 0;
+	}
+	return true;
+}
+
+int main(void)
+{
+	sigset_t sigs;
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigprocmask(SIG_BLOCK, &sigs, NULL);
+	int sfd = signalfd(-1, &sigs, SFD_CLOEXEC);
+	signal(SIGPIPE, SIG_IGN); /* a gone driver shows up as stdin EOF */
+
+	/* wake up at the release time, not up to 50 us after it */
+	prctl(PR_SET_TIMERSLACK, 1UL);
+	if (getrandom(&rng_state, sizeof rng_state, 0) != sizeof rng_state || rng_state == 0)
+		rng_state = (uint64_t)now_ns() | 1;
+	build_tables();
+	if (sfd < 0 || nl_open() < 0)
+		return 1;
+	logmsg("ready (netlink port %u)", nl_portid);
+
+	bool running = true;
+	while (running) {
+		drain(RX_PER_WAKEUP);
+		release_due();
+
+		struct timespec ts, *timeout = NULL;
+		if (nheap) {
+			int64_t left = heap[0].t - now_ns();
+			if (left < 0)
+				left = 0;
+			ts = (struct timespec){left / 1000000000, left % 1000000000};
+			timeout = &ts;
+		}
+		struct pollfd p[3] = {{nl_fd, POLLIN, 0}, {STDIN_FILENO, POLLIN, 0}, {sfd, POLLIN, 0}};
+		if (ppoll(p, 3, timeout, NULL) < 0 && errno != EINTR) {
+			logmsg("ppoll: %s", strerror(errno));
+			break;
+		}
+		if (p[1].revents & (POLLIN | POLLHUP | POLLERR))
+			running = read_commands();
+		if (p[2].revents & POLLIN) {
+			logmsg("terminated by signal");
+			running = false;
+		}
+	}
+	for (unsigned int i = 0; i < NQUEUES; i++)
+		if (queues[i])
+			release_and_unbind(queues[i]);
+	logmsg("exiting");
+	return 0;
+}

@@ -1,0 +1,203 @@
+"""A Mininet host that is a Docker container: Containernet's role on stock Mininet.
+
+The container runs with `network_mode: none`; Mininet's control shell is a
+*host* bash that has entered only the container's network namespace. So every
+tool Mininet (and fogify-net) runs on the node (ip, tc, ping, iperf3) comes
+from the host, and the image needs nothing: no bash, no iproute2. Commands
+that must run in the container's own file system go through `dexec`.
+
+The constructor keeps Containernet's vocabulary (image/dimage, dcmd,
+cpu_quota, cpu_period, cpu_shares, cpuset_cpus, mem_limit, memswap_limit,
+volumes, environment), so a Mininet script written for Containernet's
+`Docker` host reads the same.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Any
+
+import docker
+from docker.models.containers import Container
+from docker.types import Mount
+from mininet.node import Host
+
+from ..compile.naming import LABEL
+
+log = logging.getLogger(__name__)
+
+_client: docker.DockerClient | None = None
+SHELL_TIMEOUT = 10.0
+
+
+def docker_client() -> docker.DockerClient:
+    """One shared Docker client; the SDK's connection pool is thread-safe."""
+    global _client
+    if _client is None:
+        _client = docker.from_env(timeout=120, max_pool_size=32)
+    return _client
+
+
+def run_container(
+    name: str,
+    image: str,
+    command: Any = None,
+    entrypoint: Any = None,
+    environment: dict[str, str] | None = None,
+    volumes: list[str] | None = None,
+    anonymous_volumes: list[str] | None = None,
+    working_dir: str | None = None,
+    user: str | None = None,
+    hostname: str | None = None,
+    labels: dict[str, str] | None = None,
+    cpu_quota: int | None = None,
+    cpu_period: int | None = None,
+    cpu_shares: int | None = None,
+    cpuset_cpus: str | None = None,
+    mem_limit: int | str | None = None,
+    memswap_limit: int | str | None = None,
+    cap_add: list[str] | None = None,
+    privileged: bool = False,
+    client: docker.DockerClient | None = None,
+) -> Container:
+    """Start a detached container without networking, marked as ours; returns it inspected."""
+    options = dict(
+        name=name,
+        command=command,
+        entrypoint=entrypoint,
+        environment=environment or {},
+        volumes=volumes or [],
+        mounts=[Mount(target, None, type="volume") for target in anonymous_volumes or []] or None,
+        working_dir=working_dir,
+        user=user,
+        hostname=hostname,
+        labels={LABEL: "1", **(labels or {})},
+        network_mode="none",
+        detach=True,
+        cpu_quota=cpu_quota,
+        cpu_period=cpu_period,
+        cpu_shares=cpu_shares,
+        cpuset_cpus=cpuset_cpus,
+        mem_limit=mem_limit,
+        memswap_limit=memswap_limit,
+        cap_add=cap_add,
+        privileged=privileged,
+        init=True,  # reap zombies and forward signals even when the image has no init
+    )
+    client = client or docker_client()
+    try:
+        container = client.containers.run(image, **{k: v for k, v in options.items() if v is not None})
+    except docker.errors.APIError:
+        # `run` creates, then starts: a start that fails leaves a created container behind.
+        try:
+            client.containers.get(name).remove(force=True, v=True)
+        except docker.errors.NotFound:
+            pass
+        raise
+    container.reload()
+    return container
+
+
+def exit_reason(container: Container) -> str:
+    """Why a container is not running: its exit code, Docker's error, and the last lines it printed."""
+    try:
+        container.reload()
+    except docker.errors.NotFound:
+        return "the container is gone"
+    state = container.attrs.get("State", {})
+    logs = container.logs(tail=5).decode(errors="replace").strip().replace("\n", " | ")
+    parts = [f"exit code {state.get('ExitCode')}", state.get("Error") or "", logs]
+    return "; ".join(p for p in parts if p)
+
+
+class DockerHost(Host):
+    """A Mininet host backed by a Docker container (see the module docstring)."""
+
+    def __init__(self, name: str, image: str | None = None, dimage: str | None = None,
+                 dcmd: Any = None, container: Container | None = None, **params: Any):
+        """Run the container (or adopt `container`, already running) and attach Mininet's shell to it.
+
+        Docker options: image (or Containernet's dimage), dcmd (command), entrypoint,
+        environment, volumes, working_dir, user, hostname, labels, cpu_quota,
+        cpu_period, cpu_shares, cpuset_cpus, mem_limit, memswap_limit, cap_add,
+        privileged, container_name (default: the node name).
+        """
+        docker_keys = ("entrypoint", "environment", "volumes", "anonymous_volumes", "working_dir", "user", "hostname", "labels",
+                       "cpu_quota", "cpu_period", "cpu_shares", "cpuset_cpus", "mem_limit", "memswap_limit",
+                       "cap_add", "privileged")
+        options = {key: params.pop(key) for key in docker_keys if key in params}
+        container_name = params.pop("container_name", name)
+        if container is None:
+            image = image or dimage
+            if not image:
+                raise ValueError(f"{name}: a DockerHost needs an image")
+            container = run_container(container_name, image, command=dcmd, **options)
+        self.container = container
+        self.cpid = int(container.attrs["State"]["Pid"])
+        if not self.cpid:
+            raise RuntimeError(f"container {container.name} stopped at once: {exit_reason(container)}")
+        params.setdefault("inNamespace", False)
+        super().__init__(name, **params)
+
+    def startShell(self, mnopts: Any = None) -> None:
+        """Mininet's shell start, but bounded: Mininet waits for the prompt forever if the shell dies."""
+        watchdog = threading.Timer(SHELL_TIMEOUT, self._abort_shell)
+        watchdog.start()
+        try:
+            super().startShell(mnopts)
+        except OSError:
+            raise RuntimeError(
+                f"{self.name}: no shell in {self.container.name}'s namespace within {SHELL_TIMEOUT:g}s "
+                f"({exit_reason(self.container)})"
+            ) from None
+        finally:
+            watchdog.cancel()
+
+    def _abort_shell(self) -> None:
+        """Kill the shell and close our end of its pty, so Mininet's blocked read fails."""
+        if self.shell is not None:
+            self.shell.kill()
+        if self.slave is not None:
+            os.close(self.slave)
+            self.slave = None
+
+    def _popen(self, cmd: list[str], **params: Any):
+        """The control shell (the first process Mininet starts) enters the container's network namespace."""
+        if self.shell is None:
+            cmd = ["nsenter", f"--net=/proc/{self.cpid}/ns/net", *cmd]
+        return super()._popen(cmd, **params)
+
+    def config(self, mac=None, ip=None, defaultRoute=None, lo="up", **params):
+        """Mininet's configuration, skipping what is not asked for (fogify-net configures links in batches)."""
+        results: dict = {}
+        self.setParam(results, "setMAC", mac=mac)
+        self.setParam(results, "setIP", ip=ip)
+        self.setParam(results, "setDefaultRoute", defaultRoute=defaultRoute)
+        if lo:
+            self.cmd("ip link set lo up")
+        return results
+
+    def dexec(self, cmd: Any, **kwargs: Any) -> tuple[int, str]:
+        """Run `cmd` in the container's own file system; returns (exit code, output)."""
+        result = self.container.exec_run(cmd, **kwargs)
+        output = result.output.decode(errors="replace") if isinstance(result.output, bytes) else result.output
+        return result.exit_code, output
+
+    def update_resources(self, **limits: Any) -> None:
+        """Change cpu_quota, cpu_period, cpu_shares, cpuset_cpus, mem_limit, memswap_limit while running."""
+        self.container.update(**{k: v for k, v in limits.items() if v is not None})
+
+    def stop_shell(self) -> None:
+        """Stop Mininet's shell only; it holds the container's network namespace open while it runs."""
+        if self.shell is not None:
+            Host.terminate(self)
+
+    def terminate(self) -> None:
+        """Stop the shell and remove the container."""
+        self.stop_shell()
+        try:
+            self.container.remove(force=True, v=True)
+        except docker.errors.NotFound:
+            pass

@@ -1,0 +1,390 @@
+"""One running emulation: a plan made real as a Mininet network of Docker hosts.
+
+Bring-up order: bridges, then containers in parallel (Docker is the slow
+part), then every veth pair in one root-namespace batch and one batch per
+container, then shaping and names. Anything that fails on the way rolls back
+all that was made, so a failed deploy leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+from typing import Callable
+
+import docker
+from mininet.net import Mininet
+
+from ..compile.hosts import hosts_file
+from ..compile.links import container_commands, veth_commands
+from ..compile.naming import LABEL
+from ..compile.netfilter import bridge_rules
+from ..compile.plan import InstancePlan, Plan, add_instances, remove_instances
+from ..errors import Conflict
+from ..model.errors import ModelError
+from .bridge import FogBridge, PreparedLink
+from .capabilities import Capabilities, probe
+from .dockerhost import DockerHost, docker_client, run_container
+from .kernel import KernelError, iptables_ensure, iptables_remove, ip_batch
+from .shaper import Shaper
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int, str], None]
+MAX_BRIDGE_PORTS = 1023  # a Linux bridge refuses the 1,024th port ("Exchange full")
+PARALLEL_STARTS = 6
+RUN_DIR = "/run/fogify-net"
+
+
+class DeployError(RuntimeError):
+    """The deployment could not be brought up; everything it made has been removed."""
+
+
+def check_images(plan: Plan) -> None:
+    """Every image the plan runs is here (or can be pulled); else a 400-style error naming the service."""
+    client = docker_client()
+    for name in sorted({i.service.name for i in plan.instances}):
+        image = plan.model.services[name].image
+        try:
+            client.images.get(image)
+        except docker.errors.ImageNotFound:
+            try:
+                client.images.pull(image)
+            except docker.errors.APIError:
+                raise ModelError(
+                    f"services.{name}.image", f"image {image!r} is not on this machine and cannot be pulled; build it first"
+                ) from None
+
+
+def check_leftovers(plan: Plan) -> None:
+    """Refuse to deploy over the remains of a crashed run: they would clash by name."""
+    leftovers = docker_client().containers.list(all=True, filters={"label": f"{LABEL}=1"})
+    if leftovers:
+        names = ", ".join(sorted(c.name for c in leftovers)[:5])
+        raise Conflict(f"containers of an earlier run are still here ({names}); run `fogify-net cleanup`")
+    for network in plan.networks.values():
+        if Path(f"/sys/class/net/{network.bridge}").exists():
+            raise Conflict(f"bridge {network.bridge} exists already; run `fogify-net cleanup`")
+        members = len(plan.members(network.name))
+        if members > MAX_BRIDGE_PORTS:
+            raise ModelError(f"x-fogify.networks.{network.name}",
+                             f"{members} instances, but a Linux bridge holds at most {MAX_BRIDGE_PORTS}")
+
+
+class Emulation:
+    """The plan, its Mininet network and the kernel state of one deployment."""
+
+    def __init__(self, plan: Plan, capabilities: Capabilities | None = None, shaping: str = "auto",
+                 run_dir: str = RUN_DIR, on_state: Callable[[str, str], None] | None = None):
+        self.plan = plan
+        self.capabilities = capabilities or probe()
+        self.mechanism = self.capabilities.mechanism(shaping)
+        self.run_dir = run_dir
+        self.state = "created"
+        self.detail = ""
+        self._on_state = on_state
+        self.lock = threading.RLock()
+        self.net = Mininet(topo=None, build=False, controller=None, switch=FogBridge, host=DockerHost,
+                           link=PreparedLink, inNamespace=False, autoSetMacs=False, waitConnected=False)
+        self.hosts: dict[str, DockerHost] = {}
+        self.switches: dict[str, FogBridge] = {}
+        self._containers: dict[str, object] = {}  # instance name -> container, including ones without a host yet
+        self._bridge_rules: list[tuple[str, str, str]] = []
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
+        self.shaper = Shaper(self.mechanism, run_dir, on_state=self._delayline_state)
+
+    # --- bring-up and tear-down ----------------------------------------------------------
+
+    def deploy(self, progress: Progress | None = None) -> None:
+        """Bring the whole plan up, or raise DeployError after removing what was made."""
+        progress = progress or (lambda done, total, what: None)
+        with self.lock:
+            self._set_state("deploying")
+            try:
+                self._preflight()
+                self._ensure_forwarding()
+                self._create_bridges()
+                self.shaper.start()
+                self._start_instances(self.plan.instances, progress)
+                self.shaper.apply(self.plan, self.pids())
+                self.write_hosts()
+            except BaseException as error:
+                log.error("deploy failed, rolling back: %s", error)
+                self._set_state("error", str(error))
+                try:
+                    self.teardown()
+                except Exception as cleanup_error:  # report both; the original error matters most
+                    log.error("rollback incomplete: %s", cleanup_error)
+                if isinstance(error, (ModelError, Conflict, KeyboardInterrupt)):
+                    raise
+                raise DeployError(str(error)) from error
+            self._set_state("running")
+
+    def teardown(self) -> None:
+        """Remove everything this emulation made; safe on a partial deployment and when called twice."""
+        with self.lock:
+            errors = []
+            try:
+                self.shaper.stop()
+            except KernelError as error:
+                errors.append(str(error))
+            self._remove_instances(list(self._containers))
+            if self.switches:
+                FogBridge.batchShutdown(list(self.switches.values()))
+                for switch in self.switches.values():
+                    switch.terminate()
+                self.switches.clear()
+            for table, chain, rule in self._bridge_rules:
+                iptables_remove(table, chain, rule)
+            self._bridge_rules = []
+            self.net.hosts, self.net.switches, self.net.links, self.net.nameToNode = [], [], [], {}
+            if self.state != "error":
+                self._set_state("stopped")
+            if errors:
+                raise KernelError("; ".join(errors))
+
+    def _preflight(self) -> None:
+        caps = self.capabilities
+        if not caps.root:
+            raise DeployError("fogify-net must run as root (it creates namespaces, links and rules)")
+        if not caps.docker:
+            raise DeployError("no Docker daemon answers (start dockerd, or run scripts/install.sh)")
+        check_images(self.plan)
+        check_leftovers(self.plan)
+
+    def _ensure_forwarding(self) -> None:
+        """Our bridges forward despite Docker's FORWARD policy, and their traffic is not tracked."""
+        for table, chain, rule in bridge_rules():
+            if iptables_ensure(table, chain, rule, position=1):
+                self._bridge_rules.append((table, chain, rule))
+
+    def _create_bridges(self) -> None:
+        for name, network in self.plan.networks.items():
+            self.switches[name] = self.net.addSwitch(network.bridge, cls=FogBridge, network=name)
+        FogBridge.batchStartup(list(self.switches.values()))
+
+    # --- instances ---------------------------------------------------------------------------
+
+    def _start_instances(self, instances: list[InstancePlan], progress: Progress) -> None:
+        """Containers in parallel (Docker is the slow part), then shells and links; Mininet learns of them."""
+        total = len(instances)
+        failure = None
+        with ThreadPoolExecutor(max_workers=PARALLEL_STARTS) as pool:
+            futures = {pool.submit(self._start_container, instance): instance for instance in instances}
+            for done, future in enumerate(as_completed(futures), 1):
+                try:
+                    future.result()
+                except Exception as error:  # keep waiting, so every container that started is known
+                    failure = failure or error
+                progress(done, total, "containers")
+        if failure is not None:
+            raise failure
+        # Mininet's shells start one after another: its pty handling is not made for parallel starts.
+        started = [(instance, self._start_shell(instance)) for instance in instances]
+        bridges = {name: network.bridge for name, network in self.plan.networks.items()}
+        ip_batch([line for instance, host in started for line in veth_commands(instance, host.cpid, bridges)])
+        self._parallel(lambda pair: ip_batch(container_commands(pair[0]), pair[1].cpid), started)
+        for instance, host in started:
+            self.net.hosts.append(host)
+            self.net.nameToNode[host.name] = host
+            for interface in instance.interfaces:
+                self.net.addLink(host, self.switches[interface.network], intfName1=interface.name,
+                                 intfName2=interface.port, params1={"ip": interface.cidr}, addr1=None, addr2=None)
+
+    def _start_container(self, instance: InstancePlan) -> None:
+        self._containers[instance.name] = run_container(
+            instance.container,
+            instance.service.image,
+            command=_argv(instance.service.command),
+            entrypoint=_argv(instance.service.entrypoint),
+            environment=instance.environment(),
+            volumes=[_volume(v) for v in instance.service.volumes if v.source],
+            anonymous_volumes=[v.target for v in instance.service.volumes if not v.source],
+            working_dir=instance.service.working_dir,
+            user=instance.service.user,
+            hostname=instance.hostname,
+            labels={"fogify-net.instance": instance.name, **dict(instance.service.labels)},
+            cpu_quota=instance.cpu_quota,
+            cpu_period=instance.cpu_period,
+            mem_limit=instance.memory,
+            memswap_limit=instance.memory,
+            cap_add=list(instance.service.cap_add) or None,
+            privileged=instance.service.privileged,
+        )
+
+    def _start_shell(self, instance: InstancePlan) -> DockerHost:
+        host = DockerHost(instance.host_node, container=self._containers[instance.name], ip=None, lo=None)
+        self.hosts[instance.name] = host
+        return host
+
+    def _remove_instances(self, names: list[str]) -> None:
+        """Stop shells first (they hold the namespaces), then remove the containers in parallel."""
+        for name in names:
+            host = self.hosts.pop(name, None)
+            if host is not None:
+                host.stop_shell()
+                self.net.hosts = [h for h in self.net.hosts if h is not host]
+                self.net.nameToNode.pop(host.name, None)
+                self.net.links = [link for link in self.net.links if host not in (link.intf1.node, link.intf2.node)]
+
+        def remove(name: str) -> None:
+            container = self._containers.get(name)
+            if container is not None:
+                _remove_container(container)
+                self._containers.pop(name, None)
+
+        self._parallel(remove, [name for name in names if name in self._containers])
+
+    def started(self) -> list[str]:
+        """Instances whose container runs (deploy and undeploy progress)."""
+        return list(self._containers)
+
+    def _parallel(self, fn: Callable, items: list) -> None:
+        if not items:
+            return
+        with ThreadPoolExecutor(max_workers=min(PARALLEL_STARTS, len(items))) as pool:
+            for future in [pool.submit(fn, item) for item in items]:
+                future.result()
+
+    # --- runtime changes ---------------------------------------------------------------------
+
+    def pids(self) -> dict[str, int]:
+        return {name: host.cpid for name, host in self.hosts.items()}
+
+    def reshape(self) -> None:
+        """Apply the plan's current shaping, partitions and firewall rules."""
+        with self.lock:
+            self.shaper.apply(self.plan, self.pids())
+
+    def scale_out(self, label: str, count: int) -> list[InstancePlan]:
+        """New replicas, addressed, shaped and named before this returns."""
+        with self.lock:
+            added = add_instances(self.plan, label, count)
+            try:
+                self._start_instances(added, lambda *args: None)
+            except BaseException:
+                self._remove_instances([i.name for i in added])
+                remove_instances(self.plan, label, len(added))
+                raise
+            self.reshape()
+            self.write_hosts()
+            return added
+
+    def scale_in(self, label: str, count: int) -> list[InstancePlan]:
+        """Remove the highest slots of `label`."""
+        with self.lock:
+            removed = remove_instances(self.plan, label, count)
+            self._remove_instances([i.name for i in removed])
+            self.shaper.forget([i.port for instance in removed for i in instance.interfaces])
+            self.reshape()
+            self.write_hosts()
+            return removed
+
+    def set_link_state(self, instances: list[InstancePlan], network: str, up: bool) -> None:
+        """Unplug or plug the cable: the switch port goes down, the instance sees no carrier."""
+        with self.lock:
+            lines = []
+            for instance in instances:
+                interface = instance.interface(network)
+                interface.up = up
+                lines.append(f"link set {interface.port} {'up' if up else 'down'}")
+            ip_batch(lines)
+
+    def crash(self, instances: list[InstancePlan]) -> None:
+        """Kill the containers; their links go with their namespaces."""
+        with self.lock:
+            for instance in instances:
+                host = self.hosts[instance.name]
+                host.stop_shell()
+                host.container.kill()
+            self.shaper.forget([i.port for instance in instances for i in instance.interfaces])
+
+    def restart(self, instances: list[InstancePlan]) -> None:
+        """Start (or restart) the containers and rebuild their links, shaping and names."""
+        with self.lock:
+            bridges = {name: network.bridge for name, network in self.plan.networks.items()}
+            root = []
+            for instance in instances:
+                old = self.hosts[instance.name]
+                old.stop_shell()
+                old.container.restart(timeout=2)
+                old.container.reload()
+                self.net.hosts = [h for h in self.net.hosts if h is not old]
+                self.net.links = [link for link in self.net.links if old not in (link.intf1.node, link.intf2.node)]
+                host = DockerHost(instance.host_node, container=old.container, ip=None, lo=None)
+                self.hosts[instance.name] = host
+                self.net.hosts.append(host)
+                self.net.nameToNode[host.name] = host
+                root += [f"link del {i.port}" for i in instance.interfaces if Path(f"/sys/class/net/{i.port}").exists()]
+                root += veth_commands(instance, host.cpid, bridges)
+            ip_batch(root)
+            for instance in instances:
+                host = self.hosts[instance.name]
+                ip_batch(container_commands(instance), host.cpid)
+                for interface in instance.interfaces:
+                    self.net.addLink(host, self.switches[interface.network], intfName1=interface.name,
+                                     intfName2=interface.port, params1={"ip": interface.cidr}, addr1=None, addr2=None)
+            self.shaper.forget([i.port for instance in instances for i in instance.interfaces])
+            self.reshape()
+            self.write_hosts()
+
+    def update_resources(self, instance: InstancePlan, cpu_quota: int | None = None, memory: int | None = None) -> None:
+        with self.lock:
+            host = self.hosts[instance.name]
+            host.update_resources(cpu_quota=cpu_quota, cpu_period=instance.cpu_period if cpu_quota else None,
+                                  mem_limit=memory, memswap_limit=memory)
+            if cpu_quota:
+                instance.cpu_quota = cpu_quota
+            if memory:
+                instance.memory = memory
+
+    def write_hosts(self) -> None:
+        """Rewrite every container's /etc/hosts in place (the file is bind-mounted, keep its inode)."""
+        for name, host in list(self.hosts.items()):
+            instance = self.plan.instance(name)
+            path = host.container.attrs.get("HostsPath")
+            if instance is None or not path:
+                continue
+            with open(path, "r+") as f:
+                f.seek(0)
+                f.write(hosts_file(self.plan, instance))
+                f.truncate()
+
+    # --- state ---------------------------------------------------------------------------------
+
+    def _set_state(self, state: str, detail: str = "") -> None:
+        self.state, self.detail = state, detail
+        if self._on_state:
+            self._on_state(state, detail)
+
+    def _delayline_state(self, state: str, detail: str) -> None:
+        """The delay-line supervisor reports: a dead helper means traffic is not shaped as declared."""
+        if self.state in ("running", "degraded"):
+            self._set_state("running" if state == "ok" else "degraded", "" if state == "ok" else detail)
+
+
+def _argv(command) -> list[str] | str | None:
+    return list(command) if isinstance(command, tuple) else command
+
+
+def _volume(volume) -> str:
+    return f"{volume.source}:{volume.target}:{'ro' if volume.read_only else 'rw'}"
+
+
+def _remove_container(container) -> None:
+    try:
+        container.remove(force=True, v=True)
+    except docker.errors.NotFound:
+        pass
+    except docker.errors.APIError as error:
+        # Docker sometimes answers "removal already in progress"; wait for it to finish.
+        log.warning("removing %s: %s", container.name, error)
+        for _ in range(50):
+            try:
+                container.reload()
+            except docker.errors.NotFound:
+                return
+            time.sleep(0.1)

@@ -1,0 +1,165 @@
+"""Keeps the kernel's shaping equal to the plan's, by applying only what changed.
+
+Rates (and, with netem, delay, jitter and loss) are tc on both ends of each
+link; without netem, loss is an nftables table on the bridges and delay is
+the fogify-delayd delay line fed by NFQUEUE rules. Partitions and firewall
+rules live in the same nftables table whatever the mechanism.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
+
+from ..compile.netfilter import (
+    DelaySlot,
+    delay_slots,
+    iptables_delay_rules,
+    iptables_jumps,
+    nft_ruleset,
+    nft_teardown,
+    CHAIN_DOWN,
+    CHAIN_UP,
+)
+from ..compile.plan import Plan
+from ..compile.shaping import InterfaceShaping, plan_shaping
+from ..compile.tc import direction_commands
+from ..model.schema import QoS
+from .capabilities import NETEM, RATE_ONLY, USERSPACE
+from .delayline import DelayLine
+from .kernel import KernelError, iptables_ensure, iptables_remove, iptables_restore, nft_apply, run, tc_batch
+
+log = logging.getLogger(__name__)
+
+QUEUE_BASE = 20000  # NFQUEUE numbers we use start here, clear of the low numbers other tools pick
+
+
+class Shaper:
+    """The applied shaping of one deployment."""
+
+    def __init__(self, mechanism: str, run_dir: str, on_state: Callable[[str, str], None] | None = None):
+        self.mechanism = mechanism
+        self.kernel_delay = mechanism == NETEM
+        self.applied: dict[str, InterfaceShaping] = {}
+        self.queues: dict[DelaySlot, int] = {}
+        self.queue_config: dict[int, QoS] = {}
+        self._free_queues: list[int] = []
+        self._next_queue = QUEUE_BASE
+        self._nft = ""
+        self._iptables = ""
+        self._lock = threading.RLock()
+        self.delayline = DelayLine(run_dir=run_dir, on_state=on_state) if mechanism == USERSPACE else None
+
+    def start(self) -> None:
+        if self.delayline is not None:
+            self.delayline.start()
+            iptables_restore(iptables_delay_rules({}))
+            for table, chain, rule in iptables_jumps():
+                iptables_ensure(table, chain, rule)
+
+    def apply(self, plan: Plan, pids: dict[str, int]) -> None:
+        """Bring the kernel to the plan's shaping; `pids` maps instance names to container pids."""
+        with self._lock:
+            desired = plan_shaping(plan)
+            self._apply_tc(plan, desired, pids)
+            self._apply_delay(desired)
+            ruleset = nft_ruleset(plan, desired, loss=self.mechanism == USERSPACE)
+            if ruleset != self._nft:
+                nft_apply(ruleset)
+                self._nft = ruleset
+            self.applied = desired
+
+    def forget(self, ports: list[str]) -> None:
+        """These links were recreated (an instance restarted): their tc state is gone, reinstall it."""
+        with self._lock:
+            for port in ports:
+                self.applied.pop(port, None)
+
+    def unshaped(self, plan: Plan) -> list[str]:
+        """What the plan asks for that this mechanism cannot do (empty unless rate-only)."""
+        if self.mechanism != RATE_ONLY:
+            return []
+        missing = []
+        for s in plan_shaping(plan).values():
+            for direction in ("uplink", "downlink"):
+                for qos in getattr(s, direction).all():
+                    if qos.needs_delay or qos.loss:
+                        missing.append(f"{s.instance} {s.network} {direction}: {qos.describe()}")
+                        break
+        return missing
+
+    def _apply_tc(self, plan: Plan, desired: dict[str, InterfaceShaping], pids: dict[str, int]) -> None:
+        root: list[str] = []
+        inside: dict[int, list[str]] = {}
+        for port, s in desired.items():
+            old = self.applied.get(port)
+            subnet = plan.networks[s.network].subnet
+            lines = direction_commands(s.device, old and old.uplink, s.uplink, subnet, "dst", self.kernel_delay)
+            if lines:
+                inside.setdefault(pids[s.instance], []).extend(lines)
+            root += direction_commands(port, old and old.downlink, s.downlink, subnet, "src", self.kernel_delay)
+        tc_batch(root)
+        if len(inside) <= 2:
+            for pid, lines in inside.items():
+                tc_batch(lines, pid)
+            return
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            for future in [pool.submit(tc_batch, lines, pid) for pid, lines in inside.items()]:
+                future.result()
+
+    def _apply_delay(self, desired: dict[str, InterfaceShaping]) -> None:
+        """Queues first, then rules that feed them; rules go before the queues they fed."""
+        if self.delayline is None:
+            return
+        slots = delay_slots(desired)
+        wanted = {slot: qos for slot, qos in slots.items() if qos is not None}
+        for slot, qos in wanted.items():
+            queue = self.queues.get(slot)
+            if queue is None:
+                queue = self.queues[slot] = self._take_queue()
+            if self.queue_config.get(queue) != qos:
+                self.delayline.set_queue(queue, qos.delay * 1000, qos.jitter * 1000, qos.correlation, qos.distribution)
+                self.queue_config[queue] = qos
+        rules = iptables_delay_rules({slot: None if qos is None else self.queues[slot] for slot, qos in slots.items()})
+        if rules != self._iptables:
+            iptables_restore(rules)
+            self._iptables = rules
+        for slot in [s for s in self.queues if s not in wanted]:
+            queue = self.queues.pop(slot)
+            self.delayline.del_queue(queue)
+            self.queue_config.pop(queue, None)
+            self._free_queues.append(queue)
+
+    def _take_queue(self) -> int:
+        if self._free_queues:
+            return self._free_queues.pop()
+        self._next_queue += 1
+        return self._next_queue - 1
+
+    def stop(self) -> None:
+        """Remove every rule and queue; the tc state goes away with the links."""
+        with self._lock:
+            errors = []
+            for step in (self._stop_delay, lambda: run(["nft", "-f", "-"], nft_teardown(), check=False)):
+                try:
+                    step()
+                except (KernelError, OSError) as error:
+                    errors.append(str(error))
+            self.applied, self._nft = {}, ""
+            if errors:
+                raise KernelError("; ".join(errors))
+
+    def _stop_delay(self) -> None:
+        if self.delayline is None:
+            return
+        for table, chain, rule in iptables_jumps():
+            iptables_remove(table, chain, rule)
+        for chain in (CHAIN_UP, CHAIN_DOWN):
+            run(["iptables", "-w", "-t", "mangle", "-F", chain], check=False)
+            run(["iptables", "-w", "-t", "mangle", "-X", chain], check=False)
+        self._iptables = ""
+        self.delayline.stop()
+        self.queues.clear()
+        self.queue_config.clear()
