@@ -1,0 +1,25 @@
+"""POST /actions/<type>/ with {"params": {...}}: Fogify's actions and fogify-net's faults."""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify, request
+
+from fogify_net.errors import BadRequest, NotFound
+from fogify_net.model.actions import ACTION_TYPES
+
+from . import controller
+
+bp = Blueprint("actions", __name__)
+ALIASES = {"update_links": "links"}
+
+
+@bp.post("/actions/<action_type>/")
+def act(action_type: str):
+    kind = ALIASES.get(action_type.lower(), action_type.lower())
+    if kind not in ACTION_TYPES:
+        raise NotFound(f"unknown action type {action_type!r} (use {', '.join(sorted(ACTION_TYPES - {'noop'}))})")
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict) or not isinstance(body.get("params"), dict):
+        raise BadRequest('params: send a JSON body {"params": {...}}')
+    result = controller().act(kind, body["params"])
+    return jsonify(message="OK", **result)

@@ -1,0 +1,68 @@
+"""/monitorings/, /annotations/ and /packets/ in Fogify's shapes."""
+
+from __future__ import annotations
+
+import math
+
+from flask import Blueprint, jsonify, request
+
+from fogify_net.errors import BadRequest, NotFound
+
+from . import controller
+
+bp = Blueprint("monitoring", __name__)
+
+
+def _timestamp(name: str) -> float | None:
+    value = request.args.get(name)
+    if value in (None, ""):
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        raise BadRequest(f"{name}: expected epoch seconds, got {value!r}") from None
+    if not math.isfinite(number):
+        raise BadRequest(f"{name}: expected epoch seconds, got {value!r}")
+    return number
+
+
+@bp.get("/monitorings/")
+def records():
+    """{instance: [records]}; `from_timestamp`/`to_timestamp` (epoch seconds, exclusive) and `service` filter."""
+    c = controller()
+    service = request.args.get("service") or None
+    data = c.store.records(service, _timestamp("from_timestamp"), _timestamp("to_timestamp"))
+    if service and service not in data:
+        current = c.emulation.plan.instance(service) if c.emulation else None
+        if current is None and not c.store.records(service):
+            raise NotFound(f"service: no instance {service!r} and no metrics recorded for it")
+        data[service] = []
+    return jsonify(data)
+
+
+@bp.delete("/monitorings/")
+def clear_records():
+    controller().store.clear_records()
+    return jsonify(message="The metrics are empty now")
+
+
+@bp.get("/annotations/")
+def annotations():
+    return jsonify(controller().store.annotations())
+
+
+@bp.delete("/annotations/")
+def clear_annotations():
+    controller().store.clear_annotations()
+    return jsonify(message="Annotations are clear")
+
+
+@bp.get("/packets/")
+def packets():
+    """Packet-level monitoring is not implemented yet: an empty list in Fogify's shape."""
+    return jsonify(res=[])
+
+
+@bp.delete("/packets/")
+def clear_packets():
+    return jsonify(message="The packets are empty now")

@@ -1,0 +1,52 @@
+"""/topology/: deploy (POST), progress (GET) and undeploy (DELETE), as in Fogify."""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify, request
+
+from fogify_net.errors import BadRequest
+
+from ..compat import network_rules, swarm_representation
+from . import controller
+
+bp = Blueprint("topology", __name__)
+
+
+def _status_headers(response):
+    c = controller()
+    response.headers["X-Fogify-Status"] = c.status
+    response.headers["X-Fogify-Message"] = c.message.replace("\n", " ")[:1000]
+    return response
+
+
+@bp.get("/topology/")
+def progress():
+    """Label -> instances that are up; the status word travels in headers (Fogify's SDK sums the lists)."""
+    c = controller()
+    if c.status == "error":
+        return _status_headers(jsonify(message=c.message, status=c.status)), 500
+    return _status_headers(jsonify(c.topology()))
+
+
+@bp.post("/topology/")
+def deploy():
+    """Deploy the fogified compose file sent as multipart field `file` (or as the raw body)."""
+    text = None
+    upload = request.files.get("file")
+    if upload is not None:
+        text = upload.read().decode("utf-8", errors="replace")
+    elif request.form.get("file"):
+        text = request.form["file"]
+    elif request.data:
+        text = request.get_data(as_text=True)
+    if text is not None and not text.strip():
+        raise BadRequest("file: the uploaded model is empty")
+    plan = controller().deploy(text)
+    response = jsonify(message="OK", swarm=swarm_representation(plan), networks=network_rules(plan))
+    return _status_headers(response)
+
+
+@bp.delete("/topology/")
+def undeploy():
+    controller().undeploy()
+    return _status_headers(jsonify(message="The topology is down."))

@@ -1,0 +1,180 @@
+"""Runtime actions on a running emulation, each recorded as an annotation.
+
+Every change goes into the plan first, so it persists: a later action starts
+from the current state, never from the model file (Fogify re-read its file
+and so reverted earlier changes). Then the emulation applies the difference.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass, field
+
+from ..compile.resources import MIN_QUOTA
+from ..emulation.network import Emulation
+from ..errors import BadRequest
+from ..model.actions import (
+    ANNOTATIONS,
+    Command,
+    HorizontalScaling,
+    Lifecycle,
+    LinksChange,
+    LinkState,
+    NetworkChange,
+    Noop,
+    Partition,
+    Stress,
+    VerticalScaling,
+)
+from ..model.units import format_size
+from .command import run_command
+from .stress import StressRunner
+from .targets import resolve
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Outcome:
+    """What an action did: its annotation and anything the API returns besides "OK"."""
+
+    annotation: str
+    instance_name: str
+    params: str
+    result: dict = field(default_factory=dict)
+
+
+class ActionRunner:
+    def __init__(self, emulation: Emulation, stress: StressRunner):
+        self.emulation = emulation
+        self.stress = stress
+
+    @property
+    def plan(self):
+        return self.emulation.plan
+
+    @functools.singledispatchmethod
+    def run(self, request) -> Outcome:
+        raise BadRequest(f"unsupported action {type(request).__name__}")
+
+    @run.register
+    def _(self, request: HorizontalScaling) -> Outcome:
+        label = request.target.label
+        if request.up:
+            added = self.emulation.scale_out(label, request.count)
+            return Outcome("H_SCALE_UP", label, f"num of instances: {request.count}",
+                           {"instances": [i.name for i in added]})
+        removed = self.emulation.scale_in(label, request.count)
+        return Outcome("H_SCALE_DOWN", label, f"Num of instances: {request.count}",
+                       {"instances": [i.name for i in removed]})
+
+    @run.register
+    def _(self, request: VerticalScaling) -> Outcome:
+        changed = {}
+        for instance in resolve(self.plan, request.target):
+            if request.resource == "cpu":
+                quota = (instance.cpu_quota * (1 + request.relative_percent / 100)
+                         if request.relative_percent is not None else request.absolute * instance.cpu_period)
+                quota = max(MIN_QUOTA, round(quota))
+                self.emulation.update_resources(instance, cpu_quota=quota)
+                changed[instance.name] = {"cpus": round(instance.cpus, 4)}
+            else:
+                memory = (instance.memory * (1 + request.relative_percent / 100)
+                          if request.relative_percent is not None else request.absolute)
+                memory = max(4 * 2**20, round(memory))  # Docker refuses limits below 6 MiB-ish; keep a sane floor
+                self.emulation.update_resources(instance, memory=memory)
+                changed[instance.name] = {"memory": instance.memory}
+        change = (f"{request.relative_percent:+g}%" if request.relative_percent is not None
+                  else (f"{request.absolute:g} CPUs" if request.resource == "cpu" else format_size(int(request.absolute))))
+        return Outcome(ANNOTATIONS["vertical_scaling"], str(request.target),
+                       f"Parameters: {request.resource.upper()} => {change}", {"instances": changed})
+
+    @run.register
+    def _(self, request: NetworkChange) -> Outcome:
+        instances = resolve(self.plan, request.target)
+        for instance in instances:
+            interface = instance.interface(request.network)
+            if interface is None:
+                raise BadRequest(f"params.network: {instance.name} is not on network {request.network!r}")
+        for instance in instances:
+            interface = instance.interface(request.network)
+            interface.uplink = interface.uplink.patched(request.uplink)
+            interface.downlink = interface.downlink.patched(request.downlink)
+        self.emulation.reshape()
+        sample = instances[0].interface(request.network)
+        return Outcome(ANNOTATIONS["network"], str(request.target),
+                       f"Parameters: Network => {request.network}, uplink=> {sample.uplink.describe()} , "
+                       f"downlink=> {sample.downlink.describe()}",
+                       {"instances": [i.name for i in instances]})
+
+    @run.register
+    def _(self, request: LinksChange) -> Outcome:
+        rules = self.plan.networks[request.network].links
+        for link in request.links:
+            rules[:] = [r for r in rules if (r.source, r.target) != (link.source, link.target)] + [link]
+        self.emulation.reshape()
+        return Outcome(ANNOTATIONS["links"], ",".join(sorted({l.source for l in request.links})),
+                       f"parameters: Network => {request.network}, link number=> {len(request.links)}")
+
+    @run.register
+    def _(self, request: Stress) -> Outcome:
+        started = {}
+        pids = self.emulation.pids()
+        for instance in resolve(self.plan, request.target):
+            started[instance.name] = self.stress.start(instance, pids[instance.name], request)
+        commands = next(iter(started.values()), [])
+        return Outcome(ANNOTATIONS["stress"], str(request.target), f"Parameters: {'; '.join(commands)}",
+                       {"instances": list(started)})
+
+    @run.register
+    def _(self, request: Command) -> Outcome:
+        results = {}
+        for instance in resolve(self.plan, request.target):
+            container = self.emulation.hosts[instance.name].container
+            results[instance.name] = run_command(container, request.command, request.wait, request.timeout)
+        text = request.command if isinstance(request.command, str) else " ".join(request.command)
+        return Outcome(ANNOTATIONS["command"], str(request.target), f"Parameters: {text}",
+                       {"results": results} if request.wait else {})
+
+    @run.register
+    def _(self, request: LinkState) -> Outcome:
+        instances = resolve(self.plan, request.target)
+        missing = [i.name for i in instances if i.interface(request.network) is None]
+        if missing:
+            raise BadRequest(f"params.network: {', '.join(missing)} not on network {request.network!r}")
+        self.emulation.set_link_state(instances, request.network, request.up)
+        kind = "link_up" if request.up else "link_down"
+        return Outcome(ANNOTATIONS[kind], str(request.target), f"Parameters: Network => {request.network}",
+                       {"instances": [i.name for i in instances]})
+
+    @run.register
+    def _(self, request: Partition) -> Outcome:
+        for label in (request.source, request.target):
+            if self.plan.model.blueprint(label) is None:
+                raise BadRequest(f"params: unknown label {label!r}")
+        key = (request.source, request.target, request.network)
+        if request.heal:
+            self.plan.partitions = {p for p in self.plan.partitions
+                                    if {p[0], p[1]} != {request.source, request.target}
+                                    or (request.network is not None and p[2] != request.network)}
+        else:
+            self.plan.partitions.add(key)
+        self.emulation.reshape()
+        kind = "heal" if request.heal else "partition"
+        where = request.network or "all networks"
+        return Outcome(ANNOTATIONS[kind], f"{request.source}|{request.target}", f"Parameters: Network => {where}")
+
+    @run.register
+    def _(self, request: Lifecycle) -> Outcome:
+        instances = resolve(self.plan, request.target)
+        if request.restart:
+            self.emulation.restart(instances)
+        else:
+            self.emulation.crash(instances)
+        kind = "restart" if request.restart else "crash"
+        return Outcome(ANNOTATIONS[kind], str(request.target), "", {"instances": [i.name for i in instances]})
+
+    @run.register
+    def _(self, request: Noop) -> Outcome:
+        return Outcome("NOOP", "", "")

@@ -1,0 +1,284 @@
+"""The `fogify-net` command.
+
+deploy and undeploy talk to the API daemon, which holds the emulation (its
+Mininet shells, delay line and sampler live there); deploy starts that daemon
+when none runs and undeploy stops it again if deploy started it. Everything
+the user sees is printed here, not in the library.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+DEFAULT_URL = os.environ.get("FOGIFY_URL", "http://127.0.0.1:5000")
+RUN_DIR = Path(os.environ.get("FOGIFY_RUN_DIR", "/run/fogify-net"))
+LOG_DIR = Path(os.environ.get("FOGIFY_LOG_DIR", "/var/log/fogify-net"))
+PID_FILE = RUN_DIR / "api.pid"
+AUTO_FLAG = RUN_DIR / "api.auto"
+
+
+class CliError(Exception):
+    """A problem to tell the user in one line, exiting with status 1."""
+
+
+# --- talking to the API ----------------------------------------------------------------------
+
+
+def _headers() -> dict:
+    token = os.environ.get("FOGIFY_TOKEN")
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def _call(method: str, url: str, **kwargs) -> requests.Response:
+    try:
+        return requests.request(method, url, headers=_headers(), timeout=kwargs.pop("timeout", 30), **kwargs)
+    except requests.ConnectionError:
+        raise CliError(f"no fogify-net API answers at {url.rsplit('/', 2)[0]}") from None
+
+
+def _json(response: requests.Response) -> dict:
+    try:
+        body = response.json()
+    except ValueError:
+        body = {"message": response.text[:200]}
+    if response.status_code >= 400:
+        raise CliError(body.get("message", f"HTTP {response.status_code}"))
+    return body
+
+
+def _api_alive(url: str) -> bool:
+    try:
+        requests.get(f"{url}/status/", headers=_headers(), timeout=2)
+        return True
+    except requests.ConnectionError:
+        return False
+
+
+def _start_daemon(url: str) -> None:
+    """Start `fogify-net api` in the background, marked as started by the CLI, and wait for it."""
+    port = url.rsplit(":", 1)[-1].split("/")[0]
+    RUN_DIR.mkdir(parents=True, exist_ok=True)
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    log_file = open(LOG_DIR / "api.log", "a")
+    subprocess.Popen(
+        [sys.executable, "-m", "fogify_net.cli", "api", "--port", port, "--pid-file", str(PID_FILE)],
+        stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    AUTO_FLAG.write_text("started by fogify-net deploy\n")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if _api_alive(url):
+            return
+        time.sleep(0.2)
+    raise CliError(f"the API did not start; see {LOG_DIR / 'api.log'}")
+
+
+def _stop_daemon() -> None:
+    try:
+        pid = int(PID_FILE.read_text())
+    except (OSError, ValueError):
+        return
+    try:
+        os.kill(pid, signal.SIGTERM)
+        for _ in range(300):
+            os.kill(pid, 0)
+            time.sleep(0.1)
+    except ProcessLookupError:
+        pass
+    AUTO_FLAG.unlink(missing_ok=True)
+
+
+# --- commands ----------------------------------------------------------------------------------
+
+
+def cmd_api(args) -> int:
+    from fogify_net.controller import Controller
+    from fogify_net_api.server import serve
+
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    token = args.token or os.environ.get("FOGIFY_TOKEN")
+    if args.host not in ("127.0.0.1", "localhost", "::1") and not token:
+        token = secrets.token_urlsafe(24)
+        print(f"The API listens on {args.host}; every request needs: Authorization: Bearer {token}", flush=True)
+    if args.pid_file:
+        Path(args.pid_file).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.pid_file).write_text(str(os.getpid()))
+    try:
+        controller = Controller(data_dir=args.data_dir, shaping=args.shaping, interval=args.interval,
+                                host_mhz=args.host_mhz)
+        serve(controller, args.host, args.port, token)
+    finally:
+        if args.pid_file:
+            Path(args.pid_file).unlink(missing_ok=True)
+    return 0
+
+
+def cmd_deploy(args) -> int:
+    if args.dry_run:
+        from fogify_net.dryrun import dry_run
+
+        print(dry_run(args.file, args.shaping))
+        return 0
+    text = Path(args.file).read_text()
+    if not _api_alive(args.url):
+        if args.url != DEFAULT_URL and not args.url.startswith("http://127.0.0.1"):
+            raise CliError(f"no fogify-net API answers at {args.url}")
+        _start_daemon(args.url)
+    _json(_call("POST", f"{args.url}/topology/", files={"file": (Path(args.file).name, text)}))
+    report = _wait(args.url, "deploy", args.timeout, lambda r: r["status"] != "deploying")
+    if report["status"] == "error":
+        raise CliError(report["message"])
+    print(render_status(report))
+    return 0
+
+
+def _wait(url: str, what: str, timeout: float, done) -> dict:
+    from tqdm import tqdm
+
+    deadline = time.monotonic() + timeout
+    with tqdm(desc=f"{what} process", unit="instance", leave=False) as bar:
+        while True:
+            report = _json(_call("GET", f"{url}/status/"))
+            instances = report.get("instances", [])
+            bar.total = len(instances) or bar.total
+            bar.n = sum(1 for i in instances if i["state"] == "up") if what == "deploy" else \
+                len(instances) - sum(1 for i in instances if i["state"] == "up")
+            bar.refresh()
+            if done(report):
+                return report
+            if time.monotonic() > deadline:
+                raise CliError(f"{what} did not finish within {timeout:g}s (status: {report['status']})")
+            time.sleep(0.3)
+
+
+def cmd_undeploy(args) -> int:
+    response = _call("DELETE", f"{args.url}/topology/")
+    if response.status_code == 409:
+        print("nothing is deployed")
+    else:
+        _json(response)
+        report = _wait(args.url, "undeploy", args.timeout, lambda r: r["status"] in ("idle", "error"))
+        if report["status"] == "error":
+            raise CliError(report["message"])
+        print("undeployed: no container, link or rule of the emulation is left")
+    if AUTO_FLAG.exists():
+        _stop_daemon()
+    return 0
+
+
+def cmd_status(args) -> int:
+    if not _api_alive(args.url):
+        print("no fogify-net API runs, so nothing is deployed (`fogify-net cleanup` removes any leftovers)")
+        return 0
+    report = _json(_call("GET", f"{args.url}/status/"))
+    print(json.dumps(report, indent=2) if args.json else render_status(report))
+    return 0
+
+
+def cmd_cleanup(args) -> int:
+    from fogify_net.emulation.cleanup import cleanup
+
+    if _api_alive(args.url):
+        _stop_daemon()
+    removed = cleanup(str(RUN_DIR))
+    print("\n".join(f"removed {line}" for line in removed) if removed else "nothing of fogify-net was left")
+    return 0
+
+
+def cmd_doctor(args) -> int:
+    from fogify_net.doctor import diagnose
+
+    print(diagnose(args.shaping))
+    return 0
+
+
+def cmd_exec(args) -> int:
+    """Run a host tool inside an instance's network namespace (its own file system: use the REST command)."""
+    report = _json(_call("GET", f"{args.url}/status/"))
+    match = [i for i in report["instances"] if i["name"] == args.instance]
+    if not match:
+        raise CliError(f"no instance {args.instance!r}")
+    return subprocess.call(["nsenter", f"--net=/proc/{match[0]['pid']}/ns/net", "--", *args.command])
+
+
+# --- output ------------------------------------------------------------------------------------
+
+
+def render_status(report: dict) -> str:
+    from fogify_net.render import status_table
+
+    return status_table(report)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="fogify-net", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    api = sub.add_parser("api", help="serve the REST API (holds the emulation)")
+    api.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
+    api.add_argument("--port", type=int, default=5000)
+    api.add_argument("--token", help="bearer token required on every request (generated when not on loopback)")
+    api.add_argument("--shaping", default=os.environ.get("FOGIFY_SHAPING", "auto"),
+                     choices=["auto", "netem", "userspace"])
+    api.add_argument("--interval", type=float, default=1.0, help="seconds between metric samples")
+    api.add_argument("--data-dir", default=os.environ.get("FOGIFY_DATA_DIR", "/var/lib/fogify-net"))
+    api.add_argument("--host-mhz", type=float, help="host clock for the CPU formula (default: measured)")
+    api.add_argument("--pid-file")
+    api.add_argument("-v", "--verbose", action="store_true")
+    api.set_defaults(func=cmd_api)
+
+    deploy = sub.add_parser("deploy", help="deploy a fogified compose file and wait until it runs")
+    deploy.add_argument("file")
+    deploy.add_argument("--dry-run", action="store_true", help="print the plan and the exact commands; touch nothing")
+    deploy.add_argument("--shaping", default="auto", choices=["auto", "netem", "userspace"],
+                        help="with --dry-run: the mechanism to show")
+    deploy.add_argument("--timeout", type=float, default=900)
+    deploy.set_defaults(func=cmd_deploy)
+
+    undeploy = sub.add_parser("undeploy", help="tear the emulation down")
+    undeploy.add_argument("--timeout", type=float, default=600)
+    undeploy.set_defaults(func=cmd_undeploy)
+
+    status = sub.add_parser("status", help="what is deployed, with addresses, limits and shaping")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=cmd_status)
+
+    clean = sub.add_parser("cleanup", help="remove everything fogify-net left on this machine")
+    clean.set_defaults(func=cmd_cleanup)
+
+    doctor = sub.add_parser("doctor", help="what this machine can emulate, and how")
+    doctor.add_argument("--shaping", default="auto", choices=["auto", "netem", "userspace"])
+    doctor.set_defaults(func=cmd_doctor)
+
+    execute = sub.add_parser("exec", help="run a host tool in an instance's network namespace")
+    execute.add_argument("instance")
+    execute.add_argument("command", nargs=argparse.REMAINDER)
+    execute.set_defaults(func=cmd_exec)
+
+    for p in (deploy, undeploy, status, clean, execute):
+        p.add_argument("--url", default=DEFAULT_URL, help=f"the API (default {DEFAULT_URL}, env FOGIFY_URL)")
+
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except CliError as error:
+        print(f"fogify-net: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,272 @@
+"""The controller: the one deployment this machine runs, and everything around it.
+
+It owns the emulation, the metric store and its sampler, the stress runs and
+the scenario runner, and it is what the REST API and the CLI drive. Deploy and
+undeploy run in a thread, as in Fogify, so a client can watch the progress.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from ipaddress import IPv4Network
+from pathlib import Path
+
+from .actions.runner import ActionRunner
+from .actions.stress import StressRunner
+from .compile.addressing import DEFAULT_POOL
+from .compile.plan import Plan, compile_model
+from .compile.resources import read_host_facts
+from .emulation.capabilities import Capabilities, probe
+from .emulation.network import Emulation, check_images, check_leftovers
+from .errors import BadRequest, Conflict, NotFound
+from .model import ModelError, parse_model_text
+from .model.actions import Noop, parse_action
+from .monitoring.sampler import Sampler, SampleTarget
+from .monitoring.store import MetricStore
+from .scenarios.runner import ScenarioRun, ScenarioRunner
+
+log = logging.getLogger(__name__)
+
+ACTIVE = ("deploying", "running", "degraded")
+
+
+class Controller:
+    def __init__(self, data_dir: str | Path = "/var/lib/fogify-net", run_dir: str = "/run/fogify-net",
+                 shaping: str = "auto", interval: float = 1.0, host_mhz: float | None = None,
+                 pool: IPv4Network = DEFAULT_POOL, capabilities: Capabilities | None = None):
+        Path(data_dir).mkdir(parents=True, exist_ok=True)
+        self.run_dir = run_dir
+        self.shaping = shaping
+        self.host_mhz = host_mhz
+        self.pool = pool
+        self.capabilities = capabilities or probe()
+        self.capabilities.mechanism(shaping)  # a forced mechanism this machine lacks fails at start
+        self.store = MetricStore(Path(data_dir) / "fogify.db")
+        self.stress = StressRunner()
+        self.scenarios = ScenarioRunner(self._scenario_action)
+        self.emulation: Emulation | None = None
+        self.status = "idle"
+        self.message = ""
+        self._model_text: str | None = None
+        self._lock = threading.RLock()
+        self._worker: threading.Thread | None = None
+        self.sampler = Sampler(self._sample_targets, self.store, interval)
+        self.sampler.start()
+
+    # --- deploy and undeploy ------------------------------------------------------------------
+
+    def deploy(self, text: str | None) -> Plan:
+        """Validate now (errors are 400), then bring the plan up in a thread; returns the plan."""
+        with self._lock:
+            if self.status in ACTIVE or self.status == "undeploying":
+                raise Conflict("The system has a deployed instance.")
+            text = text if text is not None else self._model_text
+            if text is None:
+                raise BadRequest("no model: send the fogified compose file in the form field 'file'")
+            model = parse_model_text(text)
+            plan = compile_model(model, read_host_facts(self.host_mhz), self.pool)
+            check_images(plan)
+            check_leftovers(plan)
+            self._model_text = text
+            self.emulation = Emulation(plan, self.capabilities, self.shaping, self.run_dir,
+                                       on_state=self._emulation_state)
+            self._set("deploying", "")
+            self.store.annotate("START", "Topology", None)
+            self._worker = threading.Thread(target=self._deploy, args=(self.emulation,), daemon=True,
+                                            name="deploy")
+            self._worker.start()
+            return plan
+
+    def _deploy(self, emulation: Emulation) -> None:
+        started = time.monotonic()
+        try:
+            emulation.deploy()
+        except Exception as error:  # the emulation rolled itself back; report why
+            log.error("deploy failed: %s", error)
+            with self._lock:
+                self._set("error", f"The deployment failed: {error}")
+            return
+        log.info("deployed %d instances in %.2fs (%s shaping)", len(emulation.plan.instances),
+                 time.monotonic() - started, emulation.mechanism)
+        with self._lock:
+            if self.status == "deploying":
+                self._set("running" if emulation.state == "running" else "degraded", emulation.detail)
+        self.store.annotate("DEPLOY", "Topology", None)
+
+    def undeploy(self, wait: bool = False) -> None:
+        with self._lock:
+            if self.status == "idle":
+                raise Conflict("The system is available.")
+            if self.status == "undeploying":
+                return
+            if self.status == "deploying" and self._worker is not None:
+                self._worker.join()  # the bring-up holds the emulation's lock; let it finish or fail
+            emulation = self.emulation
+            self._set("undeploying", "")
+            self.store.annotate("STOP", "Topology", None)
+            self._worker = threading.Thread(target=self._undeploy, args=(emulation,), daemon=True, name="undeploy")
+            self._worker.start()
+        if wait:
+            self._worker.join()
+
+    def _undeploy(self, emulation: Emulation | None) -> None:
+        self.scenarios.cancel()
+        self.stress.stop_all()
+        try:
+            if emulation is not None:
+                emulation.teardown()
+        except Exception as error:
+            log.error("undeploy incomplete: %s", error)
+            with self._lock:
+                self._set("error", f"The undeployment was incomplete: {error}; run `fogify-net cleanup`")
+            return
+        with self._lock:
+            self.emulation = None
+            self._set("idle", "")
+        self.store.annotate("UNDEPLOY", "Topology", None)
+
+    def close(self) -> None:
+        """Stop sampling and take down whatever runs (the API is shutting down)."""
+        if self.status not in ("idle", "error"):
+            self.undeploy(wait=True)
+        elif self._worker is not None:
+            self._worker.join()
+        self.sampler.stop()
+        self.store.close()
+
+    # --- what is deployed -----------------------------------------------------------------------
+
+    def topology(self) -> dict[str, list[str]]:
+        """Fogify's progress shape: label -> instances that are up.
+
+        While deploying, the count stops one short of the total until shaping
+        and names are in place, so a client that waits for the full count
+        (Fogify's SDK does) never starts before the network is ready.
+        """
+        emulation = self.emulation
+        if emulation is None or self.status == "idle":
+            return {}
+        names = list(emulation.started())
+        if self.status == "deploying":
+            names = names[: max(0, len(emulation.plan.instances) - 1)]
+        grouped: dict[str, list[str]] = {}
+        for name in sorted(names):
+            grouped.setdefault(name.rsplit(".", 1)[0], []).append(name)
+        return grouped
+
+    def report(self) -> dict:
+        emulation = self.emulation
+        report = {
+            "status": self.status,
+            "message": self.message,
+            "shaping": {"mechanism": emulation.mechanism if emulation else self.capabilities.mechanism(self.shaping)},
+            "instances": [],
+            "networks": [],
+            "warnings": [],
+        }
+        if emulation is None:
+            return report
+        plan = emulation.plan
+        report["shaping"]["not_applied"] = emulation.shaper.unshaped(plan)
+        if emulation.shaper.delayline is not None:
+            report["shaping"]["delay_line"] = {"alive": emulation.shaper.delayline.alive(),
+                                               "restarts": emulation.shaper.delayline.restarts}
+        report["warnings"] = list(plan.model.warnings)
+        started = set(emulation.started())
+        report["networks"] = [
+            {"name": n.name, "bridge": n.bridge, "subnet": str(n.subnet),
+             "uplink": plan.model.networks[n.name].uplink.describe(),
+             "downlink": plan.model.networks[n.name].downlink.describe()}
+            for n in plan.networks.values()
+        ]
+        for instance in plan.instances:
+            report["instances"].append({
+                "name": instance.name,
+                "label": instance.label,
+                "service": instance.service.name,
+                "node": instance.node.name,
+                "state": "up" if instance.name in started else "pending",
+                "container": instance.container,
+                "pid": emulation.hosts[instance.name].cpid if instance.name in emulation.hosts else None,
+                "cpus": round(instance.cpus, 4),
+                "memory": instance.memory,
+                "networks": {
+                    i.network: {"ip": str(i.ip), "interface": i.name, "port": i.port, "up": i.up,
+                                "uplink": i.uplink.describe(), "downlink": i.downlink.describe()}
+                    for i in instance.interfaces
+                },
+            })
+        return report
+
+    # --- actions and scenarios ----------------------------------------------------------------
+
+    def act(self, kind: str, params: dict) -> dict:
+        """Run one action now; returns what the API answers besides "OK"."""
+        emulation = self._running()
+        request = parse_action(kind, params)
+        if isinstance(request, Noop):
+            return {}
+        network = getattr(request, "network", None)
+        if network is not None and network not in emulation.plan.networks:
+            raise NotFound(f"unknown network {network!r} (known: {', '.join(emulation.plan.networks)})")
+        outcome = ActionRunner(emulation, self.stress).run(request)
+        self.store.annotate(outcome.annotation, outcome.instance_name, outcome.params)
+        return outcome.result
+
+    def _scenario_action(self, kind: str, params: dict) -> None:
+        self.act(kind, params)
+
+    def start_scenario(self, name: str) -> ScenarioRun:
+        emulation = self._running()
+        scenario = emulation.plan.model.scenarios.get(name)
+        if scenario is None:
+            known = ", ".join(emulation.plan.model.scenarios) or "none"
+            raise NotFound(f"unknown scenario {name!r} (in the deployed model: {known})")
+        if scenario.error:
+            raise BadRequest(scenario.error)
+        return self.scenarios.start(scenario)
+
+    def _running(self) -> Emulation:
+        if self.status not in ("running", "degraded") or self.emulation is None:
+            raise Conflict(f"nothing is deployed and running (status: {self.status})")
+        return self.emulation
+
+    # --- monitoring -----------------------------------------------------------------------------
+
+    def _sample_targets(self) -> list[SampleTarget]:
+        emulation = self.emulation
+        if emulation is None or self.status not in ("running", "degraded"):
+            return []
+        targets = []
+        for instance in list(emulation.plan.instances):
+            host = emulation.hosts.get(instance.name)
+            if host is None:
+                continue
+            targets.append(SampleTarget(
+                name=instance.name,
+                container_id=host.container.id,
+                pid=host.cpid,
+                cpus=instance.cpus,
+                memory_limit=instance.memory,
+                ports={i.network: i.port for i in instance.interfaces},
+                upper_dir=host.container.attrs.get("GraphDriver", {}).get("Data", {}).get("UpperDir"),
+            ))
+        return targets
+
+    # --- state ----------------------------------------------------------------------------------
+
+    def _set(self, status: str, message: str) -> None:
+        if status != self.status:
+            log.info("status: %s%s", status, f" ({message})" if message else "")
+        self.status, self.message = status, message
+
+    def _emulation_state(self, state: str, detail: str) -> None:
+        """The emulation reports a degraded delay line (or its recovery) while running."""
+        with self._lock:
+            if self.status in ("running", "degraded") and state in ("running", "degraded"):
+                self._set(state, detail)
+
+
+__all__ = ["Controller", "ModelError"]

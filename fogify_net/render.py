@@ -1,0 +1,48 @@
+"""Tables for people: the deploy/status table of the CLI."""
+
+from __future__ import annotations
+
+from .model.units import format_size
+
+MECHANISMS = {
+    "netem": "netem: rate (HTB), delay, jitter and loss in the kernel",
+    "userspace": "userspace: rate in HTB, loss in nftables on the receive path, delay in the fogify-delayd delay line",
+    "rate-only": "rate-only: rates hold; delay, jitter and loss are NOT applied on this machine (see fogify-net doctor)",
+}
+
+
+def table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(x)) for x in column) for column in zip(headers, *rows)]
+    lines = ["  ".join(str(x).ljust(w) for x, w in zip(headers, widths)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip() for row in rows]
+    return "\n".join(lines)
+
+
+def status_table(report: dict) -> str:
+    """One row per instance and network: addresses, limits and the shaping in effect."""
+    rows = []
+    for instance in report.get("instances", []):
+        first = True
+        for network, attachment in instance["networks"].items() or [("-", {})]:
+            rows.append([
+                instance["name"] if first else "",
+                instance["node"] if first else "",
+                f"{instance['cpus']:g}" if first else "",
+                format_size(instance["memory"]) if first else "",
+                network,
+                attachment.get("ip", "-"),
+                attachment.get("uplink", "-") + ("" if attachment.get("up", True) else " (link down)"),
+                attachment.get("downlink", "-"),
+            ])
+            first = False
+    shaping = report.get("shaping", {})
+    parts = [f"status: {report['status']}" + (f" ({report['message']})" if report.get("message") else "")]
+    parts.append(f"shaping: {MECHANISMS.get(shaping.get('mechanism'), shaping.get('mechanism'))}")
+    for missing in shaping.get("not_applied", []):
+        parts.append(f"  not applied: {missing}")
+    if rows:
+        parts.append(table(["INSTANCE", "NODE", "CPUS", "MEMORY", "NETWORK", "IP", "UPLINK", "DOWNLINK"], rows))
+    for warning in report.get("warnings", []):
+        parts.append(f"warning: {warning}")
+    return "\n".join(parts)
