@@ -1,0 +1,9 @@
+"""FogifySDK: the Python client of fogify-net (and of Fogify's REST API).
+
+    from FogifySDK import FogifySDK, ExceptionFogifySDK
+"""
+
+from .FogifySDK import Action_type, ExceptionFogifySDK, FogifySDK
+
+__all__ = ["Action_type", "ExceptionFogifySDK", "FogifySDK"]
+__version__ = "0.1.0"

@@ -1,0 +1,22 @@
+"""The one exception type the SDK raises."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ExceptionFogifySDK(Exception):
+    """Anything that went wrong: a bad argument, a server error, a timeout.
+
+    Fogify's SDK raised this for every problem, and notebooks catch it by name,
+    so we keep a single type. ``message`` is the server's own ``{"message": ...}``
+    when the error came from the API (so callers can show it unchanged),
+    ``status_code`` its HTTP status, ``payload`` the decoded answer.
+    """
+
+    def __init__(self, message: str, status_code: int | None = None, payload: Any = None,
+                 context: str | None = None):
+        self.message = message
+        self.status_code = status_code
+        self.payload = payload
+        super().__init__(f"{message} ({context})" if context else message)
