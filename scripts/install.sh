@@ -21,7 +21,7 @@ DOCKERD_WAIT=60
 PACKAGES=(
     docker.io mininet bridge-utils ethtool iproute2 iptables nftables iputils-ping iperf3
     debootstrap debian-archive-keyring libnetfilter-queue-dev gcc make python3-venv python3-dev
-    stress-ng procps kmod
+    stress-ng procps kmod curl
 )
 export PATH=$PATH:/usr/local/sbin:/usr/sbin:/sbin
 export PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -162,6 +162,16 @@ else
 fi
 ln -sfn "$VENV/bin/fogify-net" "$PREFIX/bin/fogify-net"
 echo "    $PREFIX/bin/fogify-net -> $VENV/bin/fogify-net"
+
+# --- the walkthrough's API address ------------------------------------------------
+# The getting-started guide talks to http://controller:5000; on this machine that is the local API.
+step "name 'controller'"
+if getent hosts controller >/dev/null; then
+    echo "    controller resolves to $(getent hosts controller | awk '{print $1}')"
+else
+    echo "127.0.0.1 controller  # added by fogify-net's install.sh: the walkthrough's API address" >>/etc/hosts
+    echo "    added '127.0.0.1 controller' to /etc/hosts"
+fi
 
 # --- Docker images -------------------------------------------------------------
 if [ "$images" -eq 1 ]; then

@@ -57,7 +57,7 @@ class StressRunner:
         """Join the container's cgroups (a capped child for cpu) in a shell, then exec stress-ng."""
         created: list[Path] = []
         targets: list[Path] = []
-        if "cpu" in dirs and "unified" not in dirs:
+        if "cpu" in dirs:  # cgroup v1: a capped child of the container's cpu cgroup
             child = dirs["cpu"] / name
             child.mkdir()
             created.append(child)

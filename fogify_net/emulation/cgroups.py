@@ -17,8 +17,11 @@ def cgroup_dirs(pid: int) -> dict[str, Path]:
     for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
         _, controllers, path = line.split(":", 2)
         relative = path.lstrip("/")
-        if controllers == "":
-            dirs["unified"] = ROOT / relative if (ROOT / "cgroup.controllers").exists() else ROOT / "unified" / relative
+        if controllers == "":  # the v2 hierarchy: all of it on a v2 host, or mounted at unified/ in hybrid mode
+            for mount in (ROOT, ROOT / "unified"):
+                if (mount / "cgroup.controllers").exists() and (mount / relative).is_dir():
+                    dirs["unified"] = mount / relative
+                    break
             continue
         names = [c.replace("name=", "") for c in controllers.split(",")]
         for mount in (ROOT / controllers, *(ROOT / name for name in names)):

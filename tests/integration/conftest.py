@@ -27,12 +27,24 @@ def _missing() -> str | None:
     return None
 
 
+LOCK = "/run/fogify-net-machine.lock"
+
+
 @pytest.fixture(scope="session")
 def machine():
-    """Skip, with the reason, unless this machine can run emulations."""
+    """Skip, with the reason, unless this machine can run emulations; hold the machine meanwhile.
+
+    Emulations use machine-wide names (bridges, ports, rules), so two test runs
+    or benchmarks at once would collide: they queue on an exclusive lock.
+    """
     reason = _missing()
     if reason:
         pytest.skip(reason)
+    import fcntl
+
+    with open(LOCK, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def snapshot() -> dict[str, set[str]]:

@@ -1,0 +1,86 @@
+"""The getting-started walkthrough end to end, at a small scale: examples/taxi/run.py against a real API."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+import requests
+
+from .conftest import assert_clean, snapshot
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("machine")]
+REPO = Path(__file__).parents[2]
+TAXI_IMAGE = "taxi-exp:0.0.1"
+
+
+@pytest.fixture
+def api(tmp_path):
+    import docker
+    from werkzeug.serving import make_server
+
+    from fogify_net.controller import Controller
+    from fogify_net_api import create_app
+
+    try:
+        docker.from_env().images.get(TAXI_IMAGE)
+    except docker.errors.ImageNotFound:
+        pytest.skip(f"needs {TAXI_IMAGE} (examples/taxi/build-image.sh)")
+    before = snapshot()
+    controller = Controller(data_dir=tmp_path / "data", run_dir="/run/fogify-net-test")
+    server = make_server("127.0.0.1", 0, create_app(controller), threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    controller.close()
+    assert_clean(before)
+
+
+def metric(url: str, instance: str, name: str) -> list[float]:
+    records = requests.get(f"{url}/monitorings/", params={"service": instance}).json()[instance]
+    return [r[name] for r in records if name in r]
+
+
+def test_the_walkthrough_runs_and_shows_each_effect(api, tmp_path):
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, str(REPO / "examples/taxi/run.py"), "--url", api, "--out", str(out), "--scale", "0.25"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "The services are deployed" in result.stdout and "services are undeployed" in result.stdout
+
+    for picture in ("cpu_utilisation.png", "network_mec-svc-1.png", "latency_per_car.png"):
+        path = out / picture
+        assert path.exists() and path.stat().st_size > 20_000, picture  # a drawn plot, not an empty canvas
+
+    # Records flowed car -> edge -> cloud (the metrics outlive the deployment).
+    sent = sum(metric(api, car, "records_sent")[-1] for car in ("car-workload-1.1", "car-workload-2.1"))
+    at_edge = metric(api, "mec-svc-1.1", "records_received")[-1] + metric(api, "mec-svc-2.1", "records_received")[-1]
+    at_cloud = metric(api, "cloud-server.1", "records_received")[-1]
+    assert sent > 100 and at_edge > 100 and at_cloud > 100, (sent, at_edge, at_cloud)
+
+    summary = (out / "summary.txt").read_text()
+    stress = _rows(summary, "cpu_util of mec-svc-1.1")[0]
+    assert stress[0] == "STRESS" and float(stress[3]) > 50, summary  # mean cpu_util during the 70% stress
+
+    # The scenario raises mec-svc-1's delay: region 1's cars slow down, region 2's do not.
+    region1 = [float(row[3]) / float(row[2]) for row in _rows(summary, "send_latency_ms of car-workload-1.1")]
+    region2 = [float(row[3]) / float(row[2]) for row in _rows(summary, "send_latency_ms of car-workload-2.1")]
+    assert region1[0] > 2 and region1[1] > 1.5, summary  # 5 -> 50 ms, then 50 -> 150 ms
+    assert all(0.7 < ratio < 1.5 for ratio in region2), summary
+
+
+def _rows(summary: str, title: str) -> list[list[str]]:
+    """The table under `title` in summary.txt: annotation, instance, before, during, change %, recovery."""
+    lines = summary.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(title))
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith(" ") or not line.strip():
+            break
+        rows.append(line.split())
+    return rows
