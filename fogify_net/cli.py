@@ -145,16 +145,17 @@ def cmd_deploy(args) -> int:
 
 
 def _wait(url: str, what: str, timeout: float, done) -> dict:
+    """Poll /status/ with a progress bar of instances up (deploy) or gone (undeploy) until `done`."""
     from tqdm import tqdm
 
     deadline = time.monotonic() + timeout
-    with tqdm(desc=f"{what} process", unit="instance", leave=False) as bar:
+    first = _json(_call("GET", f"{url}/status/"))
+    total = len(first.get("instances", []))
+    with tqdm(total=total, desc=f"{what} process", unit="instance", leave=False) as bar:
         while True:
             report = _json(_call("GET", f"{url}/status/"))
-            instances = report.get("instances", [])
-            bar.total = len(instances) or bar.total
-            bar.n = sum(1 for i in instances if i["state"] == "up") if what == "deploy" else \
-                len(instances) - sum(1 for i in instances if i["state"] == "up")
+            up = sum(1 for i in report.get("instances", []) if i["state"] == "up")
+            bar.n = up if what == "deploy" else total - up
             bar.refresh()
             if done(report):
                 return report
@@ -271,9 +272,14 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--url", default=DEFAULT_URL, help=f"the API (default {DEFAULT_URL}, env FOGIFY_URL)")
 
     args = parser.parse_args(argv)
+    from fogify_net.model import ModelError
+
     try:
         return args.func(args)
-    except CliError as error:
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stderr.close()
+        return 0
+    except (CliError, ModelError, OSError) as error:
         print(f"fogify-net: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

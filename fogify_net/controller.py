@@ -173,7 +173,7 @@ class Controller:
         if emulation.shaper.delayline is not None:
             report["shaping"]["delay_line"] = {"alive": emulation.shaper.delayline.alive(),
                                                "restarts": emulation.shaper.delayline.restarts}
-        report["warnings"] = list(plan.model.warnings)
+        report["warnings"] = list(plan.model.warnings) + plan.warnings
         started = set(emulation.started())
         report["networks"] = [
             {"name": n.name, "bridge": n.bridge, "subnet": str(n.subnet),
@@ -263,10 +263,14 @@ class Controller:
         self.status, self.message = status, message
 
     def _emulation_state(self, state: str, detail: str) -> None:
-        """The emulation reports a degraded delay line (or its recovery) while running."""
+        """The emulation reports a degraded delay line (or its recovery) while running.
+
+        Both are annotated too, so a plot of the experiment shows when shaping was not as declared.
+        """
         with self._lock:
-            if self.status in ("running", "degraded") and state in ("running", "degraded"):
+            if self.status in ("running", "degraded") and state in ("running", "degraded") and state != self.status:
                 self._set(state, detail)
+                self.store.annotate("DEGRADED" if state == "degraded" else "RECOVERED", "Topology", detail or None)
 
 
 __all__ = ["Controller", "ModelError"]

@@ -25,7 +25,7 @@ def dry_run(path: str, shaping: str = "auto") -> str:
     kernel_delay = mechanism == "netem"
     out = [f"# {len(plan.instances)} instances on {len(plan.networks)} networks; host clock {host.cpu_mhz:g} MHz",
            f"# shaping: {MECHANISMS[mechanism]}"]
-    out += [f"# warning: {w}" for w in model.warnings]
+    out += [f"# warning: {w}" for w in (*model.warnings, *plan.warnings)]
     out.append(table(
         ["INSTANCE", "CONTAINER", "NODE", "CPUS", "MEMORY", "INTERFACES"],
         [[i.name, i.container, i.node.name, f"{i.cpus:g}", format_size(i.memory),

@@ -88,6 +88,7 @@ class Plan:
     instances: list[InstancePlan] = field(default_factory=list)
     partitions: set[tuple[str, str, str | None]] = field(default_factory=set)
     next_index: int = 1
+    warnings: list[str] = field(default_factory=list)
 
     def instance(self, name: str) -> InstancePlan | None:
         return next((i for i in self.instances if i.name == name), None)
@@ -119,7 +120,23 @@ def compile_model(model: Model, host: HostFacts, pool: IPv4Network = DEFAULT_POO
     plan = Plan(model=model, host=host, networks=networks)
     for blueprint in model.blueprints:
         add_instances(plan, blueprint.label, blueprint.replicas)
+    plan.warnings = capacity_warnings(plan)
     return plan
+
+
+def capacity_warnings(plan: Plan) -> list[str]:
+    """Where the model asks for more than this machine has: limits then cannot all be met at once."""
+    warnings = []
+    for blueprint in plan.model.blueprints:
+        instances = plan.instances_of(blueprint.label)
+        if instances and instances[0].cpus > plan.host.cpus:
+            warnings.append(f"{blueprint.label}: a node of {instances[0].cpus:.2f} CPUs on a machine with "
+                            f"{plan.host.cpus}; it gets at most {plan.host.cpus}")
+    memory = sum(i.memory for i in plan.instances)
+    if memory > plan.host.memory:
+        warnings.append(f"the nodes' memory adds up to {memory / 2**30:.1f} GiB; this machine has "
+                        f"{plan.host.memory / 2**30:.1f} GiB")
+    return warnings
 
 
 def add_instances(plan: Plan, label: str, count: int) -> list[InstancePlan]:

@@ -55,7 +55,7 @@ class QoS:
                     text += f" {self.distribution}"
             parts.append(text)
         if self.loss:
-            parts.append(f"{self.loss:.4g}% loss")
+            parts.append(f"{self.loss:.3g}% loss")
         return " ".join(parts)
 
 
