@@ -70,11 +70,11 @@ def _start_daemon(url: str) -> None:
     port = url.rsplit(":", 1)[-1].split("/")[0]
     RUN_DIR.mkdir(parents=True, exist_ok=True)
     LOG_DIR.mkdir(parents=True, exist_ok=True)
-    log_file = open(LOG_DIR / "api.log", "a")
-    subprocess.Popen(
-        [sys.executable, "-m", "fogify_net.cli", "api", "--port", port, "--pid-file", str(PID_FILE)],
-        stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
-    )
+    with open(LOG_DIR / "api.log", "a") as log_file:  # the child keeps its own copy of the descriptor
+        subprocess.Popen(
+            [sys.executable, "-m", "fogify_net.cli", "api", "--port", port, "--pid-file", str(PID_FILE)],
+            stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+        )
     AUTO_FLAG.write_text("started by fogify-net deploy\n")
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

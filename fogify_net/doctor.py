@@ -17,7 +17,8 @@ def diagnose(shaping: str = "auto") -> str:
     rows = [
         ("root", yes(caps.root), "" if caps.root else "run as root: namespaces, links and rules need it"),
         ("docker daemon", yes(caps.docker), "" if caps.docker else "start dockerd (scripts/install.sh does)"),
-        ("mininet (Debian package)", yes(caps.mininet), "" if caps.mininet else "apt install mininet; use a venv from /usr/bin/python3"),
+        ("mininet (Debian package)", yes(caps.mininet),
+         "" if caps.mininet else "apt install mininet; use a venv from /usr/bin/python3"),
         ("tc htb", yes(caps.htb), "rates are shaped in the kernel" if caps.htb else "no rate shaping possible"),
         ("tc netem", yes(caps.netem), "delay, jitter and loss in the kernel" if caps.netem
          else "no sch_netem: delay and loss take the user-space path"),

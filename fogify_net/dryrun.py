@@ -31,14 +31,16 @@ def dry_run(path: str, shaping: str = "auto") -> str:
         [[i.name, i.container, i.node.name, f"{i.cpus:g}", format_size(i.memory),
           " ".join(f"{x.name}={x.cidr}@{x.network}(port {x.port})" for x in i.interfaces)] for i in plan.instances],
     ))
-    out.append(table(["NETWORK", "BRIDGE", "SUBNET"], [[n.name, n.bridge, str(n.subnet)] for n in plan.networks.values()]))
+    networks = [[n.name, n.bridge, str(n.subnet)] for n in plan.networks.values()]
+    out.append(table(["NETWORK", "BRIDGE", "SUBNET"], networks))
     pids = {i.name: f"<pid of {i.container}>" for i in plan.instances}
     bridges = {name: n.bridge for name, n in plan.networks.items()}
     out.append("\n# ip -batch (root namespace)")
     out += [line for n in plan.networks.values() for line in bridge_commands(n.bridge, n.name)]
     out += [line for i in plan.instances for line in veth_commands(i, pids[i.name], bridges)]
     for instance in plan.instances:
-        out.append(f"\n# ip -batch in {instance.container}'s network namespace (nsenter --net=/proc/{pids[instance.name]}/ns/net)")
+        netns = f"nsenter --net=/proc/{pids[instance.name]}/ns/net"
+        out.append(f"\n# ip -batch in {instance.container}'s network namespace ({netns})")
         out += container_commands(instance)
     shaping_state = plan_shaping(plan)
     root = []

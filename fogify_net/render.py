@@ -7,7 +7,8 @@ from .model.units import format_size
 MECHANISMS = {
     "netem": "netem: rate (HTB), delay, jitter and loss in the kernel",
     "userspace": "userspace: rate in HTB, loss in nftables on the receive path, delay in the fogify-delayd delay line",
-    "rate-only": "rate-only: rates hold; delay, jitter and loss are NOT applied on this machine (see fogify-net doctor)",
+    "rate-only": "rate-only: rates hold; delay, jitter and loss are NOT applied on this machine "
+                 "(see fogify-net doctor)",
 }
 
 

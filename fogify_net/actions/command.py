@@ -7,6 +7,7 @@ outlives it is killed on the host, since Docker's exec API cannot kill.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import signal
@@ -42,10 +43,8 @@ def run_command(container: Container, command: str | tuple[str, ...], wait: bool
     if timed_out:
         pid = api.exec_inspect(exec_id).get("Pid")
         if pid:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         reader.join(5)
     info = api.exec_inspect(exec_id)
     output = b"".join(chunks)[:MAX_OUTPUT].decode(errors="replace")

@@ -85,8 +85,12 @@ class ActionRunner:
                 memory = max(4 * 2**20, round(memory))  # Docker refuses limits below 6 MiB-ish; keep a sane floor
                 self.emulation.update_resources(instance, memory=memory)
                 changed[instance.name] = {"memory": instance.memory}
-        change = (f"{request.relative_percent:+g}%" if request.relative_percent is not None
-                  else (f"{request.absolute:g} CPUs" if request.resource == "cpu" else format_size(int(request.absolute))))
+        if request.relative_percent is not None:
+            change = f"{request.relative_percent:+g}%"
+        elif request.resource == "cpu":
+            change = f"{request.absolute:g} CPUs"
+        else:
+            change = format_size(int(request.absolute))
         return Outcome(ANNOTATIONS["vertical_scaling"], str(request.target),
                        f"Parameters: {request.resource.upper()} => {change}", {"instances": changed})
 
@@ -114,7 +118,7 @@ class ActionRunner:
         for link in request.links:
             rules[:] = [r for r in rules if (r.source, r.target) != (link.source, link.target)] + [link]
         self.emulation.reshape()
-        return Outcome(ANNOTATIONS["links"], ",".join(sorted({l.source for l in request.links})),
+        return Outcome(ANNOTATIONS["links"], ",".join(sorted({link.source for link in request.links})),
                        f"parameters: Network => {request.network}, link number=> {len(request.links)}")
 
     @run.register

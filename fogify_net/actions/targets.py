@@ -20,7 +20,8 @@ def resolve(plan: Plan, target: Target) -> list[InstancePlan]:
     if target.slot is not None:
         instances = [i for i in instances if i.slot == target.slot]
         if not instances:
-            raise NotFound(f"no instance {target} (running: {', '.join(i.name for i in plan.instances_of(target.label)) or 'none'})")
+            running = ", ".join(i.name for i in plan.instances_of(target.label)) or "none"
+            raise NotFound(f"no instance {target} (running: {running})")
     if not instances:
         raise NotFound(f"label {target.label!r} has no running replicas")
     if target.count is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from .naming import ALIAS
 from .plan import InstancePlan
 
+
 def bridge_commands(bridge: str, network: str) -> list[str]:
     """A bridge that forwards at once: no STP, no forwarding delay, no multicast snooping."""
     return [

@@ -63,7 +63,7 @@ def filter_rules(plan: Plan) -> list[str]:
             if a and b:
                 rules.append(f"ip saddr {_address_set(a)} ip daddr {_address_set(b)} drop")
                 rules.append(f"ip saddr {_address_set(b)} ip daddr {_address_set(a)} drop")
-    for name, network in plan.networks.items():
+    for name in plan.networks:
         for rule in plan.model.networks[name].firewall_rules:
             a = [i.interface(name).ip for i in plan.instances_of(rule.source) if i.interface(name)]
             b = [i.interface(name).ip for i in plan.instances_of(rule.target) if i.interface(name)]

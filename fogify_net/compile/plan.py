@@ -116,7 +116,8 @@ def compile_model(model: Model, host: HostFacts, pool: IPv4Network = DEFAULT_POO
         bridge = bridge_name(name, taken)
         taken.add(bridge)
         reserved = [address for address, _ in statics[name]]
-        networks[name] = NetworkPlan(name, bridge, subnet, list(model.networks[name].links), AddressBook(subnet, reserved))
+        addresses = AddressBook(subnet, reserved)
+        networks[name] = NetworkPlan(name, bridge, subnet, list(model.networks[name].links), addresses)
     plan = Plan(model=model, host=host, networks=networks)
     for blueprint in model.blueprints:
         add_instances(plan, blueprint.label, blueprint.replicas)

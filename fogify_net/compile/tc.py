@@ -111,7 +111,7 @@ def direction_commands(
     lines = [] if had else [f"qdisc replace dev {dev} root handle 1: htb default 1"]
     before = _classes(old, subnet) if had else {}
     after = _classes(new, subnet)
-    for minor, (qos, peer) in before.items():
+    for minor, (_, peer) in before.items():
         if minor not in after or after[minor][1] != peer:
             if peer is not None:
                 lines.append(f"filter del dev {dev} parent 1: protocol ip prio 1 handle 800::{minor:x} u32")

@@ -8,7 +8,6 @@ nothing real), choose a mechanism, and say which one is in use.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,10 +31,13 @@ def _probe_netns(script: str) -> bool:
 
 
 def delayd_binary() -> str | None:
-    """The delay-line helper: $FOGIFY_DELAYD, on PATH, or built next to its source."""
-    candidates = [os.environ.get("FOGIFY_DELAYD"), shutil.which("fogify-delayd"),
-                  str(Path(__file__).parent / "delayline" / "fogify-delayd")]
-    return next((c for c in candidates if c and os.access(c, os.X_OK)), None)
+    """The delay-line helper the driver would run, or None when it is not built."""
+    from .delayline.driver import DelayLineError, find_binary
+
+    try:
+        return find_binary()
+    except DelayLineError:
+        return None
 
 
 @dataclass(frozen=True)

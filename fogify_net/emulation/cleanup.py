@@ -9,6 +9,7 @@ is matched by a broad process name or an interface prefix alone.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from ..compile.naming import ALIAS, LABEL
 from ..compile.netfilter import CHAIN_DOWN, CHAIN_UP, COMMENT, bridge_rules, iptables_jumps, nft_teardown
-from .kernel import iptables_remove, ip_batch, run
+from .kernel import ip_batch, iptables_delete_chain, iptables_remove, run
 
 log = logging.getLogger(__name__)
 
@@ -97,10 +98,8 @@ def _remove_containers() -> list[str]:
 
 def _remove_stress_cgroups() -> None:
     for directory in Path("/sys/fs/cgroup").glob("*/docker/*/fogify-stress-*"):
-        try:
+        with contextlib.suppress(OSError):
             directory.rmdir()
-        except OSError:
-            pass
 
 
 def _remove_interfaces() -> list[str]:
@@ -125,15 +124,9 @@ def _remove_rules() -> list[str]:
             iptables_remove(table, chain, rule)
             removed.append(f"iptables {table} {chain} rule")
     for chain in (CHAIN_UP, CHAIN_DOWN):
-        if _chain_exists("mangle", chain):
-            run(["iptables", "-w", "-t", "mangle", "-F", chain], check=False)
-            run(["iptables", "-w", "-t", "mangle", "-X", chain], check=False)
+        if iptables_delete_chain("mangle", chain):
             removed.append(f"iptables mangle chain {chain}")
     if "fogify_net" in run(["nft", "list", "tables"], check=False):
         run(["nft", "-f", "-"], nft_teardown(), check=False)
         removed.append("nftables table bridge fogify_net")
     return removed
-
-
-def _chain_exists(table: str, chain: str) -> bool:
-    return f":{chain} " in run(["iptables-save", "-t", table], check=False)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import subprocess
-from typing import Sequence
+from collections.abc import Sequence
 
 log = logging.getLogger(__name__)
 
@@ -44,15 +44,18 @@ def in_netns(pid: int | None, argv: Sequence[str]) -> list[str]:
 
 def ip_batch(lines: Sequence[str], pid: int | None = None, force: bool = False) -> None:
     """`ip -batch` in a namespace. With `force`, later lines still run after a failing one."""
-    if lines:
-        _log_batch("ip", pid, lines)
-        run(in_netns(pid, ["ip", *(["-force"] if force else []), "-batch", "-"]), "\n".join(lines) + "\n", check=not force)
+    _batch("ip", lines, pid, force)
 
 
 def tc_batch(lines: Sequence[str], pid: int | None = None, force: bool = False) -> None:
+    _batch("tc", lines, pid, force)
+
+
+def _batch(tool: str, lines: Sequence[str], pid: int | None, force: bool) -> None:
     if lines:
-        _log_batch("tc", pid, lines)
-        run(in_netns(pid, ["tc", *(["-force"] if force else []), "-batch", "-"]), "\n".join(lines) + "\n", check=not force)
+        _log_batch(tool, pid, lines)
+        argv = [tool, *(["-force"] if force else []), "-batch", "-"]
+        run(in_netns(pid, argv), "\n".join(lines) + "\n", check=not force)
 
 
 def nft_apply(ruleset: str) -> None:
@@ -91,3 +94,12 @@ def _log_batch(tool: str, pid: int | None, lines: Sequence[str]) -> None:
     if log.isEnabledFor(logging.DEBUG):
         where = f"netns of pid {pid}" if pid else "root netns"
         log.debug("%s in %s:\n  %s", tool, where, "\n  ".join(lines))
+
+
+def iptables_delete_chain(table: str, chain: str) -> bool:
+    """Flush and delete a chain of ours; False when it does not exist."""
+    if f":{chain} " not in run(["iptables-save", "-t", table], check=False):
+        return False
+    run(["iptables", "-w", "-t", table, "-F", chain], check=False)
+    run(["iptables", "-w", "-t", table, "-X", chain], check=False)
+    return True

@@ -14,14 +14,14 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 from ..compile.netfilter import (
+    CHAIN_DOWN,
+    CHAIN_UP,
     DelaySlot,
     delay_slots,
     iptables_delay_rules,
     iptables_jumps,
     nft_ruleset,
     nft_teardown,
-    CHAIN_DOWN,
-    CHAIN_UP,
 )
 from ..compile.plan import Plan
 from ..compile.shaping import InterfaceShaping, plan_shaping
@@ -29,7 +29,16 @@ from ..compile.tc import direction_commands
 from ..model.schema import QoS
 from .capabilities import NETEM, RATE_ONLY, USERSPACE
 from .delayline import DelayLine
-from .kernel import KernelError, iptables_ensure, iptables_remove, iptables_restore, nft_apply, run, tc_batch
+from .kernel import (
+    KernelError,
+    iptables_delete_chain,
+    iptables_ensure,
+    iptables_remove,
+    iptables_restore,
+    nft_apply,
+    run,
+    tc_batch,
+)
 
 log = logging.getLogger(__name__)
 
@@ -157,8 +166,7 @@ class Shaper:
         for table, chain, rule in iptables_jumps():
             iptables_remove(table, chain, rule)
         for chain in (CHAIN_UP, CHAIN_DOWN):
-            run(["iptables", "-w", "-t", "mangle", "-F", chain], check=False)
-            run(["iptables", "-w", "-t", "mangle", "-X", chain], check=False)
+            iptables_delete_chain("mangle", chain)
         self._iptables = ""
         self.delayline.stop()
         self.queues.clear()

@@ -39,7 +39,8 @@ class ModelBuilder:
 
     def node(self, name: str, cores: int, clock_speed: float, memory: str) -> ModelBuilder:
         self.nodes.append(
-            {"name": name, "capabilities": {"processor": {"cores": cores, "clock_speed": clock_speed}, "memory": memory}}
+            {"name": name,
+             "capabilities": {"processor": {"cores": cores, "clock_speed": clock_speed}, "memory": memory}}
         )
         return self
 
@@ -53,7 +54,8 @@ class ModelBuilder:
         self.networks.append(entry)
         return self
 
-    def link(self, network: str, from_node: str, to_node: str, bidirectional: bool = True, **parameters: Any) -> ModelBuilder:
+    def link(self, network: str, from_node: str, to_node: str, bidirectional: bool = True,
+             **parameters: Any) -> ModelBuilder:
         """A per-pair override on `network`: properties=... or uplink=... and downlink=..."""
         for entry in self.networks:
             if entry["name"] == network:
@@ -64,7 +66,8 @@ class ModelBuilder:
         raise KeyError(f"no network {network!r} defined yet")
 
     def blueprint(self, label: str, node: str, service: str, networks: list, replicas: int = 1) -> ModelBuilder:
-        self.topology.append({"label": label, "node": node, "service": service, "networks": networks, "replicas": replicas})
+        self.topology.append(
+            {"label": label, "node": node, "service": service, "networks": networks, "replicas": replicas})
         return self
 
     def scenario(self, name: str, actions: list[dict[str, Any]]) -> ModelBuilder:

@@ -8,7 +8,7 @@ with a warning, for compose keys that have no meaning in an emulation.
 from __future__ import annotations
 
 import re
-from ipaddress import IPv4Address, IPv4Network, ip_address, ip_network
+from ipaddress import IPv4Address, IPv4Network, ip_network
 from pathlib import Path
 from typing import Any, Callable
 
@@ -107,7 +107,8 @@ def parse_model(data: Any, base_dir: Path | None = None) -> Model:
     )
     warnings += [f"{s.error} (scenario {s.name!r} cannot run)" for s in scenarios.values() if s.error]
     used = {b.service for b in blueprints}
-    warnings += [f"services.{name}: not used by any blueprint, so not deployed" for name in services if name not in used]
+    warnings += [f"services.{name}: not used by any blueprint, so not deployed"
+                 for name in services if name not in used]
     return Model(services, nodes, networks, blueprints, scenarios, tuple(warnings))
 
 
@@ -274,7 +275,8 @@ def _network(raw: Any, path: str) -> Network:
         capacity=capacity,
         subnet=subnet,
         firewall_rules=tuple(
-            _firewall_rule(item, join(rules_path, i)) for i, item in enumerate(_list(raw.get("firewall_rules"), rules_path))
+            _firewall_rule(item, join(rules_path, i))
+            for i, item in enumerate(_list(raw.get("firewall_rules"), rules_path))
         ),
         packet_level_monitoring=_bool(raw.get("packet_level_monitoring", False), join(path, "packet_level_monitoring")),
     )
@@ -436,7 +438,8 @@ def _check_network_references(model: Model) -> None:
         if network.capacity is not None:
             count = sum(b.replicas for b in model.blueprints if any(a.network == network.name for a in b.networks))
             if count > network.capacity:
-                raise ModelError(join(path, "capacity"), f"{count} instances join a network of capacity {network.capacity}")
+                raise ModelError(join(path, "capacity"),
+                                 f"{count} instances join a network of capacity {network.capacity}")
 
 
 # --- services ---------------------------------------------------------------------
@@ -448,7 +451,8 @@ def _service(name: str, raw: Any, path: str, base_dir: Path | None, warnings: li
     for key, reason in _SERVICE_KEYS_IGNORED.items():
         if key in raw and not (key == "build" and raw.get("image")):
             if key == "build":
-                raise ModelError(join(path, "image"), "missing; build the image first (docker build -t NAME ...) and give its name")
+                raise ModelError(join(path, "image"),
+                                 "missing; build the image first (docker build -t NAME ...) and give its name")
             warnings.append(f"{join(path, key)}: ignored ({reason})")
     known = {"image", "environment", "volumes", "command", "entrypoint", "working_dir", "user", "labels",
              "cap_add", "privileged"}
@@ -463,7 +467,8 @@ def _service(name: str, raw: Any, path: str, base_dir: Path | None, warnings: li
         image=image.strip(),
         environment=_environment(raw.get("environment"), join(path, "environment")),
         volumes=tuple(
-            _volume(v, join(join(path, "volumes"), i), base_dir) for i, v in enumerate(_list(raw.get("volumes"), join(path, "volumes")))
+            _volume(v, join(join(path, "volumes"), i), base_dir)
+            for i, v in enumerate(_list(raw.get("volumes"), join(path, "volumes")))
         ),
         command=_command(raw.get("command"), join(path, "command")),
         entrypoint=_command(raw.get("entrypoint"), join(path, "entrypoint")),

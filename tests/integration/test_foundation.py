@@ -14,7 +14,7 @@ import pytest
 from fogify_net.emulation.cgroups import cgroup_dirs
 from fogify_net.model import ModelBuilder
 
-from .conftest import BASE_IMAGE, assert_clean, emulation, iperf, snapshot, wait_until
+from .conftest import BASE_IMAGE, assert_clean, emulation, iperf, snapshot
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("machine")]
 
@@ -157,9 +157,8 @@ def test_a_failed_deploy_rolls_back_everything(machine):
     m.network("lan", bidirectional={"bandwidth": "10Mbps", "latency": {"delay": "5ms"}})
     m.blueprint("a", node="half", service="app", networks=["lan"], replicas=3)
     m.blueprint("b", node="half", service="broken", networks=["lan"])
-    with pytest.raises(DeployError, match="no/such/program"):
-        with emulation(m.build()):
-            pass
+    with pytest.raises(DeployError, match="no/such/program"), emulation(m.build()):
+        pass
     assert_clean(before)
 
 

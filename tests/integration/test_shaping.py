@@ -52,7 +52,8 @@ def rtts(host, address, count: int, interval: float) -> tuple[list[float], int]:
     return values, count
 
 
-@pytest.mark.parametrize("delay_ms, count, interval", [(5, 200, 0.02), (50, 100, 0.05), (150, 60, 0.1), (3000, 10, 0.2)])
+@pytest.mark.parametrize("delay_ms, count, interval",
+                         [(5, 200, 0.02), (50, 100, 0.05), (150, 60, 0.1), (3000, 10, 0.2)])
 def test_mean_rtt_of_a_bidirectional_delay(mechanism, delay_ms, count, interval):
     model = pair({"bidirectional": {"latency": {"delay": f"{delay_ms}ms"}}}).build()
     with emulation(model, shaping=mechanism) as emu:
