@@ -35,8 +35,13 @@ class CliError(Exception):
 # --- talking to the API ----------------------------------------------------------------------
 
 
+def _token() -> str | None:
+    """FOGIFY_TOKEN without the line ending a copy from a file or `vagrant ssh -c` leaves."""
+    return os.environ.get("FOGIFY_TOKEN", "").strip() or None
+
+
 def _headers() -> dict:
-    token = os.environ.get("FOGIFY_TOKEN")
+    token = _token()
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 
@@ -108,7 +113,7 @@ def cmd_api(args) -> int:
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    token = args.token or os.environ.get("FOGIFY_TOKEN")
+    token = args.token or _token()
     if args.host not in ("127.0.0.1", "localhost", "::1") and not token:
         token = secrets.token_urlsafe(24)
         print(f"The API listens on {args.host}; every request needs: Authorization: Bearer {token}", flush=True)
