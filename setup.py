@@ -20,6 +20,7 @@ setup(
         "requests>=2.25",
         "tqdm>=4.60",
     ],
-    extras_require={"test": ["pytest>=7", "pandas>=1.5", "matplotlib>=3.6"]},
+    extras_require={"test": ["pytest>=7", "pandas>=1.5", "matplotlib>=3.6", "openapi-spec-validator>=0.7",
+                             "openapi-schema-validator>=0.6"]},
     entry_points={"console_scripts": ["fogify-net=fogify_net.cli:main"]},
 )

@@ -187,7 +187,8 @@ class Controller:
                 "label": instance.label,
                 "service": instance.service.name,
                 "node": instance.node.name,
-                "state": "up" if instance.name in started else "pending",
+                "state": ("crashed" if instance.name in emulation.crashed
+                          else "up" if instance.name in started else "pending"),
                 "container": instance.container,
                 "pid": emulation.hosts[instance.name].cpid if instance.name in emulation.hosts else None,
                 "cpus": round(instance.cpus, 4),
@@ -242,7 +243,7 @@ class Controller:
         targets = []
         for instance in list(emulation.plan.instances):
             host = emulation.hosts.get(instance.name)
-            if host is None:
+            if host is None or instance.name in emulation.crashed:
                 continue
             targets.append(SampleTarget(
                 name=instance.name,

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from ..compile.resources import MIN_QUOTA
 from ..emulation.network import Emulation
-from ..errors import BadRequest
+from ..errors import BadRequest, Conflict
 from ..model.actions import (
     ANNOTATIONS,
     Command,
@@ -53,6 +53,14 @@ class ActionRunner:
     @property
     def plan(self):
         return self.emulation.plan
+
+    def _running(self, instances: list, what: str) -> list:
+        """Refuse to act inside crashed instances: they have no processes and no namespace."""
+        down = [i.name for i in instances if i.name in self.emulation.crashed]
+        if down:
+            raise Conflict(f"{', '.join(down)} {'is' if len(down) == 1 else 'are'} crashed: "
+                           f"restart {'it' if len(down) == 1 else 'them'} before {what}")
+        return instances
 
     @functools.singledispatchmethod
     def run(self, request) -> Outcome:
@@ -125,7 +133,7 @@ class ActionRunner:
     def _(self, request: Stress) -> Outcome:
         started = {}
         pids = self.emulation.pids()
-        for instance in resolve(self.plan, request.target):
+        for instance in self._running(resolve(self.plan, request.target), "stressing"):
             started[instance.name] = self.stress.start(instance, pids[instance.name], request)
         commands = next(iter(started.values()), [])
         return Outcome(ANNOTATIONS["stress"], str(request.target), f"Parameters: {'; '.join(commands)}",
@@ -134,7 +142,7 @@ class ActionRunner:
     @run.register
     def _(self, request: Command) -> Outcome:
         results = {}
-        for instance in resolve(self.plan, request.target):
+        for instance in self._running(resolve(self.plan, request.target), "running a command"):
             container = self.emulation.hosts[instance.name].container
             results[instance.name] = run_command(container, request.command, request.wait, request.timeout)
         text = request.command if isinstance(request.command, str) else " ".join(request.command)
@@ -175,7 +183,7 @@ class ActionRunner:
         if request.restart:
             self.emulation.restart(instances)
         else:
-            self.emulation.crash(instances)
+            self.emulation.crash(self._running(instances, "crashing it again"))
         kind = "restart" if request.restart else "crash"
         return Outcome(ANNOTATIONS[kind], str(request.target), "", {"instances": [i.name for i in instances]})
 

@@ -35,8 +35,9 @@ def veth_commands(instance: InstancePlan, pid: int | str, bridges: dict[str, str
 
 
 def container_commands(instance: InstancePlan) -> list[str]:
-    """Inside the container's namespace: addresses and links up."""
+    """Inside the container's namespace: MACs, addresses and links up."""
     lines = ["link set lo up"]
     for interface in instance.interfaces:
-        lines += [f"addr add {interface.cidr} dev {interface.name}", f"link set {interface.name} up"]
+        lines += [f"link set {interface.name} address {interface.mac}",
+                  f"addr add {interface.cidr} dev {interface.name}", f"link set {interface.name} up"]
     return lines

@@ -41,6 +41,16 @@ class InterfacePlan:
     def cidr(self) -> str:
         return f"{self.ip}/{self.prefixlen}"
 
+    @property
+    def mac(self) -> str:
+        """A locally administered MAC made from the address (02:66:<IPv4 bytes>).
+
+        It stays the same when the instance restarts or its slot is reused, so
+        peers' neighbour caches stay right; a random MAC left them sending to the
+        old one for up to half a minute.
+        """
+        return "02:66:" + ":".join(f"{byte:02x}" for byte in self.ip.packed)
+
 
 @dataclass
 class InstancePlan:

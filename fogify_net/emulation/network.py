@@ -92,6 +92,7 @@ class Emulation:
         self.hosts: dict[str, DockerHost] = {}
         self.switches: dict[str, FogBridge] = {}
         self._containers: dict[str, object] = {}  # instance name -> container, including ones without a host yet
+        self.crashed: set[str] = set()  # instances stopped by the crash action, until they restart
         self._bridge_rules: list[tuple[str, str, str]] = []
         Path(run_dir).mkdir(parents=True, exist_ok=True)
         self.shaper = Shaper(self.mechanism, run_dir, on_state=self._delayline_state)
@@ -230,6 +231,8 @@ class Emulation:
                 self.net.nameToNode.pop(host.name, None)
                 self.net.links = [link for link in self.net.links if host not in (link.intf1.node, link.intf2.node)]
 
+        self.crashed.difference_update(names)
+
         def remove(name: str) -> None:
             container = self._containers.get(name)
             if container is not None:
@@ -239,8 +242,8 @@ class Emulation:
         self._parallel(remove, [name for name in names if name in self._containers])
 
     def started(self) -> list[str]:
-        """Instances whose container runs (deploy and undeploy progress)."""
-        return list(self._containers)
+        """Instances whose container runs (deploy and undeploy progress); crashed ones do not."""
+        return [name for name in self._containers if name not in self.crashed]
 
     def _parallel(self, fn: Callable, items: list) -> None:
         if not items:
@@ -252,7 +255,8 @@ class Emulation:
     # --- runtime changes ---------------------------------------------------------------------
 
     def pids(self) -> dict[str, int]:
-        return {name: host.cpid for name, host in self.hosts.items()}
+        """Init pids of the instances that run; a crashed instance has no namespace to act in."""
+        return {name: host.cpid for name, host in self.hosts.items() if name not in self.crashed}
 
     def reshape(self) -> None:
         """Apply the plan's current shaping, partitions and firewall rules."""
@@ -284,13 +288,17 @@ class Emulation:
             return removed
 
     def set_link_state(self, instances: list[InstancePlan], network: str, up: bool) -> None:
-        """Unplug or plug the cable: the switch port goes down, the instance sees no carrier."""
+        """Unplug or plug the cable: the switch port goes down, the instance sees no carrier.
+
+        A crashed instance has no port now; the plan keeps the state for its restart.
+        """
         with self.lock:
             lines = []
             for instance in instances:
                 interface = instance.interface(network)
                 interface.up = up
-                lines.append(f"link set {interface.port} {'up' if up else 'down'}")
+                if instance.name not in self.crashed:
+                    lines.append(f"link set {interface.port} {'up' if up else 'down'}")
             ip_batch(lines)
 
     def crash(self, instances: list[InstancePlan]) -> None:
@@ -300,6 +308,7 @@ class Emulation:
                 host = self.hosts[instance.name]
                 host.stop_shell()
                 host.container.kill()
+                self.crashed.add(instance.name)
             self.shaper.forget([i.port for instance in instances for i in instance.interfaces])
 
     def restart(self, instances: list[InstancePlan]) -> None:
@@ -312,6 +321,7 @@ class Emulation:
                 old.stop_shell()
                 old.container.restart(timeout=2)
                 old.container.reload()
+                self.crashed.discard(instance.name)
                 self.net.hosts = [h for h in self.net.hosts if h is not old]
                 self.net.links = [link for link in self.net.links if old not in (link.intf1.node, link.intf2.node)]
                 host = DockerHost(instance.host_node, container=old.container, ip=None, lo=None)

@@ -69,9 +69,13 @@ class Shaper:
                 iptables_ensure(table, chain, rule)
 
     def apply(self, plan: Plan, pids: dict[str, int]) -> None:
-        """Bring the kernel to the plan's shaping; `pids` maps instance names to container pids."""
+        """Bring the kernel to the plan's shaping; `pids` maps instance names to container pids.
+
+        Instances missing from `pids` (crashed: their links went with their
+        namespace) are left out; a restart installs their shaping afresh.
+        """
         with self._lock:
-            desired = plan_shaping(plan)
+            desired = {port: s for port, s in plan_shaping(plan).items() if s.instance in pids}
             self._apply_tc(plan, desired, pids)
             self._apply_delay(desired)
             ruleset = nft_ruleset(plan, desired, loss=self.mechanism == USERSPACE)

@@ -55,6 +55,7 @@ SCENARIOS_URL = "/scenarios/"
 TimeLike = "datetime | pd.Timestamp | float | int | str"  # a type alias for hints only
 _JSON_HEADERS = {"Content-Type": "application/json; charset=utf-8"}
 _SCENARIO_DONE = ("finished", "cancelled", "failed")
+_DEPLOYMENT_ACTIVE = ("deploying", "running", "degraded", "undeploying")
 
 
 class FogifySDK:
@@ -75,7 +76,8 @@ class FogifySDK:
 
     def __init__(self, url: str, docker_compose: str | None = None, token: str | None = None):
         self.url = url
-        self.token = token if token is not None else (os.environ.get("FOGIFY_TOKEN") or None)
+        # strip: a token copied from `vagrant ssh -c` or a file often ends in "\r\n"
+        self.token = (token if token is not None else os.environ.get("FOGIFY_TOKEN", "")).strip() or None
         self.docker_compose: str | None = None
         self.docker_swarm_rep: dict | None = None
         self.nodes: list = []
@@ -257,7 +259,9 @@ class FogifySDK:
     def deploy(self, timeout: float = 120, undeploy_on_timeout: bool = True) -> dict:
         """Upload the model, start it, and wait until every instance runs.
 
-        Metrics and annotations of a previous run are cleared first. The bar
+        Metrics and annotations of a previous run are cleared first, unless the
+        API reports a deployment that still runs (the API then refuses this one,
+        and that run's data must survive the refusal). The bar
         counts instances the API lists in ``GET /topology/`` (polled every
         second); the wait also lasts while the API reports ``deploying`` so that
         shaping is in place when this returns. A failed deployment raises with the
@@ -265,9 +269,10 @@ class FogifySDK:
         ``undeploy_on_timeout`` is False, asks the API to remove what was started.
         Without a compose file the API redeploys the model it received last.
         """
-        self._clean_quietly(MONITORING_URL)
-        self._clean_quietly(ANNOTATIONS_URL)
-        self.data = {}
+        if not self._deployment_active():
+            self._clean_quietly(MONITORING_URL)
+            self._clean_quietly(ANNOTATIONS_URL)
+            self.data = {}
         answer = self._post_model(timeout)
         if not is_ok(answer):
             raise ExceptionFogifySDK(f"The deployment is failed ({answer})", payload=answer)
@@ -286,6 +291,16 @@ class FogifySDK:
         if status == "degraded":
             logger.warning("The deployment finished degraded; see status() for details")
         return {"message": f"The services are deployed ( {planned} )"}
+
+    def _deployment_active(self) -> bool:
+        """True when the API's ``GET /status/`` reports a deployment; False when it cannot tell (Fogify has no such route)."""
+        try:
+            answer = self._call("GET", STATUS_URL)
+        except ExceptionFogifySDK as error:
+            if error.status_code is None:
+                raise
+            return False
+        return isinstance(answer, dict) and answer.get("status") in _DEPLOYMENT_ACTIVE
 
     def _post_model(self, timeout: float) -> Any:
         read_timeout = max(self.http_timeout, timeout)

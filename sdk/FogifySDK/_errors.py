@@ -11,7 +11,8 @@ class ExceptionFogifySDK(Exception):
     Fogify's SDK raised this for every problem, and notebooks catch it by name,
     so we keep a single type. ``message`` is the server's own ``{"message": ...}``
     when the error came from the API (so callers can show it unchanged),
-    ``status_code`` its HTTP status, ``payload`` the decoded answer.
+    ``status_code`` its HTTP status, ``payload`` the decoded answer, and
+    ``field`` the field path the API blamed (400 answers to a bad model), if any.
     """
 
     def __init__(self, message: str, status_code: int | None = None, payload: Any = None,
@@ -19,4 +20,5 @@ class ExceptionFogifySDK(Exception):
         self.message = message
         self.status_code = status_code
         self.payload = payload
+        self.field = payload.get("field") if isinstance(payload, dict) else None
         super().__init__(f"{message} ({context})" if context else message)

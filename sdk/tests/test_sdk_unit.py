@@ -512,7 +512,8 @@ def test_deploy_uploads_the_model_and_waits_for_instances_and_shaping(fogify, ap
     result = fogify.deploy(timeout=10)
     assert result == {"message": "The services are deployed ( {'cloud-server': 1, 'mec-svc-1': 2} )"}
     order = [(r["method"], r["path"]) for r in api.sent()]
-    assert order[:3] == [("DELETE", "/monitorings/"), ("DELETE", "/annotations/"), ("POST", "/topology/")]
+    assert order[:4] == [("GET", "/status/"), ("DELETE", "/monitorings/"), ("DELETE", "/annotations/"),
+                         ("POST", "/topology/")]  # Fogify has no /status/: its 404 means "clean as Fogify did"
     assert len(api.sent("GET", "/topology/")) == 3
     uploaded = yaml.safe_load(api.sent("POST", "/topology/")[0]["files"]["file"])
     assert [b["label"] for b in uploaded["x-fogify"]["topology"]] == ["cloud-server", "mec-svc-1"]
@@ -558,11 +559,25 @@ def test_progress_bars_count_the_instances_the_api_lists(fogify, api, monkeypatc
 def test_deploy_reports_the_apis_error_for_a_bad_model(fogify, api):
     answer_cleaning(api)
     api.answer("POST", "/topology/",
-               ({"message": "x-fogify.networks[0].uplink.bandwidth: unknown unit 'Mbs'"}, 400))
+               ({"message": "x-fogify.networks[0].uplink.bandwidth: unknown unit 'Mbs'",
+                 "field": "x-fogify.networks[0].uplink.bandwidth"}, 400))
     with pytest.raises(ExceptionFogifySDK, match="unknown unit 'Mbs'") as caught:
         fogify.deploy()
     assert caught.value.status_code == 400
     assert caught.value.message == "x-fogify.networks[0].uplink.bandwidth: unknown unit 'Mbs'"
+    assert caught.value.field == "x-fogify.networks[0].uplink.bandwidth"
+
+
+def test_a_refused_deploy_keeps_the_running_deployments_metrics_and_annotations(fogify, api):
+    api.answer("GET", "/status/", ({"status": "running", "message": "", "instances": []}, 200))
+    answer_cleaning(api)
+    api.answer("POST", "/topology/", ({"message": "The system has a deployed instance."}, 409))
+    fogify.data = {"mec-svc-1.1": [{"count": 1, "cpu": 1.0}]}
+    with pytest.raises(ExceptionFogifySDK, match="The system has a deployed instance.") as caught:
+        fogify.deploy(timeout=5)
+    assert caught.value.status_code == 409 and caught.value.field is None
+    assert not api.sent("DELETE", "/monitorings/") and not api.sent("DELETE", "/annotations/")
+    assert fogify.data == {"mec-svc-1.1": [{"count": 1, "cpu": 1.0}]}
 
 
 @pytest.mark.parametrize("progress", [

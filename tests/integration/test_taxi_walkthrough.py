@@ -71,7 +71,8 @@ def test_the_walkthrough_runs_and_shows_each_effect(api, tmp_path):
     region1 = [float(row[3]) / float(row[2]) for row in _rows(summary, "send_latency_ms of car-workload-1.1")]
     region2 = [float(row[3]) / float(row[2]) for row in _rows(summary, "send_latency_ms of car-workload-2.1")]
     assert region1[0] > 2 and region1[1] > 1.5, summary  # 5 -> 50 ms, then 50 -> 150 ms
-    assert all(0.7 < ratio < 1.5 for ratio in region2), summary
+    # Region 2 is not touched: no rise (a CPU-starved spike in a "before" second may show as a fall).
+    assert all(ratio < 1.5 for ratio in region2), summary
 
 
 def _rows(summary: str, title: str) -> list[list[str]]:

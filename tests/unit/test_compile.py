@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from fogify_net.compile.hosts import hosts_file
+from fogify_net.compile.links import container_commands
 from fogify_net.compile.naming import BRIDGE_PATTERN, IFNAMSIZ, PORT_PATTERN, bridge_name
 from fogify_net.compile.netfilter import delay_slots, iptables_delay_rules, nft_ruleset
 from fogify_net.compile.plan import add_instances, compile_model, remove_instances
@@ -61,6 +62,16 @@ def test_each_network_gets_its_own_subnet_and_unique_addresses(plan):
         ips = [i.interface(name).ip for i in plan.members(name)]
         assert len(set(ips)) == len(ips) and all(ip in network.subnet for ip in ips)
         assert network.subnet.network_address + 1 not in ips  # .1 stays free for a gateway
+
+
+def test_each_interface_gets_a_mac_made_from_its_address_so_a_restart_keeps_it(plan):
+    macs = [i.mac for instance in plan.instances for i in instance.interfaces]
+    assert len(set(macs)) == len(macs)
+    interface = plan.instance("mec-svc-1.1").interfaces[0]
+    assert interface.mac == "02:66:" + ":".join(f"{b:02x}" for b in interface.ip.packed)
+    lines = container_commands(plan.instance("mec-svc-1.1"))
+    assert lines.index(f"link set {interface.name} address {interface.mac}") < lines.index(
+        f"link set {interface.name} up")
 
 
 def test_static_ip_defines_the_subnet_and_is_kept():
