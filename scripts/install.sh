@@ -17,7 +17,8 @@ VENV=${FOGIFY_NET_VENV:-/opt/fogify-net/venv}
 PREFIX=/usr/local
 DELAYLINE=$REPO/fogify_net/emulation/delayline
 DOCKERD_LOG=/var/log/dockerd.log
-DOCKERD_WAIT=60
+DOCKERD_WAIT=300
+DOCKERD_ATTEMPTS=5
 PACKAGES=(
     docker.io mininet bridge-utils ethtool iproute2 iptables nftables iputils-ping iperf3
     debootstrap debian-archive-keyring libnetfilter-queue-dev gcc make python3-venv python3-dev
@@ -98,11 +99,21 @@ else
         echo "    no systemd: starting dockerd in the background, log $DOCKERD_LOG"
         nohup setsid dockerd >>"$DOCKERD_LOG" 2>&1 </dev/null &
     fi
+    # After a crash or a machine snapshot taken mid-run, containerd first reaps
+    # every dead shim; with hundreds of them dockerd gives up waiting for it and
+    # exits. Each attempt reaps more, so start it again instead of failing.
     waited=0
+    attempts=1
     until docker info >/dev/null 2>&1; do
         if [ "$waited" -ge "$DOCKERD_WAIT" ]; then
             [ -f "$DOCKERD_LOG" ] && tail -n 20 "$DOCKERD_LOG" >&2
             die "dockerd did not answer within $DOCKERD_WAIT s (see $DOCKERD_LOG)"
+        fi
+        if [ ! -d /run/systemd/system ] && ! pgrep -x dockerd >/dev/null; then
+            [ "$attempts" -ge "$DOCKERD_ATTEMPTS" ] && die "dockerd exited $attempts times (see $DOCKERD_LOG)"
+            attempts=$((attempts + 1))
+            echo "    dockerd exited before answering (log: $(tail -n 1 "$DOCKERD_LOG")); start $attempts of $DOCKERD_ATTEMPTS"
+            nohup setsid dockerd >>"$DOCKERD_LOG" 2>&1 </dev/null &
         fi
         sleep 1
         waited=$((waited + 1))
