@@ -9,12 +9,14 @@ without one shell round trip per interface.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from mininet.link import Intf, Link
 from mininet.node import Switch
 
 from ..compile.links import bridge_commands
+from .dockerhost import lean_shell
 from .kernel import ip_batch
 
 
@@ -27,6 +29,12 @@ class FogBridge(Switch):
 
     def connected(self) -> bool:
         return True
+
+    def _popen(self, cmd: list[str], **params: Any):
+        """Mininet's root-namespace shell of the switch, started without mnexec (see DockerHost._popen)."""
+        if self.shell is None:
+            cmd, params = lean_shell(cmd, params)
+        return super()._popen(cmd, **params)
 
     def create_commands(self) -> list[str]:
         return bridge_commands(self.name, self.params.get("network", self.name))

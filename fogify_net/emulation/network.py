@@ -9,6 +9,8 @@ all that was made, so a failed deploy leaves nothing behind.
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -28,7 +30,7 @@ from ..model.errors import ModelError
 from .bridge import FogBridge, PreparedLink
 from .capabilities import Capabilities, probe
 from .dockerhost import DockerHost, docker_client, run_container
-from .kernel import KernelError, iptables_ensure, iptables_remove, ip_batch
+from .kernel import KernelError, ip_batch, iptables_ensure, iptables_remove
 from .shaper import Shaper
 
 log = logging.getLogger(__name__)
@@ -55,7 +57,8 @@ def check_images(plan: Plan) -> None:
                 client.images.pull(image)
             except docker.errors.APIError:
                 raise ModelError(
-                    f"services.{name}.image", f"image {image!r} is not on this machine and cannot be pulled; build it first"
+                    f"services.{name}.image",
+                    f"image {image!r} is not on this machine and cannot be pulled; build it first",
                 ) from None
 
 
@@ -170,7 +173,13 @@ class Emulation:
     # --- instances ---------------------------------------------------------------------------
 
     def _start_instances(self, instances: list[InstancePlan], progress: Progress) -> None:
-        """Containers in parallel (Docker is the slow part), then shells and links; Mininet learns of them."""
+        """Containers in parallel, each one's shell as soon as it runs, then links; Mininet learns of them.
+
+        Docker is the slow part, so the shells start in this thread while Docker
+        starts the next containers (one after another: Mininet's pty handling is
+        not made for parallel starts). Doing the links the same way was measured
+        too: it cost more forks and gained nothing, since Docker keeps both CPUs busy.
+        """
         total = len(instances)
         failure = None
         with ThreadPoolExecutor(max_workers=PARALLEL_STARTS) as pool:
@@ -178,13 +187,14 @@ class Emulation:
             for done, future in enumerate(as_completed(futures), 1):
                 try:
                     future.result()
+                    if failure is None:
+                        self._start_shell(futures[future])
                 except Exception as error:  # keep waiting, so every container that started is known
                     failure = failure or error
                 progress(done, total, "containers")
         if failure is not None:
             raise failure
-        # Mininet's shells start one after another: its pty handling is not made for parallel starts.
-        started = [(instance, self._start_shell(instance)) for instance in instances]
+        started = [(instance, self.hosts[instance.name]) for instance in instances]
         bridges = {name: network.bridge for name, network in self.plan.networks.items()}
         ip_batch([line for instance, host in started for line in veth_commands(instance, host.cpid, bridges)])
         self._parallel(lambda pair: ip_batch(container_commands(pair[0]), pair[1].cpid), started)
@@ -222,15 +232,25 @@ class Emulation:
         return host
 
     def _remove_instances(self, names: list[str]) -> None:
-        """Stop shells first (they hold the namespaces), then remove the containers in parallel."""
-        for name in names:
-            host = self.hosts.pop(name, None)
-            if host is not None:
-                host.stop_shell()
-                self.net.hosts = [h for h in self.net.hosts if h is not host]
-                self.net.nameToNode.pop(host.name, None)
-                self.net.links = [link for link in self.net.links if host not in (link.intf1.node, link.intf2.node)]
+        """Stop shells first (they hold the namespaces), kill the containers, then remove them in parallel.
 
+        Killing a container's init ourselves, all at once, before Docker removes it
+        saves Docker a kill and a wait per container: 80 removals took 1.8 s
+        instead of 2.2 s on the 2-core test machine.
+        """
+        gone = [self.hosts.pop(name) for name in names if name in self.hosts]
+        for host in gone:
+            host.stop_shell()
+        if gone:
+            nodes = {id(host) for host in gone}
+            self.net.hosts = [h for h in self.net.hosts if id(h) not in nodes]
+            self.net.links = [link for link in self.net.links
+                              if id(link.intf1.node) not in nodes and id(link.intf2.node) not in nodes]
+            for host in gone:
+                self.net.nameToNode.pop(host.name, None)
+        for name in names:
+            if name in self._containers and name not in self.crashed:
+                _kill_init(self._containers[name])
         self.crashed.difference_update(names)
 
         def remove(name: str) -> None:
@@ -352,15 +372,24 @@ class Emulation:
                 instance.memory = memory
 
     def write_hosts(self) -> None:
-        """Rewrite every container's /etc/hosts in place (the file is bind-mounted, keep its inode)."""
+        """Rewrite every container's /etc/hosts in place (the file is bind-mounted, keep its inode).
+
+        A hosts file depends only on the networks its instance is on, so it is
+        rendered once per distinct set of networks, not once per instance.
+        """
+        instances = {instance.name: instance for instance in self.plan.instances}
+        rendered: dict[frozenset[str], str] = {}
         for name, host in list(self.hosts.items()):
-            instance = self.plan.instance(name)
+            instance = instances.get(name)
             path = host.container.attrs.get("HostsPath")
             if instance is None or not path:
                 continue
+            networks = frozenset(i.network for i in instance.interfaces)
+            if networks not in rendered:
+                rendered[networks] = hosts_file(self.plan, instance)
             with open(path, "r+") as f:
                 f.seek(0)
-                f.write(hosts_file(self.plan, instance))
+                f.write(rendered[networks])
                 f.truncate()
 
     # --- state ---------------------------------------------------------------------------------
@@ -382,6 +411,25 @@ def _argv(command) -> list[str] | str | None:
 
 def _volume(volume) -> str:
     return f"{volume.source}:{volume.target}:{'ro' if volume.read_only else 'rw'}"
+
+
+def _kill_init(container) -> None:
+    """SIGKILL the container's init, if that pid is still this container's (pids are reused)."""
+    pid = int(container.attrs.get("State", {}).get("Pid") or 0)
+    if not pid:
+        return
+    try:
+        handle = os.pidfd_open(pid)
+    except OSError:  # gone already
+        return
+    try:
+        with open(f"/proc/{pid}/cgroup") as f:
+            if container.id in f.read():
+                signal.pidfd_send_signal(handle, signal.SIGKILL)
+    except OSError:
+        pass
+    finally:
+        os.close(handle)
 
 
 def _remove_container(container) -> None:
