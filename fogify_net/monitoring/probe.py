@@ -9,6 +9,7 @@ device is gone fails with OSError (ENODEV/ENOENT), which the sampler takes as
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -178,9 +179,7 @@ class ContainerProbe:
 
 def _close(fds: list[int] | tuple[int, ...]) -> None:
     for fd in fds:
-        try:
+        with contextlib.suppress(OSError):
             os.close(fd)
-        except OSError:
-            pass
     if isinstance(fds, list):
         fds.clear()

@@ -55,7 +55,8 @@ def snapshot() -> dict[str, set[str]]:
         return {re.sub(r"\[\d+:\d+\]", "", line).strip() for line in out.splitlines() if line.strip()}
 
     processes = {
-        line for line in lines("ps", "-eo", "args") if "mininet:fgn" in line or line.startswith(("fogify-delayd", "stress-ng"))
+        line for line in lines("ps", "-eo", "args")
+        if "mininet:fgn" in line or line.startswith(("fogify-delayd", "stress-ng"))
     }
     return {
         "containers": lines("docker", "ps", "-a", "--filter", "label=fogify-net=1", "--format", "{{.Names}}"),

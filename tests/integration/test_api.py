@@ -23,7 +23,9 @@ MODEL = {
         "box": {"image": BASE_IMAGE, "command": ["sleep", "infinity"]},
     },
     "x-fogify": {
-        "nodes": [{"name": "small", "capabilities": {"processor": {"cores": 1, "clock_speed": 1000}, "memory": "256M"}}],
+        "nodes": [
+            {"name": "small", "capabilities": {"processor": {"cores": 1, "clock_speed": 1000}, "memory": "256M"}},
+        ],
         "networks": [
             {"name": "lan", "bidirectional": {"bandwidth": "50Mbps", "latency": {"delay": "2ms"}}},
             {"name": "wan", "uplink": {"bandwidth": "10Mbps", "latency": {"delay": "5ms"}},
@@ -189,7 +191,8 @@ def test_network_action_changes_the_rate_in_place_and_persists(deployed):
     measured = iperf(edge, server, ip(controller, "server.1", "wan"), seconds=4)
     assert measured == pytest.approx(3, rel=0.1), f"{measured:.2f} Mbit/s after the change"
     # A later change of another field keeps the rate (Fogify reverted it).
-    assert act(url, "network", instance_type="edge", network={"network": "wan", "uplink": {"latency": {"delay": "6ms"}}}).ok
+    change = {"network": "wan", "uplink": {"latency": {"delay": "6ms"}}}
+    assert act(url, "network", instance_type="edge", network=change).ok
     interface = controller.emulation.plan.instance("edge.1").interface("wan")
     assert interface.uplink.rate == 3_000_000 and interface.uplink.delay == pytest.approx(0.006)
     measured = iperf(edge, server, ip(controller, "server.1", "wan"), seconds=3)

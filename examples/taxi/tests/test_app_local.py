@@ -11,7 +11,6 @@ import sys
 import time
 
 import requests
-
 from taxi_helpers import MAIN, free_port, wait_until
 
 
@@ -130,6 +129,7 @@ def test_bad_input_is_rejected_with_a_json_message(start_role, tmp_path):
     assert cloud.stats()["records_received"] == 0
 
     result = subprocess.run(
-        [sys.executable, str(MAIN)], env={"NODE_TYPE": "TRUCK", "PYTHONDONTWRITEBYTECODE": "1"}, capture_output=True, text=True, timeout=10
+        [sys.executable, str(MAIN)], env={"NODE_TYPE": "TRUCK", "PYTHONDONTWRITEBYTECODE": "1"},
+        capture_output=True, text=True, timeout=10
     )
     assert result.returncode == 2 and "NODE_TYPE" in result.stdout
