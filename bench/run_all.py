@@ -20,10 +20,11 @@ OUTPUT = HERE.parent / "BENCHMARKS.md"
 
 
 def benches(quick: bool) -> list[tuple[str, list[str]]]:
-    sizes = ["6", "50"] if quick else ["6", "50", "200", "500"]
+    sizes = ["6", "50"] if quick else ["6", "50", "200", "1000"]  # 1000: about the most a bridge's 1,023 ports hold
     monitored = ["50"] if quick else ["50", "200"]
     return [
         ("Deploy and undeploy against the floor", ["deploy.py", "--n", *sizes]),
+        ("Scale", ["scale.py", "--n", "100" if quick else "500"]),
         ("Shaping accuracy", ["accuracy.py"]),
         ("Action latency", ["actions.py", "--calls", "5" if quick else "20"]),
         *[(f"Monitoring cost, {n} instances", ["monitoring.py", "--n", n, "--store-rounds", "0"]) for n in monitored],
@@ -42,8 +43,8 @@ def main() -> int:
         result = subprocess.run([sys.executable, str(HERE / argv[0]), *argv[1:]], stdout=subprocess.PIPE, text=True)
         text = result.stdout.strip()
         print(text, flush=True)
-        if result.returncode != 0 or not text:
-            text = f"(failed with exit code {result.returncode}; see the run's output)"
+        if result.returncode != 0:
+            text += f"\n\n**Failed with exit code {result.returncode}**; see the run's output."
         sections.append(f"## {title}\n\n{text}\n\n_{time.monotonic() - began:.0f} s, "
                         f"`python bench/{' '.join(argv)}`_\n")
     OUTPUT.write_text(
