@@ -98,6 +98,7 @@ else
         command -v dockerd >/dev/null || die "dockerd is missing (package docker.io)"
         echo "    no systemd: starting dockerd in the background, log $DOCKERD_LOG"
         nohup setsid dockerd >>"$DOCKERD_LOG" 2>&1 </dev/null &
+        dockerd_pid=$!
     fi
     # After a crash or a machine snapshot taken mid-run, containerd first reaps
     # every dead shim; with hundreds of them dockerd gives up waiting for it and
@@ -109,11 +110,12 @@ else
             [ -f "$DOCKERD_LOG" ] && tail -n 20 "$DOCKERD_LOG" >&2
             die "dockerd did not answer within $DOCKERD_WAIT s (see $DOCKERD_LOG)"
         fi
-        if [ ! -d /run/systemd/system ] && ! pgrep -x dockerd >/dev/null; then
+        if [ -n "${dockerd_pid:-}" ] && ! kill -0 "$dockerd_pid" 2>/dev/null; then
             [ "$attempts" -ge "$DOCKERD_ATTEMPTS" ] && die "dockerd exited $attempts times (see $DOCKERD_LOG)"
             attempts=$((attempts + 1))
             echo "    dockerd exited before answering (log: $(tail -n 1 "$DOCKERD_LOG")); start $attempts of $DOCKERD_ATTEMPTS"
             nohup setsid dockerd >>"$DOCKERD_LOG" 2>&1 </dev/null &
+            dockerd_pid=$!
         fi
         sleep 1
         waited=$((waited + 1))

@@ -140,10 +140,9 @@ class DockerHost(Host):
         cpu_period, cpu_shares, cpuset_cpus, mem_limit, memswap_limit, cap_add,
         privileged, container_name (default: the node name).
         """
-        docker_keys = ("entrypoint", "environment", "volumes", "anonymous_volumes", "working_dir", "user", "hostname",
-                       "labels",
-                       "cpu_quota", "cpu_period", "cpu_shares", "cpuset_cpus", "mem_limit", "memswap_limit",
-                       "cap_add", "privileged")
+        docker_keys = ("entrypoint", "environment", "volumes", "anonymous_volumes", "working_dir", "user",
+                       "hostname", "labels", "cpu_quota", "cpu_period", "cpu_shares", "cpuset_cpus", "mem_limit",
+                       "memswap_limit", "cap_add", "privileged")
         options = {key: params.pop(key) for key in docker_keys if key in params}
         container_name = params.pop("container_name", name)
         if container is None:
