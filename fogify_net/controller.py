@@ -1,8 +1,9 @@
 """The controller: the one deployment this machine runs, and everything around it.
 
-It owns the emulation, the metric store and its sampler, the stress runs and
-the scenario runner, and it is what the REST API and the CLI drive. Deploy and
-undeploy run in a thread, as in Fogify, so a client can watch the progress.
+It owns the emulation, the metric store with its sampler and flow recorder,
+the stress runs and the scenario runner, and it is what the REST API and the
+CLI drive. Deploy and undeploy run in a thread, as in Fogify, so a client can
+watch the progress.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from .emulation.network import Emulation, check_images, check_leftovers
 from .errors import BadRequest, Conflict, NotFound
 from .model import ModelError, parse_model_text
 from .model.actions import Noop, parse_action
+from .monitoring.flows import PERIOD_S as FLOW_PERIOD_S
+from .monitoring.flows import FlowRecorder
 from .monitoring.sampler import Sampler, SampleTarget
 from .monitoring.store import MetricStore
 from .scenarios.runner import ScenarioRun, ScenarioRunner
@@ -35,7 +38,8 @@ ACTIVE = ("deploying", "running", "degraded")
 class Controller:
     def __init__(self, data_dir: str | Path = "/var/lib/fogify-net", run_dir: str = "/run/fogify-net",
                  shaping: str = "auto", interval: float = 1.0, host_mhz: float | None = None,
-                 pool: IPv4Network = DEFAULT_POOL, capabilities: Capabilities | None = None):
+                 pool: IPv4Network = DEFAULT_POOL, capabilities: Capabilities | None = None,
+                 flow_period: float = FLOW_PERIOD_S):
         Path(data_dir).mkdir(parents=True, exist_ok=True)
         self.run_dir = run_dir
         self.shaping = shaping
@@ -54,6 +58,8 @@ class Controller:
         self._worker: threading.Thread | None = None
         self.sampler = Sampler(self._sample_targets, self.store, interval)
         self.sampler.start()
+        self.flows = FlowRecorder(self._counted_plan, self.store, flow_period)
+        self.flows.start()
 
     # --- deploy and undeploy ------------------------------------------------------------------
 
@@ -73,6 +79,7 @@ class Controller:
             self.emulation = Emulation(plan, self.capabilities, self.shaping, self.run_dir,
                                        on_state=self._emulation_state)
             self._set("deploying", "")
+            self.flows.reset()
             self.store.annotate("START", "Topology", None)
             self._worker = threading.Thread(target=self._deploy, args=(self.emulation,), daemon=True,
                                             name="deploy")
@@ -114,6 +121,7 @@ class Controller:
     def _undeploy(self, emulation: Emulation | None) -> None:
         self.scenarios.cancel()
         self.stress.stop_all()
+        self.flows.read_once()  # the last period's traffic, before the counters go
         try:
             if emulation is not None:
                 emulation.teardown()
@@ -134,6 +142,7 @@ class Controller:
         elif self._worker is not None:
             self._worker.join()
         self.sampler.stop()
+        self.flows.stop()
         self.store.close()
 
     # --- what is deployed -----------------------------------------------------------------------
@@ -235,6 +244,13 @@ class Controller:
         return self.emulation
 
     # --- monitoring -----------------------------------------------------------------------------
+
+    def _counted_plan(self) -> Plan | None:
+        """The plan whose flows the bridges count now, if any (packet-level monitoring)."""
+        emulation = self.emulation
+        if emulation is None or not emulation.counts_flows:
+            return None
+        return emulation.plan if self.status in ("running", "degraded", "undeploying") else None
 
     def _sample_targets(self) -> list[SampleTarget]:
         emulation = self.emulation

@@ -6,6 +6,7 @@ import math
 
 from flask import Blueprint, jsonify, request
 
+from fogify_net.compile.flows import PROTOCOLS
 from fogify_net.errors import BadRequest, NotFound
 
 from . import controller
@@ -59,10 +60,25 @@ def clear_annotations():
 
 @bp.get("/packets/")
 def packets():
-    """Packet-level monitoring is not implemented yet: an empty list in Fogify's shape."""
-    return jsonify(res=[])
+    """{"res": [flow rows]} of networks with packet_level_monitoring; `service` (label or instance),
+    `from_timestamp`/`to_timestamp` and `packet_type` (tcp, udp, icmp) filter."""
+    c = controller()
+    service = request.args.get("service") or None
+    protocol = (request.args.get("packet_type") or "").lower() or None
+    if protocol is not None and protocol not in PROTOCOLS:
+        raise BadRequest(f"packet_type: expected one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+    rows = c.store.packets(service, _timestamp("from_timestamp"), _timestamp("to_timestamp"), protocol)
+    if service and not rows and not _known(c, service):
+        raise NotFound(f"service: no label or instance {service!r} deployed, and no packets recorded for it")
+    return jsonify(res=rows)
+
+
+def _known(c, service: str) -> bool:
+    plan = c.emulation.plan if c.emulation else None
+    return plan is not None and (plan.instance(service) is not None or service in plan.replicas())
 
 
 @bp.delete("/packets/")
 def clear_packets():
+    controller().store.clear_packets()
     return jsonify(message="The packets are empty now")

@@ -2,9 +2,10 @@
 
 For the remains of a crash: containers labelled `fogify-net`, interfaces whose
 alias starts with `fogify-net:`, iptables rules with the `fogify-net` comment
-and our own chains, the `fogify_net` nftables table, Mininet shells of our
-nodes, stress runs in our cgroups and helpers named in our pid files. Nothing
-is matched by a broad process name or an interface prefix alone.
+and our own chains, the `fogify_net` and `fogify_net_flows` nftables tables,
+Mininet shells of our nodes, stress runs in our cgroups and helpers named in
+our pid files. Nothing is matched by a broad process name or an interface
+prefix alone.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ import signal
 import time
 from pathlib import Path
 
+from ..compile.flows import FLOW_TABLE, flow_teardown
 from ..compile.naming import ALIAS, LABEL
-from ..compile.netfilter import CHAIN_DOWN, CHAIN_UP, COMMENT, bridge_rules, iptables_jumps, nft_teardown
+from ..compile.netfilter import CHAIN_DOWN, CHAIN_UP, COMMENT, NFT_TABLE, bridge_rules, iptables_jumps, nft_teardown
 from .kernel import ip_batch, iptables_delete_chain, iptables_remove, run
 
 log = logging.getLogger(__name__)
@@ -126,7 +128,9 @@ def _remove_rules() -> list[str]:
     for chain in (CHAIN_UP, CHAIN_DOWN):
         if iptables_delete_chain("mangle", chain):
             removed.append(f"iptables mangle chain {chain}")
-    if "fogify_net" in run(["nft", "list", "tables"], check=False):
-        run(["nft", "-f", "-"], nft_teardown(), check=False)
-        removed.append("nftables table bridge fogify_net")
+    tables = run(["nft", "list", "tables"], check=False).split()
+    for table, teardown in ((NFT_TABLE, nft_teardown()), (FLOW_TABLE, flow_teardown())):
+        if table in tables:
+            run(["nft", "-f", "-"], teardown, check=False)
+            removed.append(f"nftables table bridge {table}")
     return removed

@@ -20,6 +20,7 @@ from typing import Callable
 import docker
 from mininet.net import Mininet
 
+from ..compile.flows import flow_ruleset, flow_teardown
 from ..compile.hosts import hosts_file
 from ..compile.links import container_commands, veth_commands
 from ..compile.naming import LABEL
@@ -30,7 +31,7 @@ from ..model.errors import ModelError
 from .bridge import FogBridge, PreparedLink
 from .capabilities import Capabilities, probe
 from .dockerhost import DockerHost, docker_client, run_container
-from .kernel import KernelError, ip_batch, iptables_ensure, iptables_remove
+from .kernel import KernelError, ip_batch, iptables_ensure, iptables_remove, nft_apply, run
 from .shaper import Shaper
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,7 @@ class Emulation:
         self._containers: dict[str, object] = {}  # instance name -> container, including ones without a host yet
         self.crashed: set[str] = set()  # instances stopped by the crash action, until they restart
         self._bridge_rules: list[tuple[str, str, str]] = []
+        self.counts_flows = False  # the packet-level monitoring table is up
         Path(run_dir).mkdir(parents=True, exist_ok=True)
         self.shaper = Shaper(self.mechanism, run_dir, on_state=self._delayline_state)
 
@@ -111,6 +113,7 @@ class Emulation:
                 self._preflight()
                 self._ensure_forwarding()
                 self._create_bridges()
+                self._start_flow_counting()
                 self.shaper.start()
                 self._start_instances(self.plan.instances, progress)
                 self.shaper.apply(self.plan, self.pids())
@@ -144,6 +147,9 @@ class Emulation:
             for table, chain, rule in self._bridge_rules:
                 iptables_remove(table, chain, rule)
             self._bridge_rules = []
+            if self.counts_flows:
+                run(["nft", "-f", "-"], flow_teardown(), check=False)
+                self.counts_flows = False
             self.net.hosts, self.net.switches, self.net.links, self.net.nameToNode = [], [], [], {}
             if self.state != "error":
                 self._set_state("stopped")
@@ -164,6 +170,13 @@ class Emulation:
         for table, chain, rule in bridge_rules():
             if iptables_ensure(table, chain, rule, position=1):
                 self._bridge_rules.append((table, chain, rule))
+
+    def _start_flow_counting(self) -> None:
+        """The per-flow counters of packet-level monitoring, when a network asks for them."""
+        ruleset = flow_ruleset(self.plan)
+        if ruleset is not None:
+            self.counts_flows = True
+            nft_apply(ruleset)
 
     def _create_bridges(self) -> None:
         for name, network in self.plan.networks.items():

@@ -1,4 +1,4 @@
-"""Metric records and annotations in SQLite, returned in Fogify's JSON shapes.
+"""Metric records, annotations and packet flows in SQLite, returned in Fogify's JSON shapes.
 
 One row per instance and sampling round, the metrics as a JSON object: a round
 of 50 instances is one transaction of 50 rows, and a query decodes one small
@@ -39,12 +39,34 @@ CREATE TABLE IF NOT EXISTS annotations (
     instance_name TEXT NOT NULL,
     params        TEXT
 );
+CREATE TABLE IF NOT EXISTS packets (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts            REAL    NOT NULL,
+    network       TEXT    NOT NULL,
+    src_ip        TEXT    NOT NULL,
+    dest_ip       TEXT    NOT NULL,
+    protocol      TEXT    NOT NULL,
+    src_port      INTEGER NOT NULL,
+    dest_port     INTEGER NOT NULL,
+    count         INTEGER NOT NULL,
+    size          INTEGER NOT NULL,
+    src_instance  TEXT    NOT NULL,
+    dest_instance TEXT    NOT NULL,
+    src_label     TEXT    NOT NULL,
+    dest_label    TEXT    NOT NULL,
+    src_watched   INTEGER NOT NULL,
+    dest_watched  INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS packets_ts ON packets (ts);
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value INTEGER NOT NULL
 );
 """
 
+PACKET_COLUMNS = ("network", "src_ip", "dest_ip", "protocol", "src_port", "dest_port", "count", "size",
+                  "src_instance", "dest_instance", "src_label", "dest_label", "src_watched", "dest_watched")
+HIDDEN_PACKET_COLUMNS = {"src_label", "dest_label", "src_watched", "dest_watched"}
 PRUNE_EVERY = 60.0  # seconds of record time between two retention passes (a pass scans the table)
 
 
@@ -193,6 +215,58 @@ class MetricStore:
     def clear_annotations(self) -> None:
         with self._lock:
             self._conn.execute("DELETE FROM annotations")
+
+    # --- packets ----------------------------------------------------------------------------
+
+    def add_packets(self, ts: float, rows: list[dict[str, Any]]) -> None:
+        """Store one period of flow rows (see fogify_net.monitoring.flows.flow_rows) at `ts`."""
+        with self._lock, self._transaction():
+            self._conn.executemany(
+                f"INSERT INTO packets (ts, {', '.join(PACKET_COLUMNS)}) "
+                f"VALUES (?, {', '.join('?' * len(PACKET_COLUMNS))})",
+                [(ts, *(row[column] for column in PACKET_COLUMNS)) for row in rows])
+
+    def packets(self, service: str | None = None, from_ts: float | None = None, to_ts: float | None = None,
+                protocol: str | None = None) -> list[dict[str, Any]]:
+        """Fogify's /packets/ rows: a flow's period once for each monitored end, that end as `service_id`.
+
+        Fogify sniffed inside each container, so traffic between two monitored
+        instances appeared under both. `service` is a label or an instance name
+        (exact); the time bounds are strict, as for records.
+        """
+        where, args = [], []
+        if from_ts is not None:
+            where.append("ts > ?")
+            args.append(from_ts)
+        if to_ts is not None:
+            where.append("ts < ?")
+            args.append(to_ts)
+        if protocol is not None:
+            where.append("protocol = ?")
+            args.append(protocol)
+        sql = f"SELECT id, ts, {', '.join(PACKET_COLUMNS)} FROM packets"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        with self._lock:
+            rows = self._conn.execute(sql + " ORDER BY id", args).fetchall()
+        result = []
+        for row_id, ts, *values in rows:
+            row = dict(zip(PACKET_COLUMNS, values))
+            for side in ("src", "dest"):
+                if not row[f"{side}_watched"]:
+                    continue
+                label, instance = row[f"{side}_label"], row[f"{side}_instance"]
+                if service is not None and service not in (label, instance):
+                    continue
+                result.append({
+                    "id": row_id, "service_id": label, "timestamp": rfc1123(ts), "ts": ts,
+                    **{k: v for k, v in row.items() if k not in HIDDEN_PACKET_COLUMNS},
+                })
+        return result
+
+    def clear_packets(self) -> None:
+        with self._lock:
+            self._conn.execute("DELETE FROM packets")
 
     def close(self) -> None:
         with self._lock:

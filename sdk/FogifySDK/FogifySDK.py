@@ -461,7 +461,12 @@ class FogifySDK:
     def get_network_packets_from(self, service: str, from_timestamp: TimeLike | None = None,
                                  to_timestamp: TimeLike | None = None,
                                  packet_type: str | None = None) -> pd.DataFrame:
-        """Packet-level records of ``service`` as a DataFrame (``GET /packets/``)."""
+        """Traffic per flow seen by ``service`` (a label or instance) as a DataFrame (``GET /packets/``).
+
+        Rows exist for networks with ``packet_level_monitoring``: one per flow and
+        period, with ``src_instance``, ``dest_instance``, ``protocol``, ports,
+        ``count`` and ``size`` (IP bytes).
+        """
         params: dict = {}
         if from_timestamp is not None:
             params["from_timestamp"] = math.floor(to_epoch(from_timestamp))

@@ -1,0 +1,104 @@
+"""Packet-level monitoring: the flow counters of the bridges, read every period into the store.
+
+The kernel counts (see fogify_net.compile.flows); this thread lists the set
+once a period, turns counters into what each flow sent since the last read,
+names both ends from the plan as it is then (scaled-out instances included),
+and stores one row per flow and period, as Fogify aggregated its captures.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from ..compile.flows import FLOW_SET, FLOW_TABLE, Flow, monitored, parse_flow_set
+from ..compile.plan import Plan
+from ..emulation.kernel import KernelError, run
+from .store import MetricStore
+
+log = logging.getLogger(__name__)
+
+PERIOD_S = 5.0
+
+
+class FlowRecorder:
+    """Every `period` seconds, stores the traffic of each flow of `plan()` (None: nothing deployed or counted)."""
+
+    def __init__(self, plan: Callable[[], Plan | None], store: MetricStore, period: float = PERIOD_S):
+        self.plan = plan
+        self.store = store
+        self.period = period
+        self._last: dict[Flow, tuple[int, int]] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="fogify-flows", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+            self._thread = None
+
+    def reset(self) -> None:
+        """Forget the last counters: a new deployment's table starts from zero."""
+        with self._lock:
+            self._last = {}
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.period):
+            try:
+                self.read_once()
+            except Exception:  # a store or nft failure must not end the recording
+                log.exception("reading the flow counters failed")
+
+    def read_once(self, now: float | None = None) -> int:
+        """Store what every flow sent since the last read; returns the number of rows stored."""
+        with self._lock:
+            plan = self.plan()
+            if plan is None:
+                return 0
+            try:
+                counters = parse_flow_set(run(["nft", "-j", "list", "set", "bridge", FLOW_TABLE, FLOW_SET]))
+            except KernelError as error:  # undeployed meanwhile
+                log.debug("no flow counters: %s", error)
+                return 0
+            rows = flow_rows(plan, counters, self._last)
+            self._last = counters
+            if rows:
+                self.store.add_packets(time.time() if now is None else now, rows)
+            return len(rows)
+
+
+def flow_rows(plan: Plan, counters: dict[Flow, tuple[int, int]],
+              last: dict[Flow, tuple[int, int]]) -> list[dict[str, object]]:
+    """One row per flow that sent something since `last`, both ends named and marked if monitored."""
+    watched = monitored(plan)
+    ends = {interface.ip: (instance, interface.network)
+            for instance in plan.instances for interface in instance.interfaces}
+    rows = []
+    for flow, (packets, size) in sorted(counters.items(), key=lambda item: str(item[0])):
+        before_packets, before_size = last.get(flow, (0, 0))
+        if packets < before_packets or size < before_size:  # the flow expired and came back
+            before_packets = before_size = 0
+        if packets == before_packets:
+            continue
+        src, network = ends.get(flow.src, (None, None))
+        dst, _ = ends.get(flow.dst, (None, None))
+        labels = watched.get(network, set())
+        rows.append({
+            "network": network or "",
+            "src_ip": str(flow.src), "dest_ip": str(flow.dst), "protocol": flow.protocol,
+            "src_port": flow.sport, "dest_port": flow.dport,
+            "count": packets - before_packets, "size": size - before_size,
+            "src_instance": src.name if src else "", "dest_instance": dst.name if dst else "",
+            "src_label": src.label if src else "", "dest_label": dst.label if dst else "",
+            "src_watched": bool(src and src.label in labels), "dest_watched": bool(dst and dst.label in labels),
+        })
+    return rows
