@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from .compile.flows import flow_ruleset
 from .compile.links import bridge_commands, container_commands, veth_commands
 from .compile.netfilter import delay_slots, iptables_delay_rules, nft_ruleset
 from .compile.plan import compile_model
@@ -55,6 +56,10 @@ def dry_run(path: str, shaping: str = "auto") -> str:
     out += root
     out.append("\n# nft -f -")
     out.append(nft_ruleset(plan, shaping_state, loss=mechanism == "userspace").rstrip())
+    flows = flow_ruleset(plan)
+    if flows is not None:
+        out.append("\n# nft -f - (packet-level monitoring)")
+        out.append(flows.rstrip())
     if mechanism == "userspace":
         slots = delay_slots(shaping_state)
         queues, numbers = {}, iter(range(QUEUE_BASE, QUEUE_BASE + len(slots)))

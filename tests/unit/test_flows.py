@@ -104,3 +104,23 @@ def test_the_store_lists_a_row_under_each_watched_end_and_filters(tmp_path):
     store.clear_packets()
     assert store.packets() == []
     store.close()
+
+
+def test_the_dry_run_shows_the_flow_table_only_when_a_network_is_watched(tmp_path):
+    from fogify_net.dryrun import dry_run
+
+    document = {
+        "services": {"box": {"image": "fogify-net/base:latest"}},
+        "x-fogify": {
+            "nodes": [{"name": "n", "capabilities": {"processor": {"cores": 1, "clock_speed": 1000},
+                                                     "memory": "128M"}}],
+            "networks": [{"name": "lan", "bidirectional": {"bandwidth": "10Mbps"}}],
+            "topology": [{"node": "n", "service": "box", "label": "a", "networks": ["lan"]}],
+        },
+    }
+    path = tmp_path / "model.yaml"
+    path.write_text(json.dumps(document))
+    assert "fogify_net_flows" not in dry_run(str(path), shaping="userspace")
+    document["x-fogify"]["networks"][0]["packet_level_monitoring"] = True
+    path.write_text(json.dumps(document))
+    assert "table bridge fogify_net_flows {" in dry_run(str(path), shaping="userspace")
