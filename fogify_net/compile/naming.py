@@ -13,7 +13,8 @@ import re
 IFNAMSIZ = 15
 PREFIX = "fgn"
 CONTAINER_PREFIX = "fogify-net."
-LABEL = "fogify-net"
+LABEL = "fogify-net"  # containers carry fogify-net=1
+VOLUME_LABEL = "volume"  # named volumes a deploy made carry fogify-net=volume
 ALIAS = "fogify-net"
 SHELL_PREFIX = "mininet:"
 

@@ -1,6 +1,7 @@
 """Remove everything fogify-net ever made on this machine, by its marks only.
 
-For the remains of a crash: containers labelled `fogify-net`, interfaces whose
+For the remains of a crash: containers labelled `fogify-net` and the named
+volumes a deploy made (`fogify-net=volume`), interfaces whose
 alias starts with `fogify-net:`, iptables rules with the `fogify-net` comment
 and our own chains, the `fogify_net` and `fogify_net_flows` nftables tables,
 Mininet shells of our nodes, stress runs in our cgroups and helpers named in
@@ -19,7 +20,7 @@ import time
 from pathlib import Path
 
 from ..compile.flows import FLOW_TABLE, flow_teardown
-from ..compile.naming import ALIAS, LABEL
+from ..compile.naming import ALIAS, LABEL, VOLUME_LABEL
 from ..compile.netfilter import CHAIN_DOWN, CHAIN_UP, COMMENT, NFT_TABLE, bridge_rules, iptables_jumps, nft_teardown
 from .kernel import ip_batch, iptables_delete_chain, iptables_remove, run
 
@@ -33,6 +34,7 @@ def cleanup(run_dir: str = "/run/fogify-net") -> list[str]:
     removed: list[str] = []
     removed += _kill_processes(run_dir)
     removed += _remove_containers()
+    removed += _remove_volumes()
     removed += _remove_interfaces()
     removed += _remove_rules()
     return removed
@@ -77,6 +79,25 @@ def _kill(pid: int) -> None:
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+
+
+def _remove_volumes() -> list[str]:
+    """Named volumes that a deploy made (their containers are gone by now)."""
+    try:
+        from .dockerhost import docker_client
+
+        volumes = docker_client().volumes.list(filters={"label": f"{LABEL}={VOLUME_LABEL}"})
+    except Exception as error:
+        log.warning("cannot list volumes: %s", error)
+        return []
+    removed = []
+    for volume in volumes:
+        try:
+            volume.remove(force=True)
+            removed.append(f"volume {volume.name}")
+        except Exception as error:
+            log.warning("cannot remove volume %s: %s", volume.name, error)
+    return removed
 
 
 def _remove_containers() -> list[str]:

@@ -23,7 +23,7 @@ from mininet.net import Mininet
 from ..compile.flows import flow_ruleset, flow_teardown
 from ..compile.hosts import hosts_file
 from ..compile.links import container_commands, veth_commands
-from ..compile.naming import LABEL
+from ..compile.naming import LABEL, VOLUME_LABEL
 from ..compile.netfilter import bridge_rules
 from ..compile.plan import InstancePlan, Plan, add_instances, remove_instances
 from ..errors import Conflict
@@ -113,6 +113,7 @@ class Emulation:
                 self._preflight()
                 self._ensure_forwarding()
                 self._create_bridges()
+                self._create_named_volumes()
                 self._start_flow_counting()
                 self.shaper.start()
                 self._start_instances(self.plan.instances, progress)
@@ -170,6 +171,21 @@ class Emulation:
         for table, chain, rule in bridge_rules():
             if iptables_ensure(table, chain, rule, position=1):
                 self._bridge_rules.append((table, chain, rule))
+
+    def _create_named_volumes(self) -> None:
+        """Named volumes the services use, made here with our label so `fogify-net cleanup` finds them.
+
+        Docker would make them on first use, unlabelled. Like Compose's, they
+        outlive an undeploy (they hold the application's data); a volume that
+        existed before is the user's and is left as it is.
+        """
+        client = docker_client()
+        names = {v.source for i in self.plan.instances for v in i.service.volumes if v.source and not v.is_bind}
+        for name in sorted(names):
+            try:
+                client.volumes.get(name)
+            except docker.errors.NotFound:
+                client.volumes.create(name, labels={LABEL: VOLUME_LABEL})
 
     def _start_flow_counting(self) -> None:
         """The per-flow counters of packet-level monitoring, when a network asks for them."""

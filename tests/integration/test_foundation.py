@@ -192,3 +192,34 @@ def test_cleanup_removes_what_a_crashed_process_left(machine):
     removed = cleanup("/run/fogify-net")
     assert any(line.startswith("container ") for line in removed)
     assert_clean(before)
+
+
+def test_named_volumes_are_shared_outlive_undeploy_and_go_with_cleanup(machine):
+    import docker
+
+    from fogify_net.emulation.cleanup import cleanup
+
+    client = docker.from_env()
+    users = client.volumes.create("fgt-users-volume")  # the user's own: never labelled, never removed
+    try:
+        m = ModelBuilder()
+        m.service("app", image=BASE_IMAGE, command=["sleep", "infinity"],
+                  volumes=["fgt-data:/data", "fgt-users-volume:/mine:ro"])
+        m.node("half", cores=1, clock_speed=1000, memory="128M")
+        m.network("lan", bidirectional={"bandwidth": "10Mbps"})
+        m.blueprint("a", node="half", service="app", networks=["lan"], replicas=2)
+        with emulation(m.build()) as emu:
+            first, second = (emu.hosts[n].container for n in ("a.1", "a.2"))
+            assert first.exec_run(["sh", "-c", "echo kept > /data/note"]).exit_code == 0
+            assert second.exec_run(["cat", "/data/note"]).output.decode().strip() == "kept"
+        volume = client.volumes.get("fgt-data")
+        assert volume.attrs["Labels"] == {"fogify-net": "volume"}
+        assert not client.volumes.get("fgt-users-volume").attrs["Labels"]
+        assert "volume fgt-data" in cleanup("/run/fogify-net")
+        with pytest.raises(docker.errors.NotFound):
+            client.volumes.get("fgt-data")
+        client.volumes.get("fgt-users-volume")
+    finally:
+        users.remove(force=True)
+        for leftover in client.volumes.list(filters={"name": "fgt-data"}):
+            leftover.remove(force=True)
