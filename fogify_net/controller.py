@@ -1,9 +1,9 @@
 """The controller: the one deployment this machine runs, and everything around it.
 
-It owns the emulation, the metric store with its sampler and flow recorder,
-the stress runs and the scenario runner, and it is what the REST API and the
-CLI drive. Deploy and undeploy run in a thread, as in Fogify, so a client can
-watch the progress.
+It owns the emulation (a Backend: the local Mininet one or Swarm), the metric
+store with its sampler and flow recorder, the stress runs and the scenario
+runner, and it is what the REST API and the CLI drive. Deploy and undeploy run
+in a thread, as in Fogify, so a client can watch the progress.
 """
 
 from __future__ import annotations
@@ -13,14 +13,16 @@ import threading
 import time
 from ipaddress import IPv4Network
 from pathlib import Path
+from typing import Callable
 
 from .actions.runner import ActionRunner
 from .actions.stress import StressRunner
+from .backends import Backend, StateCallback
 from .compile.addressing import DEFAULT_POOL
 from .compile.plan import Plan, compile_model
 from .compile.resources import read_host_facts
 from .emulation.capabilities import Capabilities, probe
-from .emulation.network import Emulation, check_images, check_leftovers
+from .emulation.network import Emulation
 from .errors import BadRequest, Conflict, NotFound
 from .model import ModelError, parse_model_text
 from .model.actions import Noop, parse_action
@@ -33,13 +35,15 @@ from .scenarios.runner import ScenarioRun, ScenarioRunner
 log = logging.getLogger(__name__)
 
 ACTIVE = ("deploying", "running", "degraded")
+BackendFactory = Callable[[Plan, StateCallback], Backend]
 
 
 class Controller:
     def __init__(self, data_dir: str | Path = "/var/lib/fogify-net", run_dir: str = "/run/fogify-net",
                  shaping: str = "auto", interval: float = 1.0, host_mhz: float | None = None,
                  pool: IPv4Network = DEFAULT_POOL, capabilities: Capabilities | None = None,
-                 flow_period: float = FLOW_PERIOD_S):
+                 flow_period: float = FLOW_PERIOD_S, backend: BackendFactory | None = None):
+        """`backend` makes the deployment of a plan (default: the local Mininet Emulation)."""
         Path(data_dir).mkdir(parents=True, exist_ok=True)
         self.run_dir = run_dir
         self.shaping = shaping
@@ -50,7 +54,8 @@ class Controller:
         self.store = MetricStore(Path(data_dir) / "fogify.db")
         self.stress = StressRunner()
         self.scenarios = ScenarioRunner(self._scenario_action)
-        self.emulation: Emulation | None = None
+        self.backend_factory = backend
+        self.emulation: Backend | None = None
         self.status = "idle"
         self.message = ""
         self._model_text: str | None = None
@@ -73,11 +78,10 @@ class Controller:
                 raise BadRequest("no model: send the fogified compose file in the form field 'file'")
             model = parse_model_text(text)
             plan = compile_model(model, read_host_facts(self.host_mhz), self.pool)
-            check_images(plan)
-            check_leftovers(plan)
+            emulation = self._new_backend(plan)
+            emulation.check()
             self._model_text = text
-            self.emulation = Emulation(plan, self.capabilities, self.shaping, self.run_dir,
-                                       on_state=self._emulation_state)
+            self.emulation = emulation
             self._set("deploying", "")
             self.flows.reset()
             self.store.annotate("START", "Topology", None)
@@ -86,7 +90,12 @@ class Controller:
             self._worker.start()
             return plan
 
-    def _deploy(self, emulation: Emulation) -> None:
+    def _new_backend(self, plan: Plan) -> Backend:
+        if self.backend_factory is not None:
+            return self.backend_factory(plan, self._emulation_state)
+        return Emulation(plan, self.capabilities, self.shaping, self.run_dir, on_state=self._emulation_state)
+
+    def _deploy(self, emulation: Backend) -> None:
         started = time.monotonic()
         try:
             emulation.deploy()
@@ -118,7 +127,7 @@ class Controller:
         if wait:
             self._worker.join()
 
-    def _undeploy(self, emulation: Emulation | None) -> None:
+    def _undeploy(self, emulation: Backend | None) -> None:
         self.scenarios.cancel()
         self.stress.stop_all()
         self.flows.read_once()  # the last period's traffic, before the counters go
@@ -178,10 +187,7 @@ class Controller:
         if emulation is None:
             return report
         plan = emulation.plan
-        report["shaping"]["not_applied"] = emulation.shaper.unshaped(plan)
-        if emulation.shaper.delayline is not None:
-            report["shaping"]["delay_line"] = {"alive": emulation.shaper.delayline.alive(),
-                                               "restarts": emulation.shaper.delayline.restarts}
+        report["shaping"].update(emulation.shaping_report())
         report["warnings"] = list(plan.model.warnings) + plan.warnings
         started = set(emulation.started())
         report["networks"] = [
@@ -199,7 +205,7 @@ class Controller:
                 "state": ("crashed" if instance.name in emulation.crashed
                           else "up" if instance.name in started else "pending"),
                 "container": instance.container,
-                "pid": emulation.hosts[instance.name].cpid if instance.name in emulation.hosts else None,
+                "pid": emulation.instance_pid(instance.name),
                 "cpus": round(instance.cpus, 4),
                 "memory": instance.memory,
                 "networks": {
@@ -238,7 +244,7 @@ class Controller:
             raise BadRequest(scenario.error)
         return self.scenarios.start(scenario)
 
-    def _running(self) -> Emulation:
+    def _running(self) -> Backend:
         if self.status not in ("running", "degraded") or self.emulation is None:
             raise Conflict(f"nothing is deployed and running (status: {self.status})")
         return self.emulation
@@ -256,21 +262,7 @@ class Controller:
         emulation = self.emulation
         if emulation is None or self.status not in ("running", "degraded"):
             return []
-        targets = []
-        for instance in list(emulation.plan.instances):
-            host = emulation.hosts.get(instance.name)
-            if host is None or instance.name in emulation.crashed:
-                continue
-            targets.append(SampleTarget(
-                name=instance.name,
-                container_id=host.container.id,
-                pid=host.cpid,
-                cpus=instance.cpus,
-                memory_limit=instance.memory,
-                ports={i.network: i.port for i in instance.interfaces},
-                upper_dir=host.container.attrs.get("GraphDriver", {}).get("Data", {}).get("UpperDir"),
-            ))
-        return targets
+        return emulation.sample_targets()
 
     # --- state ----------------------------------------------------------------------------------
 

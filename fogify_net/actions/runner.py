@@ -11,8 +11,8 @@ import functools
 import logging
 from dataclasses import dataclass, field
 
+from ..backends import Backend
 from ..compile.resources import MIN_QUOTA
-from ..emulation.network import Emulation
 from ..errors import BadRequest, Conflict
 from ..model.actions import (
     ANNOTATIONS,
@@ -28,7 +28,6 @@ from ..model.actions import (
     VerticalScaling,
 )
 from ..model.units import format_size
-from .command import run_command
 from .stress import StressRunner
 from .targets import resolve
 
@@ -46,7 +45,7 @@ class Outcome:
 
 
 class ActionRunner:
-    def __init__(self, emulation: Emulation, stress: StressRunner):
+    def __init__(self, emulation: Backend, stress: StressRunner):
         self.emulation = emulation
         self.stress = stress
 
@@ -132,9 +131,8 @@ class ActionRunner:
     @run.register
     def _(self, request: Stress) -> Outcome:
         started = {}
-        pids = self.emulation.pids()
         for instance in self._running(resolve(self.plan, request.target), "stressing"):
-            started[instance.name] = self.stress.start(instance, pids[instance.name], request)
+            started[instance.name] = self.emulation.stress(instance, request, self.stress)
         commands = next(iter(started.values()), [])
         return Outcome(ANNOTATIONS["stress"], str(request.target), f"Parameters: {'; '.join(commands)}",
                        {"instances": list(started)})
@@ -143,8 +141,8 @@ class ActionRunner:
     def _(self, request: Command) -> Outcome:
         results = {}
         for instance in self._running(resolve(self.plan, request.target), "running a command"):
-            container = self.emulation.hosts[instance.name].container
-            results[instance.name] = run_command(container, request.command, request.wait, request.timeout)
+            results[instance.name] = self.emulation.run_command(instance, request.command, request.wait,
+                                                                request.timeout)
         text = request.command if isinstance(request.command, str) else " ".join(request.command)
         return Outcome(ANNOTATIONS["command"], str(request.target), f"Parameters: {text}",
                        {"results": results} if request.wait else {})

@@ -15,11 +15,12 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import docker
 from mininet.net import Mininet
 
+from ..actions.command import run_command
 from ..compile.flows import flow_ruleset, flow_teardown
 from ..compile.hosts import hosts_file
 from ..compile.links import container_commands, veth_commands
@@ -28,11 +29,16 @@ from ..compile.netfilter import bridge_rules
 from ..compile.plan import InstancePlan, Plan, add_instances, remove_instances
 from ..errors import Conflict
 from ..model.errors import ModelError
+from ..monitoring.sampler import SampleTarget
 from .bridge import FogBridge, PreparedLink
 from .capabilities import Capabilities, probe
 from .dockerhost import DockerHost, docker_client, run_container
 from .kernel import KernelError, ip_batch, iptables_ensure, iptables_remove, nft_apply, run
 from .shaper import Shaper
+
+if TYPE_CHECKING:
+    from ..actions.stress import StressRunner
+    from ..model.actions import Stress
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +85,7 @@ def check_leftovers(plan: Plan) -> None:
 
 
 class Emulation:
-    """The plan, its Mininet network and the kernel state of one deployment."""
+    """The plan, its Mininet network and the kernel state of one deployment (the local backend)."""
 
     def __init__(self, plan: Plan, capabilities: Capabilities | None = None, shaping: str = "auto",
                  run_dir: str = RUN_DIR, on_state: Callable[[str, str], None] | None = None):
@@ -156,6 +162,11 @@ class Emulation:
                 self._set_state("stopped")
             if errors:
                 raise KernelError("; ".join(errors))
+
+    def check(self) -> None:
+        """Refuse at once what cannot deploy here: a missing image, leftovers of a crashed run."""
+        check_images(self.plan)
+        check_leftovers(self.plan)
 
     def _preflight(self) -> None:
         caps = self.capabilities
@@ -420,6 +431,42 @@ class Emulation:
                 f.seek(0)
                 f.write(rendered[networks])
                 f.truncate()
+
+    # --- inside instances, monitoring and status ---------------------------------------------
+
+    def run_command(self, instance: InstancePlan, command: str | tuple[str, ...], wait: bool,
+                    timeout: float | None) -> dict:
+        return run_command(self.hosts[instance.name].container, command, wait, timeout)
+
+    def stress(self, instance: InstancePlan, request: Stress, runner: StressRunner) -> list[str]:
+        return runner.start(instance, self.pids()[instance.name], request)
+
+    def instance_pid(self, name: str) -> int | None:
+        host = self.hosts.get(name)
+        return host.cpid if host is not None else None
+
+    def sample_targets(self) -> list[SampleTarget]:
+        targets = []
+        for instance in list(self.plan.instances):
+            host = self.hosts.get(instance.name)
+            if host is None or instance.name in self.crashed:
+                continue
+            targets.append(SampleTarget(
+                name=instance.name,
+                container_id=host.container.id,
+                pid=host.cpid,
+                cpus=instance.cpus,
+                memory_limit=instance.memory,
+                ports={i.network: i.port for i in instance.interfaces},
+                upper_dir=host.container.attrs.get("GraphDriver", {}).get("Data", {}).get("UpperDir"),
+            ))
+        return targets
+
+    def shaping_report(self) -> dict:
+        report: dict = {"not_applied": self.shaper.unshaped(self.plan)}
+        if self.shaper.delayline is not None:
+            report["delay_line"] = {"alive": self.shaper.delayline.alive(), "restarts": self.shaper.delayline.restarts}
+        return report
 
     # --- state ---------------------------------------------------------------------------------
 
