@@ -89,6 +89,9 @@ class Backend(Protocol):
     def sample_targets(self) -> list[SampleTarget]:
         """What the sampler reads this round: the running instances' counters."""
 
+    def remote_samples(self) -> dict[str, dict[str, float]]:
+        """Metrics measured on other machines this round, by instance (Swarm agents); {} when local."""
+
     def instance_pid(self, name: str) -> int | None:
         """The init pid of an instance's container (on its host), for the status report."""
 

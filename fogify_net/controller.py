@@ -61,7 +61,7 @@ class Controller:
         self._model_text: str | None = None
         self._lock = threading.RLock()
         self._worker: threading.Thread | None = None
-        self.sampler = Sampler(self._sample_targets, self.store, interval)
+        self.sampler = Sampler(self._sample_targets, self.store, interval, remote=self._remote_samples)
         self.sampler.start()
         self.flows = FlowRecorder(self._counted_plan, self.store, flow_period)
         self.flows.start()
@@ -263,6 +263,12 @@ class Controller:
         if emulation is None or self.status not in ("running", "degraded"):
             return []
         return emulation.sample_targets()
+
+    def _remote_samples(self) -> dict[str, dict[str, float]]:
+        emulation = self.emulation
+        if emulation is None or self.status not in ("running", "degraded"):
+            return {}
+        return emulation.remote_samples()
 
     # --- state ----------------------------------------------------------------------------------
 

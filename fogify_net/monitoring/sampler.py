@@ -43,8 +43,11 @@ class Sampler:
     calling thread's time), which bench/monitoring.py reports.
     """
 
-    def __init__(self, targets: Callable[[], list[SampleTarget]], store: MetricStore, interval: float = 1.0):
+    def __init__(self, targets: Callable[[], list[SampleTarget]], store: MetricStore, interval: float = 1.0,
+                 remote: Callable[[], dict[str, dict[str, float]]] | None = None):
+        """`remote` gives samples measured elsewhere this round (the Swarm nodes' agents), by instance."""
         self.targets = targets
+        self.remote = remote
         self.store = store
         self.schedule = FixedRate(interval)
         self.rounds = 0
@@ -104,6 +107,11 @@ class Sampler:
                 if metrics is not None:
                     samples[target.name] = metrics
             self._forget({target.container_id for target in targets})
+            if self.remote is not None:
+                try:
+                    samples.update(self.remote())
+                except Exception:
+                    log.exception("remote samples failed; this round has the local ones only")
             if samples:
                 self.store.add_round(ts, samples)
             self.rounds += 1
