@@ -120,13 +120,41 @@ def cmd_api(args) -> int:
     if args.pid_file:
         Path(args.pid_file).parent.mkdir(parents=True, exist_ok=True)
         Path(args.pid_file).write_text(str(os.getpid()))
+    backend = None
+    if args.backend == "swarm":
+        from fogify_net.swarm.backend import SwarmBackend
+
+        agents = dict(_pair(item, "--agent") for item in args.agent)
+        agent_token = os.environ.get("FOGIFY_AGENT_TOKEN")
+
+        def backend(plan, on_state):
+            return SwarmBackend(plan, args.manager, agents, args.agent_port, agent_token, on_state)
     try:
         controller = Controller(data_dir=args.data_dir, shaping=args.shaping, interval=args.interval,
-                                host_mhz=args.host_mhz)
+                                host_mhz=args.host_mhz, backend=backend)
         serve(controller, args.host, args.port, token)
     finally:
         if args.pid_file:
             Path(args.pid_file).unlink(missing_ok=True)
+    return 0
+
+
+def _pair(item: str, option: str) -> tuple[str, str]:
+    name, sep, value = item.partition("=")
+    if not sep or not name or not value:
+        raise CliError(f"{option} wants NAME=VALUE, got {item!r}")
+    return name, value
+
+
+def cmd_agent(args) -> int:
+    from fogify_net.swarm.agent import serve
+
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    token = args.token or os.environ.get("FOGIFY_AGENT_TOKEN")
+    if args.host not in ("127.0.0.1", "localhost", "::1") and not token:
+        raise CliError("an agent that listens beyond loopback needs --token (or FOGIFY_AGENT_TOKEN)")
+    serve(args.docker, args.host, args.port, token)
     return 0
 
 
@@ -199,6 +227,13 @@ def cmd_cleanup(args) -> int:
     if _api_alive(args.url):
         _stop_daemon()
     removed = cleanup(str(RUN_DIR))
+    from fogify_net.swarm.cluster import cleanup as cluster_cleanup
+
+    removed += cluster_cleanup()  # a test cluster of extra dockerds (fgts*) that a crash left
+    if args.swarm:
+        from fogify_net.swarm.backend import remove_deployment
+
+        removed += remove_deployment(args.swarm)
     print("\n".join(f"removed {line}" for line in removed) if removed else "nothing of fogify-net was left")
     return 0
 
@@ -242,8 +277,24 @@ def main(argv: list[str] | None = None) -> int:
     api.add_argument("--data-dir", default=os.environ.get("FOGIFY_DATA_DIR", "/var/lib/fogify-net"))
     api.add_argument("--host-mhz", type=float, help="host clock for the CPU formula (default: measured)")
     api.add_argument("--pid-file")
+    api.add_argument("--backend", choices=["local", "swarm"], default=os.environ.get("FOGIFY_BACKEND", "local"),
+                     help="local: Mininet on this machine; swarm: services on a Docker Swarm")
+    api.add_argument("--manager", default=os.environ.get("FOGIFY_SWARM_MANAGER", "unix:///var/run/docker.sock"),
+                     help="with --backend swarm: the Docker endpoint of a Swarm manager")
+    api.add_argument("--agent", action="append", default=[], metavar="HOSTNAME=URL",
+                     help="with --backend swarm: where a node's agent answers "
+                          "(default http://<node address>:<agent port>); repeatable")
+    api.add_argument("--agent-port", type=int, default=5500)
     api.add_argument("-v", "--verbose", action="store_true")
     api.set_defaults(func=cmd_api)
+
+    agent = sub.add_parser("agent", help="the per-node agent of the Swarm backend (shaping, exec, resources)")
+    agent.add_argument("--docker", help="this node's Docker endpoint (default: DOCKER_HOST or the local socket)")
+    agent.add_argument("--host", default="127.0.0.1", help="address on the management network (default: loopback)")
+    agent.add_argument("--port", type=int, default=5500)
+    agent.add_argument("--token", help="bearer token the controller must send (env FOGIFY_AGENT_TOKEN)")
+    agent.add_argument("-v", "--verbose", action="store_true")
+    agent.set_defaults(func=cmd_agent)
 
     deploy = sub.add_parser("deploy", help="deploy a fogified compose file and wait until it runs")
     deploy.add_argument("file")
@@ -262,6 +313,8 @@ def main(argv: list[str] | None = None) -> int:
     status.set_defaults(func=cmd_status)
 
     clean = sub.add_parser("cleanup", help="remove everything fogify-net left on this machine")
+    clean.add_argument("--swarm", metavar="MANAGER_URL",
+                       help="also remove fogify-net's services and networks from this Swarm manager")
     clean.set_defaults(func=cmd_cleanup)
 
     doctor = sub.add_parser("doctor", help="what this machine can emulate, and how")

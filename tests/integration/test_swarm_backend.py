@@ -1,0 +1,357 @@
+"""The Swarm backend on real Swarms on this machine: one node, then two nodes joined over VXLAN.
+
+Each Swarm node is an extra dockerd in its own network namespace (fogify_net.swarm.cluster),
+so the main dockerd is never put in swarm mode. A `fogify-net agent` runs for every node, as
+on a real cluster, on loopback (this machine's management network); the backend reaches the
+managers' daemons through their sockets. Traffic is the host's iperf3 entered into the tasks'
+namespaces. Everything is named fgts* and removed, which each test checks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from fogify_net.compile.plan import compile_model
+from fogify_net.compile.resources import HostFacts
+from fogify_net.model import ModelBuilder, parse_model_text
+from fogify_net.swarm.backend import SwarmBackend
+from fogify_net.swarm.cluster import BASE_IMAGE, Cluster, Daemon, leftovers, save_image
+from tests.integration.conftest import snapshot, wait_until
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("machine")]
+
+FACTS = HostFacts(cpu_mhz=2000.0, cpus=os.cpu_count() or 1, memory=2**34)
+
+
+def report(what: str, value):
+    """Print a measurement (shown with pytest -s) and return it."""
+    print(f"\n  measured: {what}: {value:.2f}" if isinstance(value, float) else f"\n  measured: {what}: {value}",
+          end="")
+    return value
+
+
+# -- agents and traffic --------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def agents(daemons: list[Daemon]) -> Iterator[dict[str, str]]:
+    """One `fogify-net agent` per node, on loopback; {node hostname: URL}. Always stopped."""
+    import requests
+
+    procs, urls = [], {}
+    try:
+        for daemon in daemons:
+            port = _free_port()
+            with open(daemon.run_dir / "agent.log", "ab") as log:
+                procs.append(subprocess.Popen(
+                    [sys.executable, "-m", "fogify_net.cli", "agent", "--docker", daemon.url, "--port", str(port)],
+                    stdout=subprocess.DEVNULL, stderr=log))
+            urls[daemon.name] = f"http://127.0.0.1:{port}"
+
+        def healthy() -> bool:
+            try:
+                return all(requests.get(f"{u}/health/", timeout=1).ok for u in urls.values())
+            except requests.RequestException:
+                return False
+
+        assert wait_until(healthy, timeout=20), "agents did not answer"
+        yield urls
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def task_pid(cluster: Cluster, backend: SwarmBackend, instance: str) -> int:
+    task = backend._tasks[instance]
+    daemon = next(d for d in cluster.daemons if d.name == task["hostname"])
+    return int(daemon.client().containers.get(task["container"]).attrs["State"]["Pid"])
+
+
+def nsenter(pid: int, *argv: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["nsenter", f"--net=/proc/{pid}/ns/net", "--", *argv],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def tcp_mbps(client_pid: int, server_pid: int, server_ip: str, seconds: int = 4) -> float:
+    """Mbit/s received by the server over `seconds` of TCP (the first second omitted: slow start)."""
+    server = subprocess.Popen(["nsenter", f"--net=/proc/{server_pid}/ns/net", "--",
+                               "iperf3", "-s", "-1", "-p", "5201"], stdout=subprocess.DEVNULL)
+    try:
+        assert wait_until(lambda: ":5201" in nsenter(server_pid, "ss", "-Hltn").stdout, timeout=10)
+        out = nsenter(client_pid, "iperf3", "-c", server_ip, "-p", "5201", "-t", str(seconds), "-O", "1", "-J",
+                      timeout=seconds + 30).stdout
+        result = json.loads(out)
+        assert "error" not in result, result["error"]
+        return result["end"]["sum_received"]["bits_per_second"] / 1e6
+    finally:
+        server.kill()
+        server.wait()
+
+
+def udp_loss(client_pid: int, server_pid: int, server_ip: str, seconds: int = 3) -> float:
+    """Percent of UDP datagrams lost at 4 Mbit/s offered (below every rate in these tests)."""
+    server = subprocess.Popen(["nsenter", f"--net=/proc/{server_pid}/ns/net", "--",
+                               "iperf3", "-s", "-1", "-p", "5202"], stdout=subprocess.DEVNULL)
+    try:
+        assert wait_until(lambda: ":5202" in nsenter(server_pid, "ss", "-Hltn").stdout, timeout=10)
+        out = nsenter(client_pid, "iperf3", "-c", server_ip, "-p", "5202", "-u", "-b", "4M", "-t", str(seconds),
+                      "-J", timeout=seconds + 30).stdout
+        result = json.loads(out)
+        assert "error" not in result, result["error"]
+        return float(result["end"]["sum"]["lost_percent"])
+    finally:
+        server.kill()
+        server.wait()
+
+
+def rates(pid: int) -> dict[str, str]:
+    """The default HTB class rates in a task's namespace: its interface's (uplink) and its IFB's (downlink)."""
+    found = {}
+    for link in json.loads(nsenter(pid, "ip", "-j", "link", "show").stdout):
+        classes = nsenter(pid, "tc", "class", "show", "dev", link["ifname"]).stdout  # htb has no -j here
+        match = re.search(r"^class htb 1:1 .*?rate (\S+)", classes, re.M)
+        if match:
+            found["downlink" if link["ifname"].startswith("fgnifb") else "uplink"] = match[1]
+    return found
+
+
+def ip_of(backend: SwarmBackend, instance: str, network: str) -> str:
+    return str(backend.plan.instance(instance).interface(network).ip)
+
+
+# -- fixtures ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def image_archive() -> Iterator[Path]:
+    """The base image saved once for both clusters (cluster cleanup removes it if we die)."""
+    path = Path(f"/tmp/fgts-image-{os.getpid()}.tar")
+    try:
+        save_image(BASE_IMAGE, path)
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def ours() -> dict[str, set[str]]:
+    """The machine's state, narrowed to what this project names (fgts*, fgn*, fogify*): other
+    sessions' benchmarks on this machine may add and remove their own things meanwhile."""
+    return {key: {line for line in lines if re.search(r"fgts|fgn|fogify", line)} for key, lines in snapshot().items()}
+
+
+@pytest.fixture
+def clean() -> Iterator[None]:
+    """The test leaves nothing: no fgts namespace, link, daemon, agent, mount, cgroup or directory,
+    and the main daemon's containers are the same as before."""
+    before, containers = ours(), main_containers()
+    yield
+    assert leftovers() == []
+    after = wait_until(lambda: (lambda s: s if s == before else None)(ours()), timeout=5) or ours()
+    for key in before:
+        assert after[key] == before[key], f"{key} left behind: {sorted(after[key] ^ before[key])}"
+    assert main_containers() - containers == set()
+
+
+def main_containers() -> set[str]:
+    return set(subprocess.run(["docker", "ps", "-aq", "--no-trunc"], capture_output=True, text=True).stdout.split())
+
+
+# -- tests ---------------------------------------------------------------------------------
+
+
+def test_single_node_swarm(image_archive: Path, clean: None) -> None:
+    """Deploy, per-label scaling, shaping of new tasks, vertical scaling and exec on a one-node Swarm."""
+    m = ModelBuilder()
+    m.service("app", image=BASE_IMAGE, command=["sleep", "infinity"])
+    m.node("small", cores=1, clock_speed=1000, memory="128M")
+    m.network("lan", uplink={"bandwidth": "10Mbps"}, downlink={"bandwidth": "100Mbps"}, subnet="10.98.2.0/24")
+    m.blueprint("web", node="small", service="app", networks=["lan"], replicas=2)
+    m.blueprint("db", node="small", service="app", networks=["lan"], replicas=1)
+    m.topology[-1]["placement"] = {"hostname": "fgts1"}  # a Swarm constraint, node.hostname==fgts1
+    plan = compile_model(m.build(), FACTS)
+
+    with Cluster(1, image_archive=image_archive) as cluster, agents(cluster.daemons) as urls:
+        cluster.init_swarm()
+        backend = SwarmBackend(plan, cluster.manager.url, urls)
+        backend.check()
+        started = time.monotonic()
+        backend.deploy()
+        try:
+            report("deploy of 3 instances on 1 node, s", time.monotonic() - started)
+            assert sorted(backend.started()) == ["db.1", "web.1", "web.2"]
+            assert all(i.interface("lan").ip in plan.networks["lan"].subnet for i in plan.instances)
+            assert backend.placement() == {"db.1": "fgts1", "web.1": "fgts1", "web.2": "fgts1"}
+            web1, web2 = task_pid(cluster, backend, "web.1"), task_pid(cluster, backend, "web.2")
+
+            # Environment, names, limits: what the app sees.
+            result = backend.run_command(backend.plan.instance("web.2"), "sh -c 'echo $FOGIFY_INSTANCE $FOGIFY_NAME'",
+                                         wait=True, timeout=10)
+            assert result["output"].split() == ["web.2", "web"]
+            resolved = backend.run_command(backend.plan.instance("web.1"), "getent ahostsv4 tasks.web",
+                                           wait=True, timeout=10)["output"]
+            assert {ip_of(backend, "web.1", "lan"), ip_of(backend, "web.2", "lan")} <= set(resolved.split())
+
+            # 10 Mbit/s uplink on every instance, from the agent, inside the tasks' namespaces.
+            mbps = report("TCP web.1 -> web.2 at 10 Mbit/s up, Mbit/s",
+                          tcp_mbps(web1, web2, ip_of(backend, "web.2", "lan")))
+            assert 9.0 <= mbps <= 10.5
+
+            # Scale-out counts per label (Fogify counted the whole stack): web 2 -> 3, db stays 1.
+            added = backend.scale_out("web", 1)
+            assert [i.name for i in added] == ["web.3"]
+            assert len(backend._running_tasks("db")) == 1 and len(backend._running_tasks("web")) == 3
+            web3 = task_pid(cluster, backend, "web.3")
+            mbps = report("TCP web.3 (new) -> web.1, Mbit/s", tcp_mbps(web3, web1, ip_of(backend, "web.1", "lan")))
+            assert 9.0 <= mbps <= 10.5
+
+            # Vertical scaling: the cgroup quota changes (Swarm's NanoCpus refused Fogify's update).
+            instance = backend.plan.instance("web.1")
+            backend.update_resources(instance, cpu_quota=25000)
+            container = backend._tasks["web.1"]["container"]
+            cpu_dir = next(Path("/sys/fs/cgroup/cpu").glob(f"fgts1/**/{container}"))
+            assert (cpu_dir / "cpu.cfs_quota_us").read_text().strip() == "25000"
+
+            removed = backend.scale_in("web", 2)
+            assert len(removed) == 2 and len(backend.plan.instances_of("web")) == 1
+            assert len(backend._running_tasks("web")) == 1 and len(backend._running_tasks("db")) == 1
+        finally:
+            backend.teardown()
+        assert cluster.manager.docker("service", "ls", "--quiet").split() == []
+
+
+def test_two_node_swarm(image_archive: Path, clean: None) -> None:
+    """Through the controller and its actions: one blueprint on two nodes, shaped per direction over VXLAN."""
+    from fogify_net.controller import Controller
+
+    text = f"""
+services:
+  app:
+    image: {BASE_IMAGE}
+    command: ["sleep", "infinity"]
+x-fogify:
+  nodes:
+    - name: small
+      capabilities: {{processor: {{cores: 1, clock_speed: 1000}}, memory: 128M}}
+  networks:
+    - name: wan
+      subnet: 10.98.1.0/24
+      uplink: {{bandwidth: 20Mbps}}
+      downlink: {{bandwidth: 8Mbps}}
+  topology:
+    - {{node: small, service: app, label: edge, replicas: 2, networks: [wan]}}
+"""
+    parse_model_text(text)  # the model is valid before any daemon starts
+    with Cluster(2, image_archive=image_archive) as cluster, agents(cluster.daemons) as urls:
+        cluster.init_swarm()
+        holder: dict = {}
+
+        def backend(plan, on_state):
+            holder["backend"] = SwarmBackend(plan, cluster.manager.url, urls, on_state=on_state)
+            return holder["backend"]
+
+        controller = Controller(data_dir=cluster.manager.run_dir / "controller", run_dir=str(cluster.manager.run_dir),
+                                host_mhz=2000, backend=backend)
+        try:
+            started = time.monotonic()
+            controller.deploy(text)
+            assert wait_until(lambda: controller.status != "deploying", timeout=180)
+            assert controller.status == "running", controller.message
+            report("deploy of 2 instances on 2 nodes through the controller, s", time.monotonic() - started)
+            swarm: SwarmBackend = holder["backend"]
+            placement = swarm.placement()
+            assert sorted(placement) == ["edge.1", "edge.2"]
+            assert sorted(placement.values()) == ["fgts1", "fgts2"], placement  # spread: one on each node
+            assert sorted(controller.topology()["edge"]) == ["edge.1", "edge.2"]
+            assert controller.report()["shaping"]["not_applied"] == []
+
+            one, two = task_pid(cluster, swarm, "edge.1"), task_pid(cluster, swarm, "edge.2")
+            ip_one, ip_two = ip_of(swarm, "edge.1", "wan"), ip_of(swarm, "edge.2", "wan")
+            # edge.1 -> edge.2 crosses edge.1's uplink (20) and edge.2's downlink (8): 8 Mbit/s.
+            mbps = report("TCP edge.1 -> edge.2, 20 up / 8 down, Mbit/s", tcp_mbps(one, two, ip_two))
+            assert 7.2 <= mbps <= 8.4
+            # An action opens edge.2's downlink: edge.1's 20 Mbit/s uplink is now the limit.
+            controller.act("network", {"instance_type": "edge.2", "network": "wan",
+                                        "downlink": {"bandwidth": "100Mbps"}})
+            mbps = report("TCP edge.1 -> edge.2 after the action, 20 up, Mbit/s", tcp_mbps(one, two, ip_two))
+            assert 18.0 <= mbps <= 21.0
+            # ... and the change persists: the reverse direction is still edge.1's 8 Mbit/s downlink.
+            mbps = report("TCP edge.2 -> edge.1, 8 down, Mbit/s", tcp_mbps(two, one, ip_one))
+            assert 7.2 <= mbps <= 8.4
+
+            # 10% loss on edge.1's downlink, dropped on its receive path (UDP, so nothing retransmits).
+            controller.act("network", {"instance_type": "edge.1", "network": "wan", "downlink": {"drop": "10%"}})
+            lost = report("UDP edge.2 -> edge.1 loss at 10% declared, %", udp_loss(two, one, ip_one))
+            assert 6.0 <= lost <= 14.0
+
+            # Metrics from both nodes' agents, in the controller's store (Fogify's multi-host GET failed).
+            def received() -> dict[str, float]:
+                records = controller.store.records()
+                return {name: rows[-1].get("network_rx_wan", 0.0) for name, rows in records.items() if rows}
+
+            assert wait_until(lambda: all(v > 3e6 for v in received().values()) and len(received()) == 2,
+                              timeout=10), received()
+            last = controller.store.records("edge.1")["edge.1"][-1]
+            assert {"cpu_util", "memory", "memory_util", "network_tx_wan"} <= set(last)
+
+            # Swarm replaces a task that dies; the backend shapes the replacement.
+            container = swarm._tasks["edge.2"]["container"]
+            daemon = next(d for d in cluster.daemons if d.name == placement["edge.2"])
+            daemon.docker("kill", container)
+            assert wait_until(lambda: swarm._tasks.get("edge.2", {}).get("container") not in (None, container)
+                              and swarm._tasks["edge.2"]["container"] in swarm._shaped, timeout=60)
+            two = task_pid(cluster, swarm, "edge.2")
+            ip_two = ip_of(swarm, "edge.2", "wan")
+            # ... with the shaping as changed by the action, not as in the model: 20 up, 100 down.
+            assert rates(two) == {"uplink": "20Mbit", "downlink": "100Mbit"}
+            mbps = report("TCP edge.1 -> edge.2 (replaced by Swarm), 20 up, Mbit/s", tcp_mbps(one, two, ip_two))
+            assert 18.0 <= mbps <= 21.0
+        finally:
+            controller.close()
+        assert cluster.manager.docker("service", "ls", "--quiet").split() == []
+
+
+def test_cleanup_removes_a_crashed_swarm(clean: None) -> None:
+    """A run that died mid-way leaves daemons, an agent, a swarm and namespaces: `fogify-net cleanup` removes them."""
+    from fogify_net.cli import main
+
+    cluster = Cluster(1, image=None)
+    cluster.start()
+    cluster.init_swarm()
+    agent = subprocess.Popen([sys.executable, "-m", "fogify_net.cli", "agent", "--docker", cluster.manager.url,
+                              "--port", str(_free_port())], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)
+    try:
+        found = leftovers()
+        assert any(line.startswith("process") and "dockerd" in line for line in found)
+        assert "netns fgts1" in found and "netns fgtsul" in found
+        assert wait_until(lambda: any("fogify_net.cli agent" in line for line in leftovers()), timeout=5)
+        assert main(["cleanup", "--url", "http://127.0.0.1:9"]) == 0  # no API answers there: nothing to stop
+        assert leftovers() == []
+        assert agent.wait(5) is not None
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+            agent.wait()

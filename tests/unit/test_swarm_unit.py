@@ -1,0 +1,100 @@
+"""The Swarm backend's pure parts: placement constraints, the agent's wire format and commands."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address, IPv4Network
+
+from fogify_net.compile.shaping import DirectionShaping, PeerShaping
+from fogify_net.model.schema import QoS
+from fogify_net.swarm.agent import Installed, direction_from_json, direction_to_json, loss_ruleset, shaping_commands
+from fogify_net.swarm.backend import constraints
+
+SUBNET = IPv4Network("10.98.1.0/24")
+
+
+def test_placement_becomes_swarm_constraints() -> None:
+    assert constraints((("hostname", "edge-1"), ("role", "worker"), ("zone", "edge"))) == [
+        "node.hostname==edge-1", "node.role==worker", "node.labels.zone==edge"]
+    assert constraints(()) == []
+
+
+def test_shaping_travels_to_the_agent_unchanged() -> None:
+    direction = DirectionShaping(QoS(rate=10_000_000, loss=1.0),
+                                 (PeerShaping(IPv4Address("10.98.1.7"), QoS(rate=2_000_000)),))
+    assert direction_from_json(direction_to_json(direction)) == direction
+
+
+def test_first_shaping_of_a_task_builds_htb_up_and_ifb_down() -> None:
+    installed = Installed("eth1", "fgnifb1")
+    ip, tc = shaping_commands(installed, SUBNET, DirectionShaping(QoS(rate=20_000_000)),
+                              DirectionShaping(QoS(rate=8_000_000)))
+    assert ip == ["link add fgnifb1 type ifb", "link set fgnifb1 up"]
+    assert tc[0] == "qdisc replace dev eth1 root handle 1: htb default 1"
+    assert any(line.startswith("class replace dev eth1 parent 1: classid 1:1 htb rate 20000000bit") for line in tc)
+    assert "action mirred egress redirect dev fgnifb1" in next(line for line in tc if "mirred" in line)
+    assert any(line.startswith("class replace dev fgnifb1 parent 1: classid 1:1 htb rate 8000000bit") for line in tc)
+
+
+def test_a_later_change_replaces_the_live_class() -> None:
+    installed = Installed("eth0", "fgnifb0", DirectionShaping(QoS(rate=20_000_000)),
+                          DirectionShaping(QoS(rate=8_000_000)))
+    ip, tc = shaping_commands(installed, SUBNET, DirectionShaping(QoS(rate=20_000_000)),
+                              DirectionShaping(QoS(rate=100_000_000)))
+    assert ip == []
+    assert tc[0].startswith("class replace dev fgnifb0 parent 1: classid 1:1 htb rate 100000000bit")
+    assert not [line for line in tc if "root" in line or "ingress" in line or "eth0" in line]
+
+
+def test_downlink_loss_is_dropped_on_the_receive_path() -> None:
+    text = loss_ruleset({"eth0": 10.0, "eth1": 0.0})
+    assert "hook prerouting" in text
+    assert 'iifname "eth0" numgen random mod 1000 < 100 drop' in text
+    assert "eth1" not in text
+
+
+def _backend_with(plan):
+    """A SwarmBackend without a Swarm: only what _adopt needs (node hostnames)."""
+    import threading
+    from types import SimpleNamespace
+
+    from fogify_net.swarm.backend import SwarmBackend
+
+    backend = SwarmBackend.__new__(SwarmBackend)
+    backend.plan, backend._tasks, backend.lock = plan, {}, threading.RLock()
+    node = SimpleNamespace(attrs={"Description": {"Hostname": "node-1"}})
+    backend.client = SimpleNamespace(nodes=SimpleNamespace(get=lambda node_id: node))
+    return backend
+
+
+def _task(slot: int, ip: str) -> dict:
+    return {"ID": f"t{slot}", "Slot": slot, "NodeID": "n1", "Status": {"ContainerStatus": {"ContainerID": f"c{slot}"}},
+            "NetworksAttachments": [{"Network": {"Spec": {"Name": "lan"}}, "Addresses": [f"{ip}/24"]}]}
+
+
+def test_instances_follow_swarm_slots_and_addresses() -> None:
+    from fogify_net.compile.plan import add_instances, compile_model
+    from fogify_net.compile.resources import HostFacts
+    from fogify_net.model import ModelBuilder
+
+    m = ModelBuilder()
+    m.service("app", image="img")
+    m.node("n", cores=1, clock_speed=1000, memory="64M")
+    m.network("lan", subnet="10.98.3.0/24")
+    m.blueprint("web", node="n", service="app", networks=["lan"], replicas=3)
+    plan = compile_model(m.build(), HostFacts(cpu_mhz=1000.0, cpus=2, memory=2**32))
+    backend = _backend_with(plan)
+    backend._adopt("web", [_task(1, "10.98.3.9"), _task(2, "10.98.3.8"), _task(3, "10.98.3.7")])
+    assert str(plan.instance("web.1").interface("lan").ip) == "10.98.3.9"  # Swarm's IPAM, not the plan's
+
+    # Scale-in: Swarm stopped slot 2, not the highest; the plan loses web.2 and keeps web.3.
+    gone = backend._adopt("web", [_task(1, "10.98.3.9"), _task(3, "10.98.3.7")])
+    assert [i.name for i in gone] == ["web.2"]
+    assert [i.name for i in plan.instances_of("web")] == ["web.1", "web.3"]
+    assert sorted(backend._tasks) == ["web.1", "web.3"]
+
+    # Scale-out: the plan adds web.4, Swarm fills slot 2; the new instance takes Swarm's name.
+    add_instances(plan, "web", 1)
+    backend._adopt("web", [_task(1, "10.98.3.9"), _task(2, "10.98.3.6"), _task(3, "10.98.3.7")])
+    assert [i.name for i in plan.instances_of("web")] == ["web.1", "web.2", "web.3"]
+    assert str(plan.instance("web.2").interface("lan").ip) == "10.98.3.6"
+    assert backend._tasks["web.2"]["container"] == "c2"
