@@ -154,7 +154,7 @@ def cmd_agent(args) -> int:
     token = args.token or os.environ.get("FOGIFY_AGENT_TOKEN")
     if args.host not in ("127.0.0.1", "localhost", "::1") and not token:
         raise CliError("an agent that listens beyond loopback needs --token (or FOGIFY_AGENT_TOKEN)")
-    serve(args.docker, args.host, args.port, token)
+    serve(args.docker, args.host, args.port, token, args.run_dir, args.exec_root)
     return 0
 
 
@@ -293,6 +293,9 @@ def main(argv: list[str] | None = None) -> int:
     agent.add_argument("--host", default="127.0.0.1", help="address on the management network (default: loopback)")
     agent.add_argument("--port", type=int, default=5500)
     agent.add_argument("--token", help="bearer token the controller must send (env FOGIFY_AGENT_TOKEN)")
+    agent.add_argument("--run-dir", default=str(RUN_DIR), help="where the delay helpers' pid files go")
+    agent.add_argument("--exec-root", default="/var/run/docker",
+                       help="this node's dockerd --exec-root (where Docker keeps the overlay namespaces)")
     agent.add_argument("-v", "--verbose", action="store_true")
     agent.set_defaults(func=cmd_agent)
 

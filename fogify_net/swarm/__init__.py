@@ -2,8 +2,10 @@
 
 - `backend`: SwarmBackend, the Backend (fogify_net.backends) that deploys a plan
   as overlay networks and services, and drives the node agents.
-- `agent`: `fogify-net agent`, one per node: shaping inside each local task's
-  network namespace, commands, stress, resource limits, metric samples.
+- `agent`: `fogify-net agent`, one per node: rate and loss inside each local
+  task's network namespace, commands, stress, resource limits, metric samples.
+- `delay`: delay and jitter on each overlay network's bridge on the node,
+  with the user-space delay line (`fogify-delayd`).
 - `tasks`: how an agent finds the Swarm tasks on its node, their namespaces
   and interfaces.
 - `cluster`: extra Docker daemons, each in its own network namespace, joined

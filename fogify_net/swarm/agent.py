@@ -22,6 +22,7 @@ import logging
 import threading
 from dataclasses import asdict, dataclass
 from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
 from typing import Any
 
 from ..actions.command import run_command
@@ -35,6 +36,7 @@ from ..monitoring.appmetrics import read_app_metrics
 from ..monitoring.probe import ContainerProbe
 from ..monitoring.sampler import SampleTarget
 from . import tasks
+from .delay import NetworkDelay
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +81,8 @@ class Installed:
     uplink: DirectionShaping | None = None
     downlink: DirectionShaping | None = None
     loss: float = 0.0
+    network_id: str | None = None  # the overlay network, and the task's port on its bridge (for delay)
+    port: str | None = None
 
 
 def loss_ruleset(devices: dict[str, float]) -> str:
@@ -101,7 +105,7 @@ def shaping_commands(installed: Installed, subnet: IPv4Network, uplink: Directio
 
     Uplink: HTB on the task's own interface (its egress). Downlink: HTB on an
     IFB that the interface's ingress is redirected to (u32 `match u32 0 0`:
-    this kernel has no matchall). Delay stays out: see SwarmBackend.shaping_report.
+    this kernel has no matchall). Delay goes on the network's bridge (delay.py).
     """
     ip_lines: list[str] = []
     tc_lines = direction_commands(installed.device, installed.uplink, uplink, subnet, "dst", kernel_delay=False)
@@ -119,7 +123,8 @@ def shaping_commands(installed: Installed, subnet: IPv4Network, uplink: Directio
 class Agent:
     """The node's tasks and what is installed in them; every method is one HTTP request."""
 
-    def __init__(self, docker_url: str | None = None):
+    def __init__(self, docker_url: str | None = None, run_dir: str | Path = "/run/fogify-net",
+                 exec_root: str | Path = "/var/run/docker"):
         import docker
 
         self.client = docker.DockerClient(base_url=docker_url) if docker_url else docker.from_env()
@@ -127,6 +132,9 @@ class Agent:
         self.stress = StressRunner()
         self.lock = threading.Lock()
         self.probes: dict[str, ContainerProbe] = {}  # container id -> its open counters
+        self.run_dir = Path(run_dir)
+        self.exec_root = exec_root  # the daemon's --exec-root: where its network namespaces are
+        self.delays: dict[str, NetworkDelay] = {}  # overlay network id -> its delay line on this node
 
     def _pid(self, container_id: str) -> int:
         container = self.client.containers.get(container_id)
@@ -143,6 +151,7 @@ class Agent:
     def shape(self, tasks_json: list[dict]) -> dict:
         """Install the wanted shaping of every given task; {instance: {network: device}}."""
         applied: dict[str, dict[str, str]] = {}
+        delayed: set[str] = set()
         with self.lock:
             for task in tasks_json:
                 pid = self._pid(task["container"])
@@ -159,6 +168,14 @@ class Agent:
                         installed = Installed(device, IFB.format(device.removeprefix("eth")))
                         loss_changed = True
                     up, down = direction_from_json(interface["uplink"]), direction_from_json(interface["downlink"])
+                    if interface.get("network_id") and installed.port is None and (
+                            up.default.needs_delay or down.default.needs_delay):
+                        installed.network_id = interface["network_id"]
+                        installed.port = self._delay(installed.network_id).port_of(
+                            tasks.attachment(pid, subnet).peer_ifindex)
+                    if installed.port is not None:
+                        self.delays[installed.network_id].set(installed.port, up.default, down.default)
+                        delayed.add(installed.network_id)
                     lines = shaping_commands(installed, subnet, up, down)
                     ip_lines += lines[0]
                     tc_lines += lines[1]
@@ -174,13 +191,42 @@ class Agent:
                     run(in_netns(pid, ["tc", "-batch", "-"]), "\n".join(tc_lines) + "\n")
                 if loss_changed:
                     run(in_netns(pid, ["nft", "-f", "-"]), loss_ruleset(losses))
+            for network_id in delayed:
+                self.delays[network_id].apply()
         return applied
+
+    def _delay(self, network_id: str) -> NetworkDelay:
+        if network_id not in self.delays:
+            self.delays[network_id] = NetworkDelay(network_id, self.run_dir, self.exec_root)
+        return self.delays[network_id]
+
+    def stop(self) -> None:
+        """The agent ends: every delay helper releases what it holds, every stress ends."""
+        with self.lock:
+            for delay in self.delays.values():
+                delay.stop()
+            self.delays.clear()
+        self.stress.stop_all()
 
     def forget(self, containers: list[str]) -> None:
         """These tasks are gone (scale-in, undeploy): drop what we knew of them."""
         with self.lock:
+            touched = set()
             for key in [k for k in self.installed if k[0] in containers]:
-                del self.installed[key]
+                installed = self.installed.pop(key)
+                if installed.port is not None and installed.network_id in self.delays:
+                    self.delays[installed.network_id].drop(installed.port)
+                    touched.add(installed.network_id)
+            for network_id in touched:
+                delay = self.delays[network_id]
+                if not delay.ports:  # the node's last task on it: Docker removes the namespace soon
+                    delay.stop()
+                    del self.delays[network_id]
+                    continue
+                try:
+                    delay.apply()
+                except (KernelError, LookupError) as error:
+                    log.warning("delay of network %s: %s", network_id[:10], error)
             for container in [c for c in self.probes if c in containers]:
                 self.probes.pop(container).close()
 
@@ -319,14 +365,15 @@ def create_app(agent: Agent, token: str | None = None):
     return app
 
 
-def serve(docker_url: str | None, host: str, port: int, token: str | None) -> None:
+def serve(docker_url: str | None, host: str, port: int, token: str | None,
+          run_dir: str = "/run/fogify-net", exec_root: str = "/var/run/docker") -> None:
     """Run the agent until interrupted (threaded: shaping one task must not block a health check)."""
     from werkzeug.serving import make_server
 
-    agent = Agent(docker_url)
+    agent = Agent(docker_url, run_dir, exec_root)
     server = make_server(host, port, create_app(agent, token), threaded=True)
     log.info("agent for %s listening on %s:%d", docker_url or "the local dockerd", host, port)
     try:
         server.serve_forever()
     finally:
-        agent.stress.stop_all()
+        agent.stop()

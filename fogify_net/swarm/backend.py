@@ -19,17 +19,13 @@
   controller's sampler stores them beside local ones (Fogify's multi-host
   monitoring request failed).
 
-Not done here (reported by `shaping_report`, refused as actions): delay and
-jitter (no netem; the user-space delay line is not wired to tasks), uplink
-loss (only a receive-path drop is honest, and the downlink has it),
-partitions and firewall rules, crash/restart. For the delay, measured with a
-prototype on the test cluster: a downlink delay line inside the task's
-namespace works (NFQUEUE in PREROUTING on its interface, a fogify-delayd
-entered into that namespace, the interface's packets NOTRACKed, or Docker's
-conntrack drops the queued packets of a new flow as clashes); an uplink delay
-there throttles TCP to under 1 Mbit/s through 50 ms (TCP Small Queues: the
-socket still owns the held packets), so it belongs on the task's port of
-`br0` in Docker's namespace of the overlay network on that node.
+- Delay and jitter: the user-space delay line on each overlay network's
+  bridge on each node (delay.py); rate and downlink loss inside the task.
+
+Not done here (reported by `shaping_report`, refused as actions): uplink
+loss (only a receive-path drop is honest, and the downlink has it), per-peer
+delay and loss of `links` rules (per-peer rates are applied), partitions and
+firewall rules, crash/restart, static addresses.
 """
 
 from __future__ import annotations
@@ -104,7 +100,7 @@ class SwarmBackend:
         self.agents = dict(agents or {})
         self.agent_port = agent_port
         self.timeout = timeout
-        self.mechanism = "rate-only"
+        self.mechanism = "userspace"
         self.state = "created"
         self.detail = ""
         self.crashed: set[str] = set()
@@ -347,6 +343,7 @@ class SwarmBackend:
                 for interface in instance.interfaces:
                     shaping = interface_shaping(self.plan, instance, interface)
                     interfaces.append({"network": interface.network,
+                                       "network_id": self._networks[interface.network].id,
                                        "subnet": str(self.plan.networks[interface.network].subnet),
                                        "uplink": direction_to_json(shaping.uplink),
                                        "downlink": direction_to_json(shaping.downlink)})
@@ -377,6 +374,7 @@ class SwarmBackend:
                     if self._stop.is_set():
                         return
                     changed = False
+                    before = dict(self._tasks)
                     for label in list(self._services):
                         tasks = self._running_tasks(label)
                         known = {self._tasks[i.name]["task"] for i in self.plan.instances_of(label)
@@ -386,9 +384,23 @@ class SwarmBackend:
                             changed = True
                     if changed:
                         log.info("tasks replaced by Swarm; reshaping")
+                        self._forget_replaced(before)
                         self.reshape()
             except Exception:
                 log.exception("reconciling Swarm tasks failed")
+
+    def _forget_replaced(self, before: dict[str, dict]) -> None:
+        """Tell the agents which of their tasks are gone (scaled in, or replaced by Swarm)."""
+        current = {t["container"] for t in self._tasks.values()}
+        per_node: dict[str, list[str]] = {}
+        for task in before.values():
+            if task["container"] not in current:
+                per_node.setdefault(task["hostname"], []).append(task["container"])
+        for hostname, containers in per_node.items():
+            try:
+                self._agent(hostname, "post", "/forget/", {"containers": containers})
+            except SwarmError as error:
+                log.warning("agent of %s: %s", hostname, error)
 
     def _scale(self, label: str, replicas: int) -> list[InstancePlan]:
         service = self._services.get(label)
@@ -433,9 +445,11 @@ class SwarmBackend:
         with self.lock:
             replicas = max(0, len(self.plan.instances_of(label)) - count)
             gone_containers = {n: t["container"] for n, t in self._tasks.items() if n.rsplit(".", 1)[0] == label}
+            before = dict(self._tasks)
             removed = self._scale(label, replicas)
             for instance in removed:
                 self._shaped.discard(gone_containers.get(instance.name))
+            self._forget_replaced(before)
             self.reshape()
             return removed
 
@@ -525,10 +539,16 @@ class SwarmBackend:
         missing = []
         for instance in self.plan.instances:
             for interface in instance.interfaces:
+                if interface.uplink.loss:
+                    missing.append(f"{instance.name} {interface.network} uplink loss: {interface.uplink.describe()}")
+                shaping = interface_shaping(self.plan, instance, interface)
                 for direction in ("uplink", "downlink"):
-                    qos = getattr(interface, direction)
-                    if qos.needs_delay or (direction == "uplink" and qos.loss):
-                        missing.append(f"{instance.name} {interface.network} {direction}: {qos.describe()}")
+                    default = getattr(shaping, direction).default
+                    for peer in getattr(shaping, direction).peers:
+                        qos = peer.qos
+                        if (qos.delay, qos.jitter, qos.loss) != (default.delay, default.jitter, default.loss):
+                            missing.append(f"{instance.name} {interface.network} {direction} to {peer.peer}: "
+                                           f"{qos.describe()} (per-peer delay and loss)")
         if self.plan.partitions:
             missing.append(f"partitions: {sorted(map(str, self.plan.partitions))}")
         return {"not_applied": missing, "backend": "swarm", "placement": self.placement()}

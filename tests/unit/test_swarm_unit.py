@@ -98,3 +98,14 @@ def test_instances_follow_swarm_slots_and_addresses() -> None:
     assert [i.name for i in plan.instances_of("web")] == ["web.1", "web.2", "web.3"]
     assert str(plan.instance("web.2").interface("lan").ip) == "10.98.3.6"
     assert backend._tasks["web.2"]["container"] == "c2"
+
+
+def test_delay_is_queued_on_the_bridge_ports_per_direction() -> None:
+    from fogify_net.swarm.delay import delay_rules
+
+    text = delay_rules({"veth1a": (1, 2), "veth2b": (None, 4)}, jumps=True)
+    assert "-A FGN-UP -m physdev --physdev-in veth1a -j NFQUEUE --queue-num 1 --queue-bypass" in text
+    assert "-A FGN-DOWN -m physdev --physdev-out veth1a -j NFQUEUE --queue-num 2 --queue-bypass" in text
+    assert "-A FGN-DOWN -m physdev --physdev-out veth2b -j NFQUEUE --queue-num 4 --queue-bypass" in text
+    assert "physdev-in veth2b" not in text
+    assert text.count("-A PREROUTING") == 1 and "-A PREROUTING" not in delay_rules({}, jumps=False)
