@@ -85,8 +85,10 @@ class Installed:
     port: str | None = None
 
 
-def loss_ruleset(devices: dict[str, float]) -> str:
-    """nft text for a task's namespace: downlink loss on each device's receive path ({device: %}).
+def loss_ruleset(devices: dict[str, float], filters: list[str] | tuple[str, ...] = ()) -> str:
+    """nft text for a task's namespace: downlink loss on each device's receive path ({device: %}),
+    then the plan's partitions and firewall rules (`ip saddr {..} ip daddr {..} drop`, as on the
+    local backend's bridges: every packet to a task passes its receive path, so there they hold).
 
     IP prerouting, not a netdev ingress hook: with the IFB redirect the ingress
     hook never sees the packets. Prerouting is still the receive path, so the
@@ -94,6 +96,7 @@ def loss_ruleset(devices: dict[str, float]) -> str:
     """
     rules = "".join(f'    iifname "{device}" numgen random mod 1000 < {round(loss * 10)} drop\n'
                     for device, loss in sorted(devices.items()) if loss > 0)
+    rules += "".join(f"    {rule}\n" for rule in filters)
     return ("table inet fogify_net\ndelete table inet fogify_net\n"
             "table inet fogify_net {\n  chain rx {\n    type filter hook prerouting priority -300;\n"
             f"{rules}  }}\n}}\n")
@@ -135,6 +138,7 @@ class Agent:
         self.run_dir = Path(run_dir)
         self.exec_root = exec_root  # the daemon's --exec-root: where its network namespaces are
         self.delays: dict[str, NetworkDelay] = {}  # overlay network id -> its delay line on this node
+        self.filters: dict[str, tuple[str, ...]] = {}  # container id -> partition/firewall rules installed
 
     def _pid(self, container_id: str) -> int:
         container = self.client.containers.get(container_id)
@@ -148,15 +152,17 @@ class Agent:
         return {"node_id": swarm.get("NodeID"), "hostname": self.client.info().get("Name"),
                 "tasks": [t.instance for t in tasks.local_tasks(self.client)]}
 
-    def shape(self, tasks_json: list[dict]) -> dict:
-        """Install the wanted shaping of every given task; {instance: {network: device}}."""
+    def shape(self, tasks_json: list[dict], filters: list[str] | None = None) -> dict:
+        """Install the wanted shaping of every given task, and the partition and firewall rules
+        `filters` in each; {instance: {network: device}}."""
+        filters = tuple(filters or ())
         applied: dict[str, dict[str, str]] = {}
         delayed: set[str] = set()
         with self.lock:
             for task in tasks_json:
                 pid = self._pid(task["container"])
                 losses: dict[str, float] = {}
-                loss_changed = False
+                loss_changed = self.filters.get(task["container"]) != filters
                 ip_lines: list[str] = []
                 tc_lines: list[str] = []
                 for interface in task["interfaces"]:
@@ -190,7 +196,8 @@ class Agent:
                 if tc_lines:
                     run(in_netns(pid, ["tc", "-batch", "-"]), "\n".join(tc_lines) + "\n")
                 if loss_changed:
-                    run(in_netns(pid, ["nft", "-f", "-"]), loss_ruleset(losses))
+                    run(in_netns(pid, ["nft", "-f", "-"]), loss_ruleset(losses, filters))
+                    self.filters[task["container"]] = filters
             for network_id in delayed:
                 self.delays[network_id].apply()
         return applied
@@ -212,6 +219,8 @@ class Agent:
         """These tasks are gone (scale-in, undeploy): drop what we knew of them."""
         with self.lock:
             touched = set()
+            for container in containers:
+                self.filters.pop(container, None)
             for key in [k for k in self.installed if k[0] in containers]:
                 installed = self.installed.pop(key)
                 if installed.port is not None and installed.network_id in self.delays:
@@ -324,7 +333,8 @@ def create_app(agent: Agent, token: str | None = None):
 
     @app.post("/shape/")
     def shape() -> Any:
-        return jsonify(applied=agent.shape(request.get_json()["tasks"]))
+        body = request.get_json()
+        return jsonify(applied=agent.shape(body["tasks"], body.get("filters")))
 
     @app.post("/samples/")
     def samples() -> Any:

@@ -21,11 +21,13 @@
 
 - Delay and jitter: the user-space delay line on each overlay network's
   bridge on each node (delay.py); rate and downlink loss inside the task.
+- Partitions and firewall rules: the local backend's nftables rules
+  (compile/netfilter.py), on every task's receive path.
 
 Not done here (reported by `shaping_report`, refused as actions): uplink
 loss (only a receive-path drop is honest, and the downlink has it), per-peer
-delay and loss of `links` rules (per-peer rates are applied), partitions and
-firewall rules, crash/restart, static addresses.
+delay and loss of `links` rules (per-peer rates are applied), crash/restart,
+static addresses.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from typing import TYPE_CHECKING, Callable
 import requests
 
 from ..compile.naming import LABEL
+from ..compile.netfilter import filter_rules
 from ..compile.plan import InstancePlan, Plan, add_instances
 from ..compile.shaping import interface_shaping
 from ..errors import BadRequest, Conflict
@@ -349,8 +352,9 @@ class SwarmBackend:
                                        "downlink": direction_to_json(shaping.downlink)})
                 per_node.setdefault(task["hostname"], []).append(
                     {"container": task["container"], "instance": instance.name, "interfaces": interfaces})
+            filters = filter_rules(self.plan)
             for hostname, tasks in per_node.items():
-                self._agent(hostname, "post", "/shape/", {"tasks": tasks})
+                self._agent(hostname, "post", "/shape/", {"tasks": tasks, "filters": filters})
             fresh = [i for i in self.plan.instances
                      if i.name in self._tasks and self._tasks[i.name]["container"] not in self._shaped]
             for instance in fresh:
@@ -549,8 +553,6 @@ class SwarmBackend:
                         if (qos.delay, qos.jitter, qos.loss) != (default.delay, default.jitter, default.loss):
                             missing.append(f"{instance.name} {interface.network} {direction} to {peer.peer}: "
                                            f"{qos.describe()} (per-peer delay and loss)")
-        if self.plan.partitions:
-            missing.append(f"partitions: {sorted(map(str, self.plan.partitions))}")
         return {"not_applied": missing, "backend": "swarm", "placement": self.placement()}
 
     # --- state -------------------------------------------------------------------------------

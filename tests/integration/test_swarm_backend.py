@@ -131,7 +131,7 @@ def udp_loss(client_pid: int, server_pid: int, server_ip: str, seconds: int = 5)
 
 def ping(pid: int, address: str, count: int = 20) -> list[float]:
     """Round-trip times in ms from the namespace of `pid`."""
-    out = nsenter(pid, "ping", "-n", "-c", str(count), "-i", "0.05", "-W", "2", address).stdout
+    out = nsenter(pid, "ping", "-n", "-c", str(count), "-i", "0.05", "-W", "1", address).stdout
     return [float(t) for t in re.findall(r"time=([\d.]+) ms", out)]
 
 
@@ -191,7 +191,7 @@ def main_containers() -> set[str]:
 
 
 def test_single_node_swarm(image_archive: Path, clean: None) -> None:
-    """Deploy, per-label scaling, shaping of new tasks, vertical scaling and exec on a one-node Swarm."""
+    """Deploy, partitions, per-label scaling, shaping of new tasks, vertical scaling and exec on a one-node Swarm."""
     m = ModelBuilder()
     m.service("app", image=BASE_IMAGE, command=["sleep", "infinity"])
     m.node("small", cores=1, clock_speed=1000, memory="128M")
@@ -226,6 +226,18 @@ def test_single_node_swarm(image_archive: Path, clean: None) -> None:
             mbps = report("TCP web.1 -> web.2 at 10 Mbit/s up, Mbit/s",
                           tcp_mbps(web1, web2, ip_of(backend, "web.2", "lan")))
             assert 9.0 <= mbps <= 10.5
+
+            # A partition between web and db cuts both ways, on every task's receive path; heal restores it.
+            db1 = task_pid(cluster, backend, "db.1")
+            assert len(ping(db1, ip_of(backend, "web.1", "lan"), count=5)) == 5
+            plan.partitions.add(("web", "db", None))
+            backend.reshape()
+            assert ping(db1, ip_of(backend, "web.1", "lan"), count=5) == []
+            assert ping(web1, ip_of(backend, "db.1", "lan"), count=5) == []
+            assert len(ping(web1, ip_of(backend, "web.2", "lan"), count=5)) == 5  # within web: untouched
+            plan.partitions.clear()
+            backend.reshape()
+            assert len(ping(db1, ip_of(backend, "web.1", "lan"), count=5)) == 5
 
             # Scale-out counts per label (Fogify counted the whole stack): web 2 -> 3, db stays 1.
             added = backend.scale_out("web", 1)

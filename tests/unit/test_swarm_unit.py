@@ -50,6 +50,8 @@ def test_downlink_loss_is_dropped_on_the_receive_path() -> None:
     assert "hook prerouting" in text
     assert 'iifname "eth0" numgen random mod 1000 < 100 drop' in text
     assert "eth1" not in text
+    with_partition = loss_ruleset({"eth0": 0.0}, ["ip saddr { 10.98.1.2 } ip daddr { 10.98.1.3 } drop"])
+    assert "    ip saddr { 10.98.1.2 } ip daddr { 10.98.1.3 } drop\n" in with_partition
 
 
 def _backend_with(plan):
