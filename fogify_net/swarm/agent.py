@@ -85,8 +85,10 @@ class Installed:
     port: str | None = None
 
 
-def loss_ruleset(devices: dict[str, float], filters: list[str] | tuple[str, ...] = ()) -> str:
-    """nft text for a task's namespace: downlink loss on each device's receive path ({device: %}),
+def loss_ruleset(devices: dict[str, float], filters: list[str] | tuple[str, ...] = (),
+                 senders: dict[str, list[tuple[str, float]]] | None = None) -> str:
+    """nft text for a task's namespace: on each device's receive path, the senders' uplink loss
+    ({device: [(sender address, %)]}, drawn apart from) the device's downlink loss ({device: %});
     then the plan's partitions and firewall rules (`ip saddr {..} ip daddr {..} drop`, as on the
     local backend's bridges: every packet to a task passes its receive path, so there they hold).
 
@@ -94,8 +96,17 @@ def loss_ruleset(devices: dict[str, float], filters: list[str] | tuple[str, ...]
     hook never sees the packets. Prerouting is still the receive path, so the
     sender is not told (a drop on its own output would return EPERM to it).
     """
-    rules = "".join(f'    iifname "{device}" numgen random mod 1000 < {round(loss * 10)} drop\n'
-                    for device, loss in sorted(devices.items()) if loss > 0)
+    rules = ""
+    for device, pairs in sorted((senders or {}).items()):
+        by_loss: dict[int, list[str]] = {}
+        for address, loss in pairs:
+            if loss > 0:
+                by_loss.setdefault(round(loss * 10), []).append(address)
+        for permille, addresses in sorted(by_loss.items()):
+            rules += (f'    iifname "{device}" ip saddr {{ {", ".join(sorted(addresses))} }} '
+                      f"numgen random mod 1000 < {permille} drop\n")
+    rules += "".join(f'    iifname "{device}" numgen random mod 1000 < {round(loss * 10)} drop\n'
+                     for device, loss in sorted(devices.items()) if loss > 0)
     rules += "".join(f"    {rule}\n" for rule in filters)
     return ("table inet fogify_net\ndelete table inet fogify_net\n"
             "table inet fogify_net {\n  chain rx {\n    type filter hook prerouting priority -300;\n"
@@ -138,7 +149,7 @@ class Agent:
         self.run_dir = Path(run_dir)
         self.exec_root = exec_root  # the daemon's --exec-root: where its network namespaces are
         self.delays: dict[str, NetworkDelay] = {}  # overlay network id -> its delay line on this node
-        self.filters: dict[str, tuple[str, ...]] = {}  # container id -> partition/firewall rules installed
+        self.rulesets: dict[str, str] = {}  # container id -> the nft ruleset installed in its namespace
 
     def _pid(self, container_id: str) -> int:
         container = self.client.containers.get(container_id)
@@ -162,7 +173,7 @@ class Agent:
             for task in tasks_json:
                 pid = self._pid(task["container"])
                 losses: dict[str, float] = {}
-                loss_changed = self.filters.get(task["container"]) != filters
+                senders: dict[str, list[tuple[str, float]]] = {}
                 ip_lines: list[str] = []
                 tc_lines: list[str] = []
                 for interface in task["interfaces"]:
@@ -172,7 +183,6 @@ class Agent:
                     if installed is None:
                         device = tasks.attachment(pid, subnet).device
                         installed = Installed(device, IFB.format(device.removeprefix("eth")))
-                        loss_changed = True
                     up, down = direction_from_json(interface["uplink"]), direction_from_json(interface["downlink"])
                     if interface.get("network_id") and installed.port is None and (
                             up.default.needs_delay or down.default.needs_delay):
@@ -186,18 +196,19 @@ class Agent:
                     ip_lines += lines[0]
                     tc_lines += lines[1]
                     installed.uplink, installed.downlink = up, down
-                    loss_changed = loss_changed or installed.loss != down.default.loss
                     installed.loss = down.default.loss
                     losses[installed.device] = installed.loss
+                    senders[installed.device] = [(a, float(p)) for a, p in interface.get("senders_loss", [])]
                     self.installed[key] = installed
                     applied.setdefault(task["instance"], {})[interface["network"]] = installed.device
                 if ip_lines:
                     run(in_netns(pid, ["ip", "-batch", "-"]), "\n".join(ip_lines) + "\n")
                 if tc_lines:
                     run(in_netns(pid, ["tc", "-batch", "-"]), "\n".join(tc_lines) + "\n")
-                if loss_changed:
-                    run(in_netns(pid, ["nft", "-f", "-"]), loss_ruleset(losses, filters))
-                    self.filters[task["container"]] = filters
+                ruleset = loss_ruleset(losses, filters, senders)
+                if self.rulesets.get(task["container"]) != ruleset:
+                    run(in_netns(pid, ["nft", "-f", "-"]), ruleset)
+                    self.rulesets[task["container"]] = ruleset
             for network_id in delayed:
                 self.delays[network_id].apply()
         return applied
@@ -220,7 +231,7 @@ class Agent:
         with self.lock:
             touched = set()
             for container in containers:
-                self.filters.pop(container, None)
+                self.rulesets.pop(container, None)
             for key in [k for k in self.installed if k[0] in containers]:
                 installed = self.installed.pop(key)
                 if installed.port is not None and installed.network_id in self.delays:

@@ -20,12 +20,12 @@
   monitoring request failed).
 
 - Delay and jitter: the user-space delay line on each overlay network's
-  bridge on each node (delay.py); rate and downlink loss inside the task.
+  bridge on each node (delay.py); rate inside the task; loss on the
+  receiver's receive path (a sender's uplink loss by its source address).
 - Partitions and firewall rules: the local backend's nftables rules
   (compile/netfilter.py), on every task's receive path.
 
-Not done here (reported by `shaping_report`, refused as actions): uplink
-loss (only a receive-path drop is honest, and the downlink has it), per-peer
+Not done here (reported by `shaping_report`, refused as actions): per-peer
 delay and loss of `links` rules (per-peer rates are applied), crash/restart,
 static addresses.
 """
@@ -338,6 +338,9 @@ class SwarmBackend:
         """Send every node's agent the wanted shaping of its tasks (agents apply only differences)."""
         with self.lock:
             per_node: dict[str, list[dict]] = {}
+            lossy = {name: [(i.name, str(i.interface(name).ip), i.interface(name).uplink.loss)
+                            for i in self.plan.members(name) if i.interface(name).uplink.loss > 0]
+                     for name in self.plan.networks}
             for instance in self.plan.instances:
                 task = self._tasks.get(instance.name)
                 if task is None:
@@ -349,6 +352,9 @@ class SwarmBackend:
                                        "network_id": self._networks[interface.network].id,
                                        "subnet": str(self.plan.networks[interface.network].subnet),
                                        "uplink": direction_to_json(shaping.uplink),
+                                       # peers' uplink loss, drawn on this task's receive path
+                                       "senders_loss": [[ip, loss] for name, ip, loss in lossy[interface.network]
+                                                        if name != instance.name],
                                        "downlink": direction_to_json(shaping.downlink)})
                 per_node.setdefault(task["hostname"], []).append(
                     {"container": task["container"], "instance": instance.name, "interfaces": interfaces})
@@ -543,8 +549,6 @@ class SwarmBackend:
         missing = []
         for instance in self.plan.instances:
             for interface in instance.interfaces:
-                if interface.uplink.loss:
-                    missing.append(f"{instance.name} {interface.network} uplink loss: {interface.uplink.describe()}")
                 shaping = interface_shaping(self.plan, instance, interface)
                 for direction in ("uplink", "downlink"):
                     default = getattr(shaping, direction).default

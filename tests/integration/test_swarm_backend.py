@@ -329,6 +329,11 @@ x-fogify:
             controller.act("network", {"instance_type": "edge.1", "network": "wan", "downlink": {"drop": "10%"}})
             lost = report("UDP edge.2 -> edge.1 loss at 10% declared, %", udp_loss(two, one, ip_one))
             assert 6.0 <= lost <= 15.0  # plus the ~1% still in the delay line when iperf3 stops
+            # ... and 10% on edge.2's uplink, drawn on edge.1's receive path for edge.2's address: 19%.
+            controller.act("network", {"instance_type": "edge.2", "network": "wan", "uplink": {"drop": "10%"}})
+            lost = report("UDP edge.2 -> edge.1 loss at 10% up and 10% down declared, %", udp_loss(two, one, ip_one))
+            assert 14.0 <= lost <= 25.0
+            assert controller.report()["shaping"]["not_applied"] == []
 
             # Metrics from both nodes' agents, in the controller's store (Fogify's multi-host GET failed).
             def received() -> dict[str, float]:
@@ -350,7 +355,7 @@ x-fogify:
             ip_two = ip_of(swarm, "edge.2", "wan")
             # ... with the shaping as changed by the action, not as in the model: 20 up, 100 down.
             assert rates(two) == {"uplink": "20Mbit", "downlink": "100Mbit"}
-            rtts = ping(one, ip_two)  # its delays too (edge.1's downlink drops 10% of the replies)
+            rtts = ping(one, ip_two)  # its delays too (about 19% of the replies are lost, as declared)
             assert len(rtts) >= 12 and min(rtts) >= 49.5 and median(rtts) <= 53, rtts
             mbps = report("TCP edge.1 -> edge.2 (replaced by Swarm), 20 up, Mbit/s", tcp_mbps(one, two, ip_two))
             assert 18.0 <= mbps <= 21.0

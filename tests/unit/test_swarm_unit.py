@@ -45,11 +45,13 @@ def test_a_later_change_replaces_the_live_class() -> None:
     assert not [line for line in tc if "root" in line or "ingress" in line or "eth0" in line]
 
 
-def test_downlink_loss_is_dropped_on_the_receive_path() -> None:
+def test_loss_is_dropped_on_the_receive_path() -> None:
     text = loss_ruleset({"eth0": 10.0, "eth1": 0.0})
     assert "hook prerouting" in text
     assert 'iifname "eth0" numgen random mod 1000 < 100 drop' in text
     assert "eth1" not in text
+    senders = loss_ruleset({"eth0": 0.0}, senders={"eth0": [("10.98.1.5", 5.0), ("10.98.1.4", 5.0)]})
+    assert 'iifname "eth0" ip saddr { 10.98.1.4, 10.98.1.5 } numgen random mod 1000 < 50 drop' in senders
     with_partition = loss_ruleset({"eth0": 0.0}, ["ip saddr { 10.98.1.2 } ip daddr { 10.98.1.3 } drop"])
     assert "    ip saddr { 10.98.1.2 } ip daddr { 10.98.1.3 } drop\n" in with_partition
 
