@@ -23,11 +23,13 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
 def status_table(report: dict) -> str:
     """One row per instance and network: addresses, limits and the shaping in effect."""
     rows = []
+    placement = report.get("shaping", {}).get("placement")  # Swarm backend: instance -> Swarm node
     for instance in report.get("instances", []):
         first = True
         for network, attachment in instance["networks"].items() or [("-", {})]:
             rows.append([
                 instance["name"] if first else "",
+                *([placement.get(instance["name"], "-") if first else ""] if placement is not None else []),
                 instance["node"] if first else "",
                 f"{instance['cpus']:g}" if first else "",
                 format_size(instance["memory"]) if first else "",
@@ -43,7 +45,8 @@ def status_table(report: dict) -> str:
     for missing in shaping.get("not_applied", []):
         parts.append(f"  not applied: {missing}")
     if rows:
-        parts.append(table(["INSTANCE", "NODE", "CPUS", "MEMORY", "NETWORK", "IP", "UPLINK", "DOWNLINK"], rows))
+        host = ["HOST"] if placement is not None else []
+        parts.append(table(["INSTANCE", *host, "NODE", "CPUS", "MEMORY", "NETWORK", "IP", "UPLINK", "DOWNLINK"], rows))
     for warning in report.get("warnings", []):
         parts.append(f"warning: {warning}")
     return "\n".join(parts)

@@ -113,3 +113,18 @@ def test_delay_is_queued_on_the_bridge_ports_per_direction() -> None:
     assert "-A FGN-DOWN -m physdev --physdev-out veth2b -j NFQUEUE --queue-num 4 --queue-bypass" in text
     assert "physdev-in veth2b" not in text
     assert text.count("-A PREROUTING") == 1 and "-A PREROUTING" not in delay_rules({}, jumps=False)
+
+
+def test_status_table_names_the_swarm_node_of_each_instance() -> None:
+    from fogify_net.render import status_table
+
+    instance = {"name": "edge.1", "node": "small", "cpus": 0.5, "memory": 2**27,
+                "networks": {"wan": {"ip": "10.98.1.2", "uplink": "20Mbit/s", "downlink": "8Mbit/s"}}}
+    report = {"status": "running", "message": "", "instances": [instance],
+              "shaping": {"mechanism": "userspace", "not_applied": [], "placement": {"edge.1": "node-2"}}}
+    lines = status_table(report).splitlines()
+    header = next(line for line in lines if line.startswith("INSTANCE"))
+    assert header.split()[:3] == ["INSTANCE", "HOST", "NODE"]
+    assert lines[lines.index(header) + 2].split()[:3] == ["edge.1", "node-2", "small"]
+    del report["shaping"]["placement"]
+    assert "HOST" not in status_table(report)
