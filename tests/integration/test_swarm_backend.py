@@ -386,3 +386,62 @@ def test_cleanup_removes_a_crashed_swarm(clean: None) -> None:
         if agent.poll() is None:
             agent.kill()
             agent.wait()
+
+
+def test_api_cli_and_sdk_on_a_swarm(image_archive: Path, clean: None, tmp_path: Path,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """`fogify-net api --backend swarm`: the same SDK calls and CLI as on one machine."""
+    import requests
+
+    from FogifySDK import FogifySDK
+
+    compose = tmp_path / "docker-compose.yaml"
+    compose.write_text(f"""
+services:
+  app:
+    image: {BASE_IMAGE}
+    command: ["sleep", "infinity"]
+x-fogify:
+  nodes:
+    - name: small
+      capabilities: {{processor: {{cores: 1, clock_speed: 1000}}, memory: 128M}}
+  networks:
+    - name: lan
+      subnet: 10.98.4.0/24
+      bidirectional: {{bandwidth: 10Mbps}}
+  topology:
+    - {{node: small, service: app, label: web, replicas: 1, networks: [lan]}}
+""")
+    monkeypatch.chdir(tmp_path)  # the SDK writes its fogified copy of the model here
+    with Cluster(1, image_archive=image_archive) as cluster, agents(cluster.daemons) as urls:
+        cluster.init_swarm()
+        port = _free_port()
+        url = f"http://127.0.0.1:{port}"
+        argv = [sys.executable, "-m", "fogify_net.cli", "api", "--port", str(port), "--host-mhz", "2000",
+                "--data-dir", str(cluster.manager.run_dir / "api"), "--backend", "swarm",
+                "--manager", cluster.manager.url, "--agent", f"fgts1={urls['fgts1']}"]
+        with open(cluster.manager.run_dir / "api.log", "ab") as log:
+            api = subprocess.Popen(argv, stdout=log, stderr=log, env={**os.environ, "FOGIFY_RUN_DIR": str(tmp_path)})
+        try:
+            def up() -> bool:
+                try:
+                    return requests.get(f"{url}/status/", timeout=1).ok
+                except requests.RequestException:
+                    return False
+
+            assert wait_until(up, timeout=20), "the API did not start"
+            fogify = FogifySDK(url, str(compose))
+            fogify.deploy(timeout=120)
+            fogify.horizontal_scaling_up("web", 1)
+            assert sorted(requests.get(f"{url}/topology/", timeout=5).json()["web"]) == ["web.1", "web.2"]
+            results = fogify.command("web", "sh -c 'echo $FOGIFY_INSTANCE'", num_of_instances=2, wait=True)
+            assert sorted(r["output"].strip() for r in results.values()) == ["web.1", "web.2"]
+            status = subprocess.run([sys.executable, "-m", "fogify_net.cli", "status", "--url", url],
+                                    capture_output=True, text=True, timeout=30).stdout
+            assert "HOST" in status and "fgts1" in status, status
+            assert wait_until(lambda: "network_rx_lan" in fogify.get_metrics_from("web.2").columns, timeout=10)
+            fogify.undeploy(timeout=120)
+        finally:
+            api.terminate()
+            api.wait(30)
+        assert cluster.manager.docker("service", "ls", "--quiet").split() == []
