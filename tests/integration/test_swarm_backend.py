@@ -246,6 +246,25 @@ def test_single_node_swarm(image_archive: Path, clean: None) -> None:
             backend.reshape()
             assert len(ping(db1, ip_of(backend, "web.1", "lan"), count=5)) == 5
 
+            # Unplugging db.1's cable on lan cuts it off; plugging it back restores it, shaping and all.
+            backend.set_link_state([plan.instance("db.1")], "lan", False)
+            assert ping(web1, ip_of(backend, "db.1", "lan"), count=3) == []
+            backend.set_link_state([plan.instance("db.1")], "lan", True)
+            assert len(ping(web1, ip_of(backend, "db.1", "lan"), count=5)) == 5
+
+            # Stress from the node's agent, without tools in the image: its CPU counts against web.1.
+            from fogify_net.model.actions import Stress
+
+            container = backend._tasks["web.1"]["container"]
+            usage = next(Path("/sys/fs/cgroup/cpuacct").glob(f"fgts1/**/{container}")) / "cpuacct.usage"
+            before = int(usage.read_text())
+            commands = backend.stress(plan.instance("web.1"), Stress(target=None, duration=3, cpu=50), runner=None)
+            assert commands and commands[0].startswith("stress-ng --cpu 1")
+            time.sleep(2)
+            used = report("CPU seconds of web.1 in 2 s of stress at 50% of 0.5 CPU",
+                          (int(usage.read_text()) - before) / 1e9)
+            assert 0.3 <= used <= 0.75
+
             # Scale-out counts per label (Fogify counted the whole stack): web 2 -> 3, db stays 1.
             added = backend.scale_out("web", 1)
             assert [i.name for i in added] == ["web.3"]
