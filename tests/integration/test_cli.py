@@ -79,3 +79,30 @@ def test_dry_run_prints_the_plan_and_commands_and_touches_nothing(cli, tmp_path)
 def test_doctor_names_the_mechanism():
     out = subprocess.run(["fogify-net", "doctor"], capture_output=True, text=True).stdout
     assert "tc netem" in out and "shaping: " in out
+
+
+@pytest.mark.skipif(os.path.isdir("/run/systemd/system"), reason="would install a systemd unit on this machine")
+def test_agent_script_runs_the_swarm_agent_with_its_token_off_the_command_line(machine, tmp_path):
+    import requests
+
+    script = os.path.join(os.path.dirname(__file__), "..", "..", "scripts", "agent.sh")
+    env = {**os.environ, "FOGIFY_NET_CONF": str(tmp_path / "conf"), "FOGIFY_NET_RUN": str(tmp_path / "run")}
+
+    def agent(*args):
+        return subprocess.run([script, *args], env=env, capture_output=True, text=True, timeout=60)
+
+    started = agent("start", "--host", "127.0.0.1", "--port", "5598")
+    try:
+        assert started.returncode == 0, started.stderr
+        token = (tmp_path / "conf" / "agent-token").read_text()
+        assert len(token) >= 24 and (tmp_path / "conf" / "agent-token").stat().st_mode & 0o077 == 0
+        url = "http://127.0.0.1:5598/health/"
+        assert requests.get(url, timeout=5).status_code == 401
+        assert "tasks" in requests.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=5).json()
+        pid = (tmp_path / "run" / "agent.pid").read_text().strip()
+        with open(f"/proc/{pid}/cmdline") as f:
+            assert token not in f.read()
+        assert agent("status").returncode == 0
+    finally:
+        assert agent("stop").returncode == 0
+    assert agent("status").returncode == 3
