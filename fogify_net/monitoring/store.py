@@ -78,6 +78,14 @@ def _encode(metrics: dict[str, float]) -> str:
     return json.dumps({key: float(value) for key, value in metrics.items()}, separators=(",", ":"))
 
 
+def _where(conditions: list[tuple[str, Any]]) -> tuple[str, list[Any]]:
+    """(" WHERE a = ? AND ...", values) for the conditions whose value is given; ("", []) for none."""
+    given = [(clause, value) for clause, value in conditions if value is not None]
+    if not given:
+        return "", []
+    return " WHERE " + " AND ".join(clause for clause, _ in given), [value for _, value in given]
+
+
 def rfc1123(ts: float) -> str:
     """Fogify's timestamp text: `Thu, 17 Sep 2020 12:24:44 GMT`, UTC, whole seconds."""
     return formatdate(ts, usegmt=True)
@@ -157,20 +165,8 @@ class MetricStore:
         `from_ts` and `to_ts` are strict bounds (`>`, `<`) as in Fogify;
         `instance` matches one name exactly.
         """
-        where, args = [], []
-        if instance is not None:
-            where.append("instance = ?")
-            args.append(instance)
-        if from_ts is not None:
-            where.append("ts > ?")
-            args.append(from_ts)
-        if to_ts is not None:
-            where.append("ts < ?")
-            args.append(to_ts)
-        sql = "SELECT instance, count, ts, metrics FROM records"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY instance, count"
+        where, args = _where([("instance = ?", instance), ("ts > ?", from_ts), ("ts < ?", to_ts)])
+        sql = f"SELECT instance, count, ts, metrics FROM records{where} ORDER BY instance, count"
         with self._lock:
             rows = self._conn.execute(sql, args).fetchall()
         result: dict[str, list[dict[str, Any]]] = {}
@@ -234,21 +230,10 @@ class MetricStore:
         instances appeared under both. `service` is a label or an instance name
         (exact); the time bounds are strict, as for records.
         """
-        where, args = [], []
-        if from_ts is not None:
-            where.append("ts > ?")
-            args.append(from_ts)
-        if to_ts is not None:
-            where.append("ts < ?")
-            args.append(to_ts)
-        if protocol is not None:
-            where.append("protocol = ?")
-            args.append(protocol)
-        sql = f"SELECT id, ts, {', '.join(PACKET_COLUMNS)} FROM packets"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
+        where, args = _where([("ts > ?", from_ts), ("ts < ?", to_ts), ("protocol = ?", protocol)])
+        sql = f"SELECT id, ts, {', '.join(PACKET_COLUMNS)} FROM packets{where} ORDER BY id"
         with self._lock:
-            rows = self._conn.execute(sql + " ORDER BY id", args).fetchall()
+            rows = self._conn.execute(sql, args).fetchall()
         result = []
         for row_id, ts, *values in rows:
             row = dict(zip(PACKET_COLUMNS, values))
