@@ -129,7 +129,8 @@ def walkthrough(fogify: FogifySDK, out: Path, scenario: str, scale: float) -> st
 def describe(effect: pd.DataFrame, title: str) -> str:
     if effect.empty:
         return f"{title}: no actions to assess"
-    wanted = ("annotation", "instance_name", "mean_before", "mean_during", "change_pct", "time_to_recover")
+    wanted = ("annotation", "instance_name", "mean_before", "mean_during", "change_pct", "time_to_recover",
+              "median_before", "median_during")
     columns = [c for c in wanted if c in effect]
     with pd.option_context("display.width", 160, "display.max_columns", 20, "display.precision", 2):
         return f"{title}:\n{effect[columns].to_string(index=False)}"

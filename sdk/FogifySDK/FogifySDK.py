@@ -820,7 +820,8 @@ class FogifySDK:
           rate: read a cumulative counter (bytes, CPU ns) as its per-second rate.
 
         Columns: timestamp, annotation, instance_name, params, mean_before,
-        mean_during, mean_after, change, change_pct, time_to_recover (seconds
+        mean_during, mean_after, change, change_pct, median_before, median_during
+        (robust to a single outlier such as a TCP retransmission), time_to_recover (seconds
         from the action until the metric is back in the band after leaving it:
         0 if it never left, NaN if it never returned). Periods: before =
         [t - window, t); during = [t, the next action or t + window, whichever is

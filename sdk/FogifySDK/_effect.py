@@ -14,6 +14,7 @@ LIFECYCLE_ANNOTATIONS = frozenset({"START", "DEPLOY", "STOP", "UNDEPLOY"})
 EFFECT_COLUMNS = [
     "timestamp", "annotation", "instance_name", "params",
     "mean_before", "mean_during", "mean_after", "change", "change_pct", "time_to_recover",
+    "median_before", "median_during",
 ]
 
 
@@ -37,6 +38,8 @@ def effect_table(series: pd.Series, actions: pd.DataFrame, window: pd.Timedelta,
       - during = [t, end) where end is the next (later) action or t + window, whichever is first
       - after  = [end, end + window)
       - change = mean_during - mean_before, change_pct = 100 * change / |mean_before|
+      - median_before, median_during: the same periods' medians, which one outlier
+        (a TCP retransmission on a lossy link, a CPU-starved second) cannot move
       - time_to_recover: seconds from t until the metric, having left the band
         mean_before ± max(tolerance * |mean_before|, abs_tolerance), is first back
         inside it (searching to the end of the data); 0 if it never left the band,
@@ -65,13 +68,24 @@ def effect_table(series: pd.Series, actions: pd.DataFrame, window: pd.Timedelta,
             "change": change,
             "change_pct": 100.0 * change / abs(before) if before and not math.isnan(before) else math.nan,
             "time_to_recover": recovery_seconds(series, start, before, _band(before, tolerance, abs_tolerance)),
+            "median_before": _median(series, start - window, start),
+            "median_during": _median(series, start, end),
         })
     return pd.DataFrame(rows, columns=EFFECT_COLUMNS)
 
 
 def _mean(series: pd.Series, start: pd.Timestamp, end: pd.Timestamp) -> float:
-    values = series[(series.index >= start) & (series.index < end)]
+    values = _between(series, start, end)
     return float(values.mean()) if len(values) else math.nan
+
+
+def _median(series: pd.Series, start: pd.Timestamp, end: pd.Timestamp) -> float:
+    values = _between(series, start, end)
+    return float(values.median()) if len(values) else math.nan
+
+
+def _between(series: pd.Series, start: pd.Timestamp, end: pd.Timestamp) -> pd.Series:
+    return series[(series.index >= start) & (series.index < end)]
 
 
 def _band(mean: float, tolerance: float, abs_tolerance: float) -> float:

@@ -421,6 +421,15 @@ def test_effect_of_a_stress_that_ends():
     assert row["mean_before"] == 10.0 and row["mean_during"] == 50.0 and row["mean_after"] == 10.0
     assert row["change"] == 40.0 and row["change_pct"] == 400.0
     assert row["time_to_recover"] == 20.0
+    assert row["median_before"] == 10.0 and row["median_during"] == 50.0
+
+
+def test_effect_medians_ignore_one_outlier():
+    series = step_series({(0, 1): 1000.0, (-3, -2): 500.0})  # a retransmission in each period
+    table = effect_table(series, annotation_rows((0, "NETWORK")), pd.Timedelta(seconds=10))
+    row = table.iloc[0]
+    assert row["mean_before"] == 59.0 and row["mean_during"] == 109.0
+    assert row["median_before"] == 10.0 and row["median_during"] == 10.0
 
 
 def test_effect_never_recovers_never_leaves_and_no_before():

@@ -364,7 +364,8 @@ def test_stress_loads_the_allocation_and_effect_measures_it(deployed, sdk):
     assert stress["instance_name"].tolist() == ["edge"]
     table = sdk.effect("edge.1", "cpu_util", annotations=stress, window=3)
     assert list(table.columns) == ["timestamp", "annotation", "instance_name", "params", "mean_before",
-                                   "mean_during", "mean_after", "change", "change_pct", "time_to_recover"]
+                                   "mean_during", "mean_after", "change", "change_pct", "time_to_recover",
+                                   "median_before", "median_during"]
     row = table.iloc[0]
     assert row["annotation"] == "STRESS"
     assert row["mean_before"] < 15 and row["mean_during"] > 55 and row["change"] > 40, row.to_dict()
