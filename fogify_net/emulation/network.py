@@ -151,6 +151,7 @@ class Emulation:
                 for switch in self.switches.values():
                     switch.terminate()
                 self.switches.clear()
+            self._await_ports_gone()
             for table, chain, rule in self._bridge_rules:
                 iptables_remove(table, chain, rule)
             self._bridge_rules = []
@@ -162,6 +163,22 @@ class Emulation:
                 self._set_state("stopped")
             if errors:
                 raise KernelError("; ".join(errors))
+
+    def _await_ports_gone(self, timeout: float = 10.0) -> None:
+        """Return when the switch ports are gone, so that the next deploy can take their names.
+
+        The kernel destroys a port with its container's namespace, but later, in
+        a work queue: in a full test run one outlived its container by over 5 s.
+        What is still there after `timeout` is deleted here.
+        """
+        ports = {interface.port for instance in self.plan.instances for interface in instance.interfaces}
+        deadline = time.monotonic() + timeout
+        while (left := ports & set(os.listdir("/sys/class/net"))) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if left:
+            log.warning("deleting %d switch ports the kernel kept after their containers: %s",
+                        len(left), ", ".join(sorted(left)[:5]))
+            ip_batch([f"link del {port}" for port in sorted(left)], force=True)
 
     def check(self) -> None:
         """Refuse at once what cannot deploy here: a missing image, leftovers of a crashed run."""
