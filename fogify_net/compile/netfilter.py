@@ -27,25 +27,25 @@ LOSS_SCALE = 1_000_000  # numgen range: loss resolution of 0.0001 %
 # --- nftables: loss, partitions, firewall -------------------------------------------------
 
 
-def _loss_rule(qos: QoS, match: str = "") -> str:
+def loss_rule(qos: QoS, match: str = "") -> str:
     threshold = round(qos.loss / 100 * LOSS_SCALE)
     return f"{match}numgen random mod {LOSS_SCALE} < {threshold} drop" if threshold else ""
 
 
-def _loss_chain(direction: DirectionShaping, peer_field: str) -> list[str]:
+def loss_chain(direction: DirectionShaping, peer_field: str) -> list[str]:
     """Rules of one port's loss chain: peer exceptions first, then the default."""
     rules = []
     for peer in direction.peers:
         match = f"ip {peer_field} {peer.peer} "
-        if rule := _loss_rule(peer.qos, match):
+        if rule := loss_rule(peer.qos, match):
             rules.append(rule)
         rules.append(f"{match}return")
-    if rule := _loss_rule(direction.default):
+    if rule := loss_rule(direction.default):
         rules.append(rule)
     return rules
 
 
-def _has_loss(direction: DirectionShaping) -> bool:
+def has_loss(direction: DirectionShaping) -> bool:
     return any(q.loss > 0 for q in direction.all())
 
 
@@ -99,10 +99,10 @@ def nft_ruleset(plan: Plan, shaping: dict[str, InterfaceShaping], loss: bool) ->
         ("forward", "downlink", "oifname", "saddr"),
     ):
         ports = {port: getattr(s, direction) for port, s in sorted(shaping.items())}
-        ports = {port: d for port, d in ports.items() if loss and _has_loss(d)}
+        ports = {port: d for port, d in ports.items() if loss and has_loss(d)}
         for port, d in ports.items():
             lines.append(f"  chain {direction}_{port} {{")
-            lines += [f"    {rule}" for rule in _loss_chain(d, peer_field)]
+            lines += [f"    {rule}" for rule in loss_chain(d, peer_field)]
             lines.append("  }")
         lines.append(f"  chain {direction}_loss {{")
         lines.append(f"    type filter hook {hook} priority 0; policy accept;")
@@ -150,11 +150,13 @@ def delay_slots(shaping: dict[str, InterfaceShaping]) -> dict[DelaySlot, QoS | N
     return slots
 
 
-def iptables_delay_rules(queues: dict[DelaySlot, int | None]) -> str:
+def iptables_delay_rules(queues: dict[DelaySlot, int | None], jumps: bool = False, bypass: bool = False) -> str:
     """`iptables-restore --noflush` input that rewrites our two mangle chains.
 
     `queues` maps each slot to its queue number (None: RETURN). Peer rules come
     before their port's default rule, since the first matching rule wins.
+    `jumps` appends the rules that lead into the chains (once per namespace);
+    `bypass` lets packets through undelayed while no helper listens.
     """
     lines = ["*mangle", f":{CHAIN_UP} - [0:0]", f":{CHAIN_DOWN} - [0:0]", f"-F {CHAIN_UP}", f"-F {CHAIN_DOWN}"]
     ordered = sorted(queues.items(), key=lambda kv: (kv[0].port, kv[0].direction, kv[0].peer is None, str(kv[0].peer)))
@@ -164,8 +166,10 @@ def iptables_delay_rules(queues: dict[DelaySlot, int | None]) -> str:
         rule = f"-A {chain} -m physdev {side} {slot.port}"
         if slot.peer is not None:
             rule += f" {peer_flag} {slot.peer}/32"
-        rule += " -j RETURN" if queue is None else f" -j NFQUEUE --queue-num {queue}"
+        rule += " -j RETURN" if queue is None else f" -j NFQUEUE --queue-num {queue}" + " --queue-bypass" * bypass
         lines.append(rule)
+    if jumps:
+        lines += [f"-A {chain} {rule}" for _, chain, rule in iptables_jumps()]
     lines.append("COMMIT")
     return "\n".join(lines) + "\n"
 

@@ -32,6 +32,10 @@ class DirectionShaping:
     def all(self) -> list[QoS]:
         return [self.default] + [p.qos for p in self.peers]
 
+    def toward(self, peer: IPv4Address) -> QoS:
+        """What applies to traffic with `peer`: its exception, else the default."""
+        return next((p.qos for p in self.peers if p.peer == peer), self.default)
+
 
 @dataclass(frozen=True)
 class InterfaceShaping:

@@ -13,22 +13,13 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
-from ..compile.netfilter import (
-    CHAIN_DOWN,
-    CHAIN_UP,
-    DelaySlot,
-    delay_slots,
-    iptables_delay_rules,
-    iptables_jumps,
-    nft_ruleset,
-    nft_teardown,
-)
+from ..compile.netfilter import CHAIN_DOWN, CHAIN_UP, iptables_delay_rules, iptables_jumps, nft_ruleset, nft_teardown
 from ..compile.plan import Plan
 from ..compile.shaping import InterfaceShaping, plan_shaping
 from ..compile.tc import direction_commands
-from ..model.schema import QoS
 from .capabilities import NETEM, RATE_ONLY, USERSPACE
 from .delayline import DelayLine
+from .delayqueues import DelayQueues
 from .kernel import (
     KernelError,
     iptables_delete_chain,
@@ -52,14 +43,10 @@ class Shaper:
         self.mechanism = mechanism
         self.kernel_delay = mechanism == NETEM
         self.applied: dict[str, InterfaceShaping] = {}
-        self.queues: dict[DelaySlot, int] = {}
-        self.queue_config: dict[int, QoS] = {}
-        self._free_queues: list[int] = []
-        self._next_queue = QUEUE_BASE
         self._nft = ""
-        self._iptables = ""
         self._lock = threading.RLock()
         self.delayline = DelayLine(run_dir=run_dir, on_state=on_state) if mechanism == USERSPACE else None
+        self.delay = DelayQueues(self.delayline, iptables_restore, QUEUE_BASE) if self.delayline else None
 
     def start(self) -> None:
         if self.delayline is not None:
@@ -77,7 +64,8 @@ class Shaper:
         with self._lock:
             desired = {port: s for port, s in plan_shaping(plan).items() if s.instance in pids}
             self._apply_tc(plan, desired, pids)
-            self._apply_delay(desired)
+            if self.delay is not None:
+                self.delay.apply(desired)
             ruleset = nft_ruleset(plan, desired, loss=self.mechanism == USERSPACE)
             if ruleset != self._nft:
                 nft_apply(ruleset)
@@ -122,35 +110,6 @@ class Shaper:
             for future in [pool.submit(tc_batch, lines, pid) for pid, lines in inside.items()]:
                 future.result()
 
-    def _apply_delay(self, desired: dict[str, InterfaceShaping]) -> None:
-        """Queues first, then rules that feed them; rules go before the queues they fed."""
-        if self.delayline is None:
-            return
-        slots = delay_slots(desired)
-        wanted = {slot: qos for slot, qos in slots.items() if qos is not None}
-        for slot, qos in wanted.items():
-            queue = self.queues.get(slot)
-            if queue is None:
-                queue = self.queues[slot] = self._take_queue()
-            if self.queue_config.get(queue) != qos:
-                self.delayline.set_queue(queue, qos.delay * 1000, qos.jitter * 1000, qos.correlation, qos.distribution)
-                self.queue_config[queue] = qos
-        rules = iptables_delay_rules({slot: None if qos is None else self.queues[slot] for slot, qos in slots.items()})
-        if rules != self._iptables:
-            iptables_restore(rules)
-            self._iptables = rules
-        for slot in [s for s in self.queues if s not in wanted]:
-            queue = self.queues.pop(slot)
-            self.delayline.del_queue(queue)
-            self.queue_config.pop(queue, None)
-            self._free_queues.append(queue)
-
-    def _take_queue(self) -> int:
-        if self._free_queues:
-            return self._free_queues.pop()
-        self._next_queue += 1
-        return self._next_queue - 1
-
     def stop(self) -> None:
         """Remove every rule and queue; the tc state goes away with the links."""
         with self._lock:
@@ -165,13 +124,11 @@ class Shaper:
                 raise KernelError("; ".join(errors))
 
     def _stop_delay(self) -> None:
-        if self.delayline is None:
+        if self.delay is None:
             return
         for table, chain, rule in iptables_jumps():
             iptables_remove(table, chain, rule)
         for chain in (CHAIN_UP, CHAIN_DOWN):
             iptables_delete_chain("mangle", chain)
-        self._iptables = ""
         self.delayline.stop()
-        self.queues.clear()
-        self.queue_config.clear()
+        self.delay.clear()

@@ -27,7 +27,8 @@ from typing import Any
 
 from ..actions.command import run_command
 from ..actions.stress import StressRunner
-from ..compile.shaping import DirectionShaping, PeerShaping
+from ..compile.netfilter import has_loss, loss_chain, loss_rule
+from ..compile.shaping import DirectionShaping, InterfaceShaping, PeerShaping
 from ..compile.tc import direction_commands
 from ..emulation.cgroups import cgroup_dirs
 from ..emulation.kernel import KernelError, in_netns, run
@@ -80,15 +81,15 @@ class Installed:
     ifb: str
     uplink: DirectionShaping | None = None
     downlink: DirectionShaping | None = None
-    loss: float = 0.0
     network_id: str | None = None  # the overlay network, and the task's port on its bridge (for delay)
     port: str | None = None
 
 
-def loss_ruleset(devices: dict[str, float], filters: list[str] | tuple[str, ...] = (),
+def loss_ruleset(downlinks: dict[str, DirectionShaping], filters: list[str] | tuple[str, ...] = (),
                  senders: dict[str, list[tuple[str, float]]] | None = None) -> str:
     """nft text for a task's namespace: on each device's receive path, the senders' uplink loss
-    ({device: [(sender address, %)]}, drawn apart from) the device's downlink loss ({device: %});
+    ({device: [(sender address, %)]}, each sender's toward this task), drawn apart from the
+    device's downlink loss ({device: its downlink}, per peer as the local backend draws it);
     then the plan's partitions and firewall rules (`ip saddr {..} ip daddr {..} drop`, as on the
     local backend's bridges: every packet to a task passes its receive path, so there they hold).
 
@@ -96,20 +97,22 @@ def loss_ruleset(devices: dict[str, float], filters: list[str] | tuple[str, ...]
     hook never sees the packets. Prerouting is still the receive path, so the
     sender is not told (a drop on its own output would return EPERM to it).
     """
-    rules = ""
+    chains, rules = "", ""
     for device, pairs in sorted((senders or {}).items()):
-        by_loss: dict[int, list[str]] = {}
+        by_loss: dict[float, list[str]] = {}
         for address, loss in pairs:
-            if loss > 0:
-                by_loss.setdefault(round(loss * 10), []).append(address)
-        for permille, addresses in sorted(by_loss.items()):
-            rules += (f'    iifname "{device}" ip saddr {{ {", ".join(sorted(addresses))} }} '
-                      f"numgen random mod 1000 < {permille} drop\n")
-    rules += "".join(f'    iifname "{device}" numgen random mod 1000 < {round(loss * 10)} drop\n'
-                     for device, loss in sorted(devices.items()) if loss > 0)
+            by_loss.setdefault(loss, []).append(address)
+        for loss, addresses in sorted(by_loss.items()):
+            if rule := loss_rule(QoS(loss=loss), f'iifname "{device}" ip saddr {{ {", ".join(sorted(addresses))} }} '):
+                rules += f"    {rule}\n"
+    for device, downlink in sorted(downlinks.items()):
+        if has_loss(downlink):
+            chains += f"  chain down_{device} {{\n" + "".join(f"    {r}\n" for r in loss_chain(downlink, "saddr"))
+            chains += "  }\n"
+            rules += f'    iifname "{device}" jump down_{device}\n'
     rules += "".join(f"    {rule}\n" for rule in filters)
     return ("table inet fogify_net\ndelete table inet fogify_net\n"
-            "table inet fogify_net {\n  chain rx {\n    type filter hook prerouting priority -300;\n"
+            f"table inet fogify_net {{\n{chains}  chain rx {{\n    type filter hook prerouting priority -300;\n"
             f"{rules}  }}\n}}\n")
 
 
@@ -172,7 +175,7 @@ class Agent:
         with self.lock:
             for task in tasks_json:
                 pid = self._pid(task["container"])
-                losses: dict[str, float] = {}
+                downlinks: dict[str, DirectionShaping] = {}
                 senders: dict[str, list[tuple[str, float]]] = {}
                 ip_lines: list[str] = []
                 tc_lines: list[str] = []
@@ -184,20 +187,20 @@ class Agent:
                         device = tasks.attachment(pid, subnet).device
                         installed = Installed(device, IFB.format(device.removeprefix("eth")))
                     up, down = direction_from_json(interface["uplink"]), direction_from_json(interface["downlink"])
-                    if interface.get("network_id") and installed.port is None and (
-                            up.default.needs_delay or down.default.needs_delay):
+                    if interface.get("network_id") and installed.port is None and any(
+                            q.needs_delay for q in up.all() + down.all()):
                         installed.network_id = interface["network_id"]
                         installed.port = self._delay(installed.network_id).port_of(
                             tasks.attachment(pid, subnet).peer_ifindex)
                     if installed.port is not None:
-                        self.delays[installed.network_id].set(installed.port, up.default, down.default)
+                        self.delays[installed.network_id].set(installed.port, InterfaceShaping(
+                            task["instance"], interface["network"], installed.device, installed.port, up, down))
                         delayed.add(installed.network_id)
                     lines = shaping_commands(installed, subnet, up, down)
                     ip_lines += lines[0]
                     tc_lines += lines[1]
                     installed.uplink, installed.downlink = up, down
-                    installed.loss = down.default.loss
-                    losses[installed.device] = installed.loss
+                    downlinks[installed.device] = down
                     senders[installed.device] = [(a, float(p)) for a, p in interface.get("senders_loss", [])]
                     self.installed[key] = installed
                     applied.setdefault(task["instance"], {})[interface["network"]] = installed.device
@@ -205,7 +208,7 @@ class Agent:
                     run(in_netns(pid, ["ip", "-batch", "-"]), "\n".join(ip_lines) + "\n")
                 if tc_lines:
                     run(in_netns(pid, ["tc", "-batch", "-"]), "\n".join(tc_lines) + "\n")
-                ruleset = loss_ruleset(losses, filters, senders)
+                ruleset = loss_ruleset(downlinks, filters, senders)
                 if self.rulesets.get(task["container"]) != ruleset:
                     run(in_netns(pid, ["nft", "-f", "-"]), ruleset)
                     self.rulesets[task["container"]] = ruleset

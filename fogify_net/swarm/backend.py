@@ -22,12 +22,12 @@
 - Delay and jitter: the user-space delay line on each overlay network's
   bridge on each node (delay.py); rate inside the task; loss on the
   receiver's receive path (a sender's uplink loss by its source address).
+  `links` rules apply per peer to all four, as on the local backend.
 - Partitions and firewall rules: the local backend's nftables rules
   (compile/netfilter.py), on every task's receive path.
 
-Not done here (reported by `shaping_report`, refused as actions): per-peer
-delay and loss of `links` rules (per-peer rates are applied), crash/restart,
-static addresses.
+Not done here (refused as actions, with a 400): crash/restart (Swarm replaces
+a dead task itself), static addresses (Swarm's IPAM assigns them).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ import requests
 
 from ..compile.naming import LABEL
 from ..compile.netfilter import filter_rules
-from ..compile.plan import InstancePlan, Plan, add_instances
+from ..compile.plan import InstancePlan, InterfacePlan, Plan, add_instances
 from ..compile.shaping import interface_shaping
 from ..errors import BadRequest, Conflict
 from ..model.errors import ModelError
@@ -338,9 +338,8 @@ class SwarmBackend:
         """Send every node's agent the wanted shaping of its tasks (agents apply only differences)."""
         with self.lock:
             per_node: dict[str, list[dict]] = {}
-            lossy = {name: [(i.name, str(i.interface(name).ip), i.interface(name).uplink.loss)
-                            for i in self.plan.members(name) if i.interface(name).uplink.loss > 0]
-                     for name in self.plan.networks}
+            uplinks = {(i.name, name): interface_shaping(self.plan, i, i.interface(name)).uplink
+                       for name in self.plan.networks for i in self.plan.members(name)}
             for instance in self.plan.instances:
                 task = self._tasks.get(instance.name)
                 if task is None:
@@ -352,9 +351,8 @@ class SwarmBackend:
                                        "network_id": self._networks[interface.network].id,
                                        "subnet": str(self.plan.networks[interface.network].subnet),
                                        "uplink": direction_to_json(shaping.uplink),
-                                       # peers' uplink loss, drawn on this task's receive path
-                                       "senders_loss": [[ip, loss] for name, ip, loss in lossy[interface.network]
-                                                        if name != instance.name],
+                                       # peers' uplink loss toward this task, drawn on its receive path
+                                       "senders_loss": self._senders_loss(instance, interface, uplinks),
                                        "downlink": direction_to_json(shaping.downlink)})
                 per_node.setdefault(task["hostname"], []).append(
                     {"container": task["container"], "instance": instance.name, "interfaces": interfaces})
@@ -366,6 +364,16 @@ class SwarmBackend:
             for instance in fresh:
                 self._fresh_task(instance)
             self._shaped = {t["container"] for t in self._tasks.values()}
+
+    def _senders_loss(self, receiver: InstancePlan, interface: InterfacePlan, uplinks: dict) -> list[list]:
+        """[sender address, %] of every peer on the network whose uplink toward `receiver` drops."""
+        pairs = []
+        for sender in self.plan.members(interface.network):
+            if sender is not receiver:
+                loss = uplinks[(sender.name, interface.network)].toward(interface.ip).loss
+                if loss > 0:
+                    pairs.append([str(sender.interface(interface.network).ip), loss])
+        return pairs
 
     def _fresh_task(self, instance: InstancePlan) -> None:
         """A task seen for the first time: its changed limits and unplugged links, as the plan holds them."""
@@ -546,18 +554,7 @@ class SwarmBackend:
         return {name: task["hostname"] for name, task in self._tasks.items()}
 
     def shaping_report(self) -> dict:
-        missing = []
-        for instance in self.plan.instances:
-            for interface in instance.interfaces:
-                shaping = interface_shaping(self.plan, instance, interface)
-                for direction in ("uplink", "downlink"):
-                    default = getattr(shaping, direction).default
-                    for peer in getattr(shaping, direction).peers:
-                        qos = peer.qos
-                        if (qos.delay, qos.jitter, qos.loss) != (default.delay, default.jitter, default.loss):
-                            missing.append(f"{instance.name} {interface.network} {direction} to {peer.peer}: "
-                                           f"{qos.describe()} (per-peer delay and loss)")
-        return {"not_applied": missing, "backend": "swarm", "placement": self.placement()}
+        return {"not_applied": [], "backend": "swarm", "placement": self.placement()}
 
     # --- state -------------------------------------------------------------------------------
 

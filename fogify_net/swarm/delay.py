@@ -5,8 +5,10 @@ bridge `br0` (each local task's veth is a port of it) beside `vxlan0`. That
 namespace is the node's switch for the network, as a Linux bridge is for the
 local backend, so delay goes where the local backend's central variant puts
 it: NFQUEUE rules with `physdev-in <port>` (what the task sends: its uplink)
-and `physdev-out <port>` (what it receives: its downlink), served by one
-`fogify-delayd` entered into that namespace (queues are per namespace).
+and `physdev-out <port>` (what it receives: its downlink), narrowed by `-d` or
+`-s` for a `links` rule's peer, served by one `fogify-delayd` entered into
+that namespace (queues are per namespace). The rules and queues are the local
+backend's (emulation/delayqueues.py); only the namespace differs.
 
 Not in the task's own namespace: a delay line there holds packets the sending
 TCP socket still owns, and TCP Small Queues throttle the flow (measured with a
@@ -24,13 +26,12 @@ import threading
 import time
 from pathlib import Path
 
+from ..compile.shaping import InterfaceShaping
 from ..emulation.delayline import DelayLine
+from ..emulation.delayqueues import DelayQueues
 from ..emulation.kernel import run
-from ..model.schema import QoS
 
 log = logging.getLogger(__name__)
-
-CHAIN = "FGN"
 
 
 def in_namespace(netns: str | Path, argv: list[str]) -> list[str]:
@@ -60,25 +61,6 @@ def bridge_port(netns: str, ifindex: int) -> str:
         if link["ifindex"] == ifindex:
             return link["ifname"]
     raise LookupError(f"no interface {ifindex} in {netns}")
-
-
-def delay_rules(queues: dict[str, tuple[int | None, int | None]], jumps: bool) -> str:
-    """iptables-restore --noflush text for an overlay namespace: {port: (uplink queue, downlink queue)}.
-
-    Our chains are declared, so a restore rewrites them whole; `jumps` adds the
-    rules that lead to them, the first time only.
-    """
-    lines = ["*mangle", f":{CHAIN}-UP - [0:0]", f":{CHAIN}-DOWN - [0:0]"]
-    for port, (up, down) in sorted(queues.items()):
-        if up is not None:
-            lines.append(f"-A {CHAIN}-UP -m physdev --physdev-in {port} -j NFQUEUE --queue-num {up} --queue-bypass")
-        if down is not None:
-            lines.append(f"-A {CHAIN}-DOWN -m physdev --physdev-out {port} "
-                         f"-j NFQUEUE --queue-num {down} --queue-bypass")
-    if jumps:
-        lines += [f"-A PREROUTING -j {CHAIN}-UP", f"-A POSTROUTING -j {CHAIN}-DOWN"]
-    lines.append("COMMIT")
-    return "\n".join(lines) + "\n"
 
 
 class NetnsDelayLine(DelayLine):
@@ -111,45 +93,33 @@ class NetworkDelay:
         self.network_id = network_id
         self.netns = network_namespace(network_id, exec_root)
         self.line = NetnsDelayLine(self.netns, run_dir=run_dir, name=f"fogify-delayd-{network_id[:10]}")
-        self.ports: dict[str, tuple[QoS, QoS]] = {}  # port -> (uplink, downlink) wanted
-        self.queues: dict[str, tuple[int, int]] = {}  # port -> (uplink queue, downlink queue)
+        self.ports: dict[str, InterfaceShaping] = {}  # bridge port -> the wanted shaping of its task
+        # Queues are per namespace. Bypass: if the agent and its helper die, the overlay still carries traffic.
+        self.queues = DelayQueues(self.line, self._restore, first_queue=1, bypass=True)
         self._jumps = False
-        self._next = 1
 
     def port_of(self, ifindex: int) -> str:
         return bridge_port(self.netns, ifindex)
 
-    def set(self, port: str, uplink: QoS, downlink: QoS) -> None:
-        self.ports[port] = (uplink, downlink)
+    def set(self, port: str, shaping: InterfaceShaping) -> None:
+        self.ports[port] = shaping
 
     def drop(self, port: str) -> None:
         self.ports.pop(port, None)
 
     def apply(self) -> None:
-        """Rules for the ports that need a delay, and the helper's queues; no helper when none does."""
-        wanted = {port: qos for port, qos in self.ports.items() if qos[0].needs_delay or qos[1].needs_delay}
-        for port in wanted:
-            if port not in self.queues:
-                self.queues[port] = (self._next, self._next + 1)
-                self._next += 2
+        """Rules and queues for the ports that need a delay (per peer too); no helper when none does."""
+        wanted = any(q.needs_delay for s in self.ports.values() for q in s.uplink.all() + s.downlink.all())
         if wanted and not self.line.alive():
+            self.queues.clear()  # a new helper has no queues
             self.line.start()
-        rules = {}
-        for port, (up, down) in wanted.items():
-            q_up, q_down = self.queues[port]
-            for queue, qos in ((q_up, up), (q_down, down)):
-                if qos.needs_delay:
-                    self.line.set_queue(queue, qos.delay * 1000, qos.jitter * 1000, qos.correlation, qos.distribution)
-                elif queue in self.line.queues():
-                    self.line.del_queue(queue)
-            rules[port] = (q_up if up.needs_delay else None, q_down if down.needs_delay else None)
-        run(in_namespace(self.netns, ["iptables-restore", "--noflush"]), delay_rules(rules, not self._jumps))
+        self.queues.apply(self.ports, jumps=not self._jumps)
         self._jumps = True
-        for port in [p for p in self.queues if p not in wanted]:
-            for queue in self.queues.pop(port):
-                self.line.del_queue(queue)
         if not wanted and self.line.alive():
             self.line.stop()
 
     def stop(self) -> None:
         self.line.stop()
+
+    def _restore(self, rules: str) -> None:
+        run(in_namespace(self.netns, ["iptables-restore", "--noflush"]), rules)

@@ -252,6 +252,30 @@ def test_single_node_swarm(image_archive: Path, clean: None) -> None:
             backend.set_link_state([plan.instance("db.1")], "lan", True)
             assert len(ping(web1, ip_of(backend, "db.1", "lan"), count=5)) == 5
 
+            # A `links` rule shapes one pair only, in all four properties: web's uplink toward db waits 20 ms
+            # (db's queue on the overlay bridge) and drops 20% (on db's receive path, by web's address); its
+            # downlink from db waits 10 ms and drops 10%. Nothing else changes.
+            from fogify_net.model.schema import LinkRule, QoSPatch
+
+            plan.networks["lan"].links.append(LinkRule("web", "db", uplink=QoSPatch(delay=0.020, loss=20.0),
+                                                       downlink=QoSPatch(delay=0.010, loss=10.0)))
+            backend.reshape()
+            ip_db, ip_web1 = ip_of(backend, "db.1", "lan"), ip_of(backend, "web.1", "lan")
+            rtts = ping(web1, ip_db, count=100)
+            report("ping web.1 -> db.1, links rule 20 + 10 ms and 20% + 10% loss: replies of 100 (72 expected), "
+                   "min/median ms", f"{len(rtts)}, {min(rtts):.2f}/{median(rtts):.2f}")
+            assert 55 <= len(rtts) <= 88 and min(rtts) >= 29.5 and median(rtts) <= 33, rtts
+            lost = report("UDP web.1 -> db.1, 20% declared for the pair, %", udp_loss(web1, db1, ip_db))
+            assert 15.0 <= lost <= 26.0
+            lost = report("UDP db.1 -> web.1, 10% declared for the pair, %", udp_loss(db1, web1, ip_web1))
+            assert 6.0 <= lost <= 15.0
+            others = ping(web1, ip_of(backend, "web.2", "lan"))
+            assert len(others) == 20 and median(others) < 5, others  # web.1 -> web.2 keeps the network's shaping
+            plan.networks["lan"].links.clear()
+            backend.reshape()
+            rtts = ping(web1, ip_db)
+            assert len(rtts) == 20 and median(rtts) < 5, rtts
+
             # Stress from the node's agent, without tools in the image: its CPU counts against web.1.
             from fogify_net.model.actions import Stress
 

@@ -45,14 +45,22 @@ def test_a_later_change_replaces_the_live_class() -> None:
     assert not [line for line in tc if "root" in line or "ingress" in line or "eth0" in line]
 
 
-def test_loss_is_dropped_on_the_receive_path() -> None:
-    text = loss_ruleset({"eth0": 10.0, "eth1": 0.0})
-    assert "hook prerouting" in text
-    assert 'iifname "eth0" numgen random mod 1000 < 100 drop' in text
-    assert "eth1" not in text
-    senders = loss_ruleset({"eth0": 0.0}, senders={"eth0": [("10.98.1.5", 5.0), ("10.98.1.4", 5.0)]})
-    assert 'iifname "eth0" ip saddr { 10.98.1.4, 10.98.1.5 } numgen random mod 1000 < 50 drop' in senders
-    with_partition = loss_ruleset({"eth0": 0.0}, ["ip saddr { 10.98.1.2 } ip daddr { 10.98.1.3 } drop"])
+def test_loss_is_dropped_on_the_receive_path_per_peer() -> None:
+    peer = IPv4Address("10.98.1.7")
+    downlink = DirectionShaping(QoS(loss=10.0), (PeerShaping(peer, QoS(loss=50.0)),))
+    text = loss_ruleset({"eth0": downlink, "eth1": DirectionShaping(QoS())})
+    assert "hook prerouting" in text and "eth1" not in text
+    chain = text[text.index("chain down_eth0"):text.index("}", text.index("chain down_eth0"))].splitlines()[1:]
+    assert [line.strip() for line in chain if line.strip()] == [
+        "ip saddr 10.98.1.7 numgen random mod 1000000 < 500000 drop",  # the links rule's peer
+        "ip saddr 10.98.1.7 return",  # ... not also the default
+        "numgen random mod 1000000 < 100000 drop",
+    ]
+    assert 'iifname "eth0" jump down_eth0' in text
+    # 0.05% (half of a bidirectional 0.1%) is kept: per-mille thresholds once rounded it to nothing.
+    senders = loss_ruleset({}, senders={"eth0": [("10.98.1.5", 0.05), ("10.98.1.4", 0.05)]})
+    assert 'iifname "eth0" ip saddr { 10.98.1.4, 10.98.1.5 } numgen random mod 1000000 < 500 drop' in senders
+    with_partition = loss_ruleset({}, ["ip saddr { 10.98.1.2 } ip daddr { 10.98.1.3 } drop"])
     assert "    ip saddr { 10.98.1.2 } ip daddr { 10.98.1.3 } drop\n" in with_partition
 
 
@@ -104,15 +112,21 @@ def test_instances_follow_swarm_slots_and_addresses() -> None:
     assert backend._tasks["web.2"]["container"] == "c2"
 
 
-def test_delay_is_queued_on_the_bridge_ports_per_direction() -> None:
-    from fogify_net.swarm.delay import delay_rules
+def test_overlay_delay_rules_jump_once_and_bypass_a_dead_helper() -> None:
+    from fogify_net.compile.netfilter import DelaySlot, iptables_delay_rules
 
-    text = delay_rules({"veth1a": (1, 2), "veth2b": (None, 4)}, jumps=True)
-    assert "-A FGN-UP -m physdev --physdev-in veth1a -j NFQUEUE --queue-num 1 --queue-bypass" in text
-    assert "-A FGN-DOWN -m physdev --physdev-out veth1a -j NFQUEUE --queue-num 2 --queue-bypass" in text
-    assert "-A FGN-DOWN -m physdev --physdev-out veth2b -j NFQUEUE --queue-num 4 --queue-bypass" in text
-    assert "physdev-in veth2b" not in text
-    assert text.count("-A PREROUTING") == 1 and "-A PREROUTING" not in delay_rules({}, jumps=False)
+    peer = IPv4Address("10.98.1.7")
+    queues = {DelaySlot("veth1a", "uplink", None): 1, DelaySlot("veth1a", "uplink", peer): 2,
+              DelaySlot("veth1a", "downlink", peer): None}
+    text = iptables_delay_rules(queues, jumps=True, bypass=True)
+    lines = text.splitlines()
+    peer_rule = ("-A FOGIFY_NET_UP -m physdev --physdev-in veth1a -d 10.98.1.7/32 "
+                 "-j NFQUEUE --queue-num 2 --queue-bypass")
+    default = "-A FOGIFY_NET_UP -m physdev --physdev-in veth1a -j NFQUEUE --queue-num 1 --queue-bypass"
+    assert lines.index(peer_rule) < lines.index(default)  # the first match wins: the peer's queue
+    assert "-A FOGIFY_NET_DOWN -m physdev --physdev-out veth1a -s 10.98.1.7/32 -j RETURN" in lines
+    assert sum(line.startswith("-A PREROUTING") for line in lines) == 1
+    assert "PREROUTING" not in iptables_delay_rules(queues) and "bypass" not in iptables_delay_rules(queues)
 
 
 def test_status_table_names_the_swarm_node_of_each_instance() -> None:

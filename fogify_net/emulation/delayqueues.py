@@ -1,0 +1,68 @@
+"""The queues of one delay line and the NFQUEUE rules that feed them, kept equal to the wanted shaping.
+
+One per delay line: the local backend's (root namespace, all bridges) and each
+Swarm node's per overlay network (that network's namespace). Only changes are
+applied: a queue is configured when its delay changes, the rules are restored
+when their text changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from ..compile.netfilter import DelaySlot, delay_slots, iptables_delay_rules
+from ..compile.shaping import InterfaceShaping
+from ..model.schema import QoS
+from .delayline import DelayLine
+
+
+class DelayQueues:
+    """Slot -> queue number and each queue's delay, on `line`; `restore` runs iptables-restore --noflush text."""
+
+    def __init__(self, line: DelayLine, restore: Callable[[str], None], first_queue: int, bypass: bool = False):
+        self.line = line
+        self._restore = restore
+        self._bypass = bypass
+        self.queues: dict[DelaySlot, int] = {}
+        self._config: dict[int, QoS] = {}
+        self._free: list[int] = []
+        self._next = first_queue
+        self._rules = ""
+
+    def apply(self, shaping: Mapping[str, InterfaceShaping], jumps: bool = False) -> None:
+        """Queues first, then the rules that feed them; queues no rule feeds any more go last.
+
+        `jumps` adds the rules that lead into our chains (for a namespace where
+        nothing else would add them).
+        """
+        slots = delay_slots(shaping)
+        wanted = {slot: qos for slot, qos in slots.items() if qos is not None}
+        for slot, qos in wanted.items():
+            queue = self.queues.get(slot)
+            if queue is None:
+                queue = self.queues[slot] = self._take()
+            if self._config.get(queue) != qos:
+                self.line.set_queue(queue, qos.delay * 1000, qos.jitter * 1000, qos.correlation, qos.distribution)
+                self._config[queue] = qos
+        rules = iptables_delay_rules({slot: None if qos is None else self.queues[slot] for slot, qos in slots.items()},
+                                     jumps=jumps, bypass=self._bypass)
+        if rules != self._rules:
+            self._restore(rules)
+            self._rules = rules
+        for slot in [s for s in self.queues if s not in wanted]:
+            queue = self.queues.pop(slot)
+            self.line.del_queue(queue)
+            self._config.pop(queue, None)
+            self._free.append(queue)
+
+    def clear(self) -> None:
+        """Forget every queue and rule (the line stopped, the chains are gone)."""
+        self.queues.clear()
+        self._config.clear()
+        self._rules = ""
+
+    def _take(self) -> int:
+        if self._free:
+            return self._free.pop()
+        self._next += 1
+        return self._next - 1
