@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Callable, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from .actions.stress import StressRunner
+    from .compile.flows import Flow
     from .compile.plan import InstancePlan, Plan
     from .model.actions import Stress
     from .monitoring.sampler import SampleTarget
@@ -88,6 +89,9 @@ class Backend(Protocol):
 
     def sample_targets(self) -> list[SampleTarget]:
         """What the sampler reads this round: the running instances' counters."""
+
+    def flow_counters(self) -> dict[Flow, tuple[int, int]]:
+        """Packets and bytes of every flow counted so far (packet-level monitoring)."""
 
     def remote_samples(self) -> dict[str, dict[str, float]]:
         """Metrics measured on other machines this round, by instance (Swarm agents); {} when local."""

@@ -63,7 +63,7 @@ class Controller:
         self._worker: threading.Thread | None = None
         self.sampler = Sampler(self._sample_targets, self.store, interval, remote=self._remote_samples)
         self.sampler.start()
-        self.flows = FlowRecorder(self._counted_plan, self.store, flow_period)
+        self.flows = FlowRecorder(self._counting_backend, self.store, flow_period)
         self.flows.start()
 
     # --- deploy and undeploy ------------------------------------------------------------------
@@ -251,12 +251,12 @@ class Controller:
 
     # --- monitoring -----------------------------------------------------------------------------
 
-    def _counted_plan(self) -> Plan | None:
-        """The plan whose flows the bridges count now, if any (packet-level monitoring)."""
+    def _counting_backend(self) -> Backend | None:
+        """The deployment whose flows are counted now, if any (packet-level monitoring)."""
         emulation = self.emulation
         if emulation is None or not emulation.counts_flows:
             return None
-        return emulation.plan if self.status in ("running", "degraded", "undeploying") else None
+        return emulation if self.status in ("running", "degraded", "undeploying") else None
 
     def _sample_targets(self) -> list[SampleTarget]:
         emulation = self.emulation

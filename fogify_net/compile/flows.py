@@ -14,6 +14,7 @@ bridge as one frame, so `count` is frames forwarded, not wire packets.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
@@ -53,17 +54,20 @@ def monitored(plan: Plan) -> dict[str, set[str]]:
     return result
 
 
-def flow_ruleset(plan: Plan) -> str | None:
+def flow_ruleset(plan: Plan, ports: str = "fgnh*") -> str | None:
     """The `bridge fogify_net_flows` table, or None when no network is monitored.
 
     It lives apart from the shaping table, which is replaced whole on every
-    change and would lose the counters.
+    change and would lose the counters. `ports` matches the bridge ports that
+    instances send through (ours locally; Docker's `veth*` on a Swarm overlay's
+    bridge, where frames from other nodes enter by `vxlan0` and are counted on
+    their sender's node): each flow is counted once, where it enters.
     """
     networks = monitored(plan)
     if not networks:
         return None
     subnets = ", ".join(str(plan.networks[name].subnet) for name in sorted(networks))
-    match = f'iifname "fgnh*" ip saddr {{ {subnets} }}'
+    match = f'iifname "{ports}" ip saddr {{ {subnets} }}'
     key = "ip saddr . ip daddr . ip protocol"
     return "\n".join([
         f"table bridge {FLOW_TABLE}",
@@ -99,3 +103,24 @@ def parse_flow_set(text: str) -> dict[Flow, tuple[int, int]]:
             flows[Flow(IPv4Address(src), IPv4Address(dst), str(protocol), int(sport), int(dport))] = (
                 int(counter.get("packets", 0)), int(counter.get("bytes", 0)))
     return flows
+
+
+def flows_to_json(flows: dict[Flow, tuple[int, int]]) -> list[list]:
+    """Counters on the wire (agent -> controller): [src, dst, protocol, sport, dport, packets, bytes]."""
+    return [[str(f.src), str(f.dst), f.protocol, f.sport, f.dport, packets, size]
+            for f, (packets, size) in flows.items()]
+
+
+def flows_from_json(rows: list[list]) -> dict[Flow, tuple[int, int]]:
+    return {Flow(IPv4Address(src), IPv4Address(dst), protocol, int(sport), int(dport)): (int(packets), int(size))
+            for src, dst, protocol, sport, dport, packets, size in rows}
+
+
+def sum_counters(parts: Iterable[dict[Flow, tuple[int, int]]]) -> dict[Flow, tuple[int, int]]:
+    """Counters of several bridges as one: packets and bytes added per flow."""
+    total: dict[Flow, tuple[int, int]] = {}
+    for counters in parts:
+        for flow, (packets, size) in counters.items():
+            before = total.get(flow, (0, 0))
+            total[flow] = (before[0] + packets, before[1] + size)
+    return total

@@ -21,7 +21,7 @@ import docker
 from mininet.net import Mininet
 
 from ..actions.command import run_command
-from ..compile.flows import flow_ruleset, flow_teardown
+from ..compile.flows import FLOW_SET, FLOW_TABLE, Flow, flow_ruleset, flow_teardown, parse_flow_set
 from ..compile.hosts import hosts_file
 from ..compile.links import container_commands, veth_commands
 from ..compile.naming import LABEL, VOLUME_LABEL
@@ -221,6 +221,9 @@ class Emulation:
         if ruleset is not None:
             self.counts_flows = True
             nft_apply(ruleset)
+
+    def flow_counters(self) -> dict[Flow, tuple[int, int]]:
+        return parse_flow_set(run(["nft", "-j", "list", "set", "bridge", FLOW_TABLE, FLOW_SET]))
 
     def _create_bridges(self) -> None:
         for name, network in self.plan.networks.items():

@@ -1,7 +1,8 @@
 """Packet-level monitoring: the flow counters of the bridges, read every period into the store.
 
-The kernel counts (see fogify_net.compile.flows); this thread lists the set
-once a period, turns counters into what each flow sent since the last read,
+The kernel counts (see fogify_net.compile.flows); this thread asks the backend
+for the counters once a period (the local bridges' set, or every Swarm node's),
+turns them into what each flow sent since the last read,
 names both ends from the plan as it is then (scaled-out instances included),
 and stores one row per flow and period, as Fogify aggregated its captures.
 """
@@ -12,11 +13,15 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from ..compile.flows import FLOW_SET, FLOW_TABLE, Flow, monitored, parse_flow_set
+from ..compile.flows import Flow, monitored
 from ..compile.plan import Plan
-from ..emulation.kernel import KernelError, run
+from ..emulation.kernel import KernelError
 from .store import MetricStore
+
+if TYPE_CHECKING:
+    from ..backends import Backend
 
 log = logging.getLogger(__name__)
 
@@ -24,10 +29,10 @@ PERIOD_S = 5.0
 
 
 class FlowRecorder:
-    """Every `period` seconds, stores the traffic of each flow of `plan()` (None: nothing deployed or counted)."""
+    """Every `period` seconds, stores the traffic of each flow the backend `counting()` counts (None: none)."""
 
-    def __init__(self, plan: Callable[[], Plan | None], store: MetricStore, period: float = PERIOD_S):
-        self.plan = plan
+    def __init__(self, counting: Callable[[], Backend | None], store: MetricStore, period: float = PERIOD_S):
+        self.counting = counting
         self.store = store
         self.period = period
         self._last: dict[Flow, tuple[int, int]] = {}
@@ -61,15 +66,15 @@ class FlowRecorder:
     def read_once(self, now: float | None = None) -> int:
         """Store what every flow sent since the last read; returns the number of rows stored."""
         with self._lock:
-            plan = self.plan()
-            if plan is None:
+            backend = self.counting()
+            if backend is None:
                 return 0
             try:
-                counters = parse_flow_set(run(["nft", "-j", "list", "set", "bridge", FLOW_TABLE, FLOW_SET]))
+                counters = backend.flow_counters()
             except KernelError as error:  # undeployed meanwhile
                 log.debug("no flow counters: %s", error)
                 return 0
-            rows = flow_rows(plan, counters, self._last)
+            rows = flow_rows(backend.plan, counters, self._last)
             self._last = counters
             if rows:
                 self.store.add_packets(time.time() if now is None else now, rows)

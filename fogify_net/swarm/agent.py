@@ -27,6 +27,7 @@ from typing import Any
 
 from ..actions.command import run_command
 from ..actions.stress import StressRunner
+from ..compile.flows import FLOW_SET, FLOW_TABLE, Flow, flow_teardown, flows_to_json, parse_flow_set, sum_counters
 from ..compile.netfilter import has_loss, loss_chain, loss_rule
 from ..compile.shaping import DirectionShaping, InterfaceShaping, PeerShaping
 from ..compile.tc import direction_commands
@@ -37,7 +38,7 @@ from ..monitoring.appmetrics import read_app_metrics
 from ..monitoring.probe import ContainerProbe
 from ..monitoring.sampler import SampleTarget
 from . import tasks
-from .delay import NetworkDelay
+from .delay import NetworkDelay, in_namespace, network_namespace
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +154,7 @@ class Agent:
         self.exec_root = exec_root  # the daemon's --exec-root: where its network namespaces are
         self.delays: dict[str, NetworkDelay] = {}  # overlay network id -> its delay line on this node
         self.rulesets: dict[str, str] = {}  # container id -> the nft ruleset installed in its namespace
+        self.counting: set[str] = set()  # overlay namespaces where our flow table counts
 
     def _pid(self, container_id: str) -> int:
         container = self.client.containers.get(container_id)
@@ -216,6 +218,29 @@ class Agent:
                 self.delays[network_id].apply()
         return applied
 
+    def flows(self, network_ids: list[str], ruleset: str) -> dict[Flow, tuple[int, int]]:
+        """Counters of the flows this node's tasks send on these overlay networks.
+
+        The table goes on each network's bridge in its namespace the first time
+        (and again if Docker made the namespace anew); a network without a task
+        here has no namespace and nothing to count.
+        """
+        parts = []
+        for network_id in network_ids:
+            try:
+                netns = network_namespace(network_id, self.exec_root)
+            except LookupError:
+                continue
+            listing = in_namespace(netns, ["nft", "-j", "list", "set", "bridge", FLOW_TABLE, FLOW_SET])
+            try:
+                text = run(listing)
+            except KernelError:  # not installed yet
+                run(in_namespace(netns, ["nft", "-f", "-"]), ruleset)
+                self.counting.add(netns)
+                text = run(listing)
+            parts.append(parse_flow_set(text))
+        return sum_counters(parts)
+
     def _delay(self, network_id: str) -> NetworkDelay:
         if network_id not in self.delays:
             self.delays[network_id] = NetworkDelay(network_id, self.run_dir, self.exec_root)
@@ -227,6 +252,10 @@ class Agent:
             for delay in self.delays.values():
                 delay.stop()
             self.delays.clear()
+            for netns in self.counting:
+                if Path(netns).exists():
+                    run(in_namespace(netns, ["nft", "-f", "-"]), flow_teardown(), check=False)
+            self.counting.clear()
         self.stress.stop_all()
 
     def forget(self, containers: list[str]) -> None:
@@ -353,6 +382,11 @@ def create_app(agent: Agent, token: str | None = None):
     @app.post("/samples/")
     def samples() -> Any:
         return jsonify(agent.samples(request.get_json()["containers"]))
+
+    @app.post("/flows/")
+    def flows() -> Any:
+        body = request.get_json()
+        return jsonify(flows=flows_to_json(agent.flows(body["networks"], body["ruleset"])))
 
     @app.post("/forget/")
     def forget() -> Any:

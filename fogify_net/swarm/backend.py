@@ -17,7 +17,8 @@
 - Scaling counts per label, from the plan (Fogify counted the whole stack).
 - Metrics come from every node: each agent samples its own tasks, and the
   controller's sampler stores them beside local ones (Fogify's multi-host
-  monitoring request failed).
+  monitoring request failed). Packet-level monitoring too: each agent counts
+  the flows its tasks send on the overlay bridge, and the backend sums them.
 
 - Delay and jitter: the user-space delay line on each overlay network's
   bridge on each node (delay.py); rate inside the task; loss on the
@@ -42,6 +43,7 @@ from typing import TYPE_CHECKING, Callable
 
 import requests
 
+from ..compile.flows import Flow, flow_ruleset, flows_from_json, monitored, sum_counters
 from ..compile.naming import LABEL
 from ..compile.netfilter import filter_rules
 from ..compile.plan import InstancePlan, InterfacePlan, Plan, add_instances
@@ -61,6 +63,7 @@ Progress = Callable[[int, int, str], None]
 AGENT_PORT = 5500
 CONVERGE_TIMEOUT = 180.0
 RECONCILE_INTERVAL = 1.0
+SWARM_PORTS = "veth*"  # the tasks' ports on an overlay network's bridge (br0), as Docker names them
 
 
 class SwarmError(RuntimeError):
@@ -107,7 +110,8 @@ class SwarmBackend:
         self.state = "created"
         self.detail = ""
         self.crashed: set[str] = set()
-        self.counts_flows = False  # packet-level monitoring (/packets/) counts on local bridges only
+        self.counts_flows = False  # packet-level monitoring (/packets/): the agents count on their overlay bridges
+        self._node_flows: dict[str, dict[Flow, tuple[int, int]]] = {}  # hostname -> its last counters
         self.lock = threading.RLock()
         self._on_state = on_state
         self._http = requests.Session()
@@ -158,6 +162,9 @@ class SwarmBackend:
                     self._services[blueprint.label] = self._create_service(blueprint.label)
                 self._converge(progress)
                 self.reshape()
+                self.counts_flows = flow_ruleset(self.plan, SWARM_PORTS) is not None
+                if self.counts_flows:
+                    self.flow_counters()  # the agents start counting now, not one period later
             except BaseException as error:
                 log.error("swarm deploy failed, rolling back: %s", error)
                 self._set_state("error", str(error))
@@ -188,6 +195,8 @@ class SwarmBackend:
             self._services.clear()
             self._networks.clear()
             self._tasks.clear()
+            self._node_flows.clear()
+            self.counts_flows = False
             self._shaped.clear()
             if self.state != "error":
                 self._set_state("stopped")
@@ -545,6 +554,27 @@ class SwarmBackend:
                 except SwarmError as error:
                     log.warning("no samples from %s this round: %s", node, error)
         return samples
+
+    def flow_counters(self) -> dict[Flow, tuple[int, int]]:
+        """Every node's counters, summed. Each flow is counted on its sender's node only (frames
+        from other nodes enter the bridge by vxlan0). A node that does not answer counts as its
+        last answer, so that its flows are not counted again from zero when it answers next."""
+        ruleset = flow_ruleset(self.plan, SWARM_PORTS)
+        if ruleset is None:
+            return {}
+        networks = [self._networks[name].id for name in sorted(monitored(self.plan)) if name in self._networks]
+        nodes = sorted({task["hostname"] for task in self._tasks.values()})
+        if not nodes or not networks:
+            return {}
+        with ThreadPoolExecutor(max_workers=len(nodes)) as pool:
+            futures = {node: pool.submit(self._agent, node, "post", "/flows/",
+                                         {"networks": networks, "ruleset": ruleset}, 10) for node in nodes}
+            for node, future in futures.items():
+                try:
+                    self._node_flows[node] = flows_from_json(future.result()["flows"])
+                except SwarmError as error:
+                    log.warning("no flow counters from %s this round: %s", node, error)
+        return sum_counters(self._node_flows.values())
 
     def instance_pid(self, name: str) -> int | None:
         return None  # a pid on another machine means nothing here

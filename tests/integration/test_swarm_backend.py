@@ -328,6 +328,7 @@ x-fogify:
   networks:
     - name: wan
       subnet: 10.98.1.0/24
+      packet_level_monitoring: true
       uplink: {{bandwidth: 20Mbps, latency: {{delay: 10ms}}}}
       downlink: {{bandwidth: 8Mbps, latency: {{delay: 15ms}}}}
   topology:
@@ -366,6 +367,17 @@ x-fogify:
             # edge.1 -> edge.2 crosses edge.1's uplink (20) and edge.2's downlink (8): 8 Mbit/s.
             mbps = report("TCP edge.1 -> edge.2, 20 up / 8 down, Mbit/s", tcp_mbps(one, two, ip_two))
             assert 7.2 <= mbps <= 8.4
+            # Packet-level monitoring: each node's agent counts what its own tasks send, so the transfer
+            # (5 s with the omitted first second) is counted once, on fgts1, and edge.2's ACKs on fgts2.
+            controller.flows.read_once()
+            rows = controller.store.packets(service="edge.1", protocol="tcp")
+            data = sum(r["size"] for r in rows if r["src_instance"] == "edge.1" and r["dest_port"] == 5201)
+            expected = mbps * 1e6 / 8 * 5
+            report("bytes counted edge.1 -> edge.2:5201 / bytes received at the measured rate over 5 s",
+                   f"{data / expected:.2f}")
+            assert 0.8 * expected <= data <= 1.5 * expected, (data, expected)  # twice would be a flow counted twice
+            assert any(r["src_instance"] == "edge.2" and r["src_port"] == 5201 and r["count"] > 100 for r in rows)
+            assert {r["network"] for r in rows} == {"wan"}
             # An action opens edge.2's downlink: edge.1's 20 Mbit/s uplink is now the limit.
             controller.act("network", {"instance_type": "edge.2", "network": "wan",
                                         "downlink": {"bandwidth": "100Mbps"}})
