@@ -32,7 +32,7 @@ from ..model.errors import ModelError
 from ..monitoring.sampler import SampleTarget
 from .bridge import FogBridge, PreparedLink
 from .capabilities import Capabilities, probe
-from .dockerhost import DockerHost, docker_client, run_container
+from .dockerhost import DockerHost, docker_client, exit_reason, run_container
 from .kernel import KernelError, ip_batch, iptables_ensure, iptables_remove, nft_apply, run
 from .shaper import Shaper
 
@@ -67,6 +67,15 @@ def check_images(plan: Plan) -> None:
                     f"services.{name}.image",
                     f"image {image!r} is not on this machine and cannot be pulled; build it first",
                 ) from None
+
+
+def _stopped(containers: list) -> str | None:
+    """Why the first of these containers that no longer runs stopped (its command failed at once)."""
+    for container in containers:
+        container.reload()
+        if container.status != "running":
+            return f"container {container.name} stopped at once: {exit_reason(container)}"
+    return None
 
 
 def check_leftovers(plan: Plan) -> None:
@@ -256,8 +265,14 @@ class Emulation:
             raise failure
         started = [(instance, self.hosts[instance.name]) for instance in instances]
         bridges = {name: network.bridge for name, network in self.plan.networks.items()}
-        ip_batch([line for instance, host in started for line in veth_commands(instance, host.cpid, bridges)])
-        self._parallel(lambda pair: ip_batch(container_commands(pair[0]), pair[1].cpid), started)
+        try:
+            ip_batch([line for instance, host in started for line in veth_commands(instance, host.cpid, bridges)])
+            self._parallel(lambda pair: ip_batch(container_commands(pair[0]), pair[1].cpid), started)
+        except KernelError as error:  # "No such process": a container died, and its namespace with it
+            stopped = _stopped([self._containers[instance.name] for instance in instances])
+            if stopped is None:
+                raise
+            raise RuntimeError(stopped) from error
         for instance, host in started:
             self.net.hosts.append(host)
             self.net.nameToNode[host.name] = host

@@ -235,8 +235,9 @@ class Agent:
             try:
                 text = run(listing)
             except KernelError:  # not installed yet
-                run(in_namespace(netns, ["nft", "-f", "-"]), ruleset)
-                self.counting.add(netns)
+                with self.lock:
+                    run(in_namespace(netns, ["nft", "-f", "-"]), ruleset)
+                    self.counting.add(netns)
                 text = run(listing)
             parts.append(parse_flow_set(text))
         return sum_counters(parts)
