@@ -1,41 +1,18 @@
 """What the bench scripts share: the machine lock, the machine's facts, Markdown tables.
 
-Emulations use machine-wide names (bridges, ports, rules), so a benchmark that
-deploys anything holds the same exclusive lock as the integration tests
-(tests/integration/conftest.py) for as long as it runs.
+A benchmark that deploys anything holds the machine lock (fogify_net.machine),
+as the integration tests do, for as long as it runs.
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
 import platform
 import subprocess
-import sys
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 
-LOCK = "/run/fogify-net-machine.lock"
-
-
-@contextmanager
-def machine_lock(path: str = LOCK, quiet: bool = False) -> Iterator[None]:
-    """Hold the machine (exclusive flock on `path`); says so on stderr when it has to wait."""
-    with open(path, "a") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            if not quiet:
-                print(f"waiting for the machine lock {path} (a test or benchmark holds it) ...", file=sys.stderr)
-            began = time.monotonic()
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            if not quiet:
-                print(f"got the machine lock after {time.monotonic() - began:.0f} s", file=sys.stderr)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+from fogify_net.machine import machine_lock  # noqa: F401  (the bench scripts import it from here)
 
 
 def _cpu_model() -> str:

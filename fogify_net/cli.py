@@ -223,13 +223,14 @@ def cmd_status(args) -> int:
 
 def cmd_cleanup(args) -> int:
     from fogify_net.emulation.cleanup import cleanup
+    from fogify_net.machine import machine_lock
+    from fogify_net.swarm.cluster import cleanup as cluster_cleanup
 
     if _api_alive(args.url):
         _stop_daemon()
-    removed = cleanup(str(RUN_DIR))
-    from fogify_net.swarm.cluster import cleanup as cluster_cleanup
-
-    removed += cluster_cleanup()  # a test cluster of extra dockerds (fgts*) that a crash left
+    with machine_lock():  # a running test or benchmark finishes first
+        removed = cleanup(str(RUN_DIR))
+        removed += cluster_cleanup()  # a test cluster of extra dockerds (fgts*) that a crash left
     if args.swarm:
         from fogify_net.swarm.backend import remove_deployment
 

@@ -27,9 +27,6 @@ def _missing() -> str | None:
     return None
 
 
-LOCK = "/run/fogify-net-machine.lock"
-
-
 @pytest.fixture(scope="session")
 def machine():
     """Skip, with the reason, unless this machine can run emulations; hold the machine meanwhile.
@@ -40,10 +37,9 @@ def machine():
     reason = _missing()
     if reason:
         pytest.skip(reason)
-    import fcntl
+    from fogify_net.machine import machine_lock
 
-    with open(LOCK, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with machine_lock(quiet=True):
         yield
 
 
