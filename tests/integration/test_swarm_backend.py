@@ -157,6 +157,22 @@ def ip_of(backend: SwarmBackend, instance: str, network: str) -> str:
     return str(backend.plan.instance(instance).interface(network).ip)
 
 
+def compose(networks: str, topology: str) -> str:
+    """A compose file of one sleeping service on one node profile, with these x-fogify networks and topology."""
+    return f"""
+services:
+  app:
+    image: {BASE_IMAGE}
+    command: ["sleep", "infinity"]
+x-fogify:
+  nodes:
+    - name: small
+      capabilities: {{processor: {{cores: 1, clock_speed: 1000}}, memory: 128M}}
+  networks:{networks}
+  topology:{topology}
+"""
+
+
 # -- fixtures ------------------------------------------------------------------------------
 
 
@@ -316,24 +332,13 @@ def test_two_node_swarm(image_archive: Path, clean: None) -> None:
     """Through the controller and its actions: one blueprint on two nodes, shaped per direction over VXLAN."""
     from fogify_net.controller import Controller
 
-    text = f"""
-services:
-  app:
-    image: {BASE_IMAGE}
-    command: ["sleep", "infinity"]
-x-fogify:
-  nodes:
-    - name: small
-      capabilities: {{processor: {{cores: 1, clock_speed: 1000}}, memory: 128M}}
-  networks:
+    text = compose("""
     - name: wan
       subnet: 10.98.1.0/24
       packet_level_monitoring: true
-      uplink: {{bandwidth: 20Mbps, latency: {{delay: 10ms}}}}
-      downlink: {{bandwidth: 8Mbps, latency: {{delay: 15ms}}}}
-  topology:
-    - {{node: small, service: app, label: edge, replicas: 2, networks: [wan]}}
-"""
+      uplink: {bandwidth: 20Mbps, latency: {delay: 10ms}}
+      downlink: {bandwidth: 8Mbps, latency: {delay: 15ms}}""", """
+    - {node: small, service: app, label: edge, replicas: 2, networks: [wan]}""")
     parse_model_text(text)  # the model is valid before any daemon starts
     with Cluster(2, image_archive=image_archive) as cluster, agents(cluster.daemons) as urls:
         cluster.init_swarm()
@@ -457,23 +462,12 @@ def test_api_cli_and_sdk_on_a_swarm(image_archive: Path, clean: None, tmp_path: 
 
     from FogifySDK import FogifySDK
 
-    compose = tmp_path / "docker-compose.yaml"
-    compose.write_text(f"""
-services:
-  app:
-    image: {BASE_IMAGE}
-    command: ["sleep", "infinity"]
-x-fogify:
-  nodes:
-    - name: small
-      capabilities: {{processor: {{cores: 1, clock_speed: 1000}}, memory: 128M}}
-  networks:
+    model = tmp_path / "docker-compose.yaml"
+    model.write_text(compose("""
     - name: lan
       subnet: 10.98.4.0/24
-      bidirectional: {{bandwidth: 10Mbps}}
-  topology:
-    - {{node: small, service: app, label: web, replicas: 1, networks: [lan]}}
-""")
+      bidirectional: {bandwidth: 10Mbps}""", """
+    - {node: small, service: app, label: web, replicas: 1, networks: [lan]}"""))
     monkeypatch.chdir(tmp_path)  # the SDK writes its fogified copy of the model here
     with Cluster(1, image_archive=image_archive) as cluster, agents(cluster.daemons) as urls:
         cluster.init_swarm()
@@ -492,7 +486,7 @@ x-fogify:
                     return False
 
             assert wait_until(up, timeout=20), "the API did not start"
-            fogify = FogifySDK(url, str(compose))
+            fogify = FogifySDK(url, str(model))
             fogify.deploy(timeout=120)
             fogify.horizontal_scaling_up("web", 1)
             assert sorted(requests.get(f"{url}/topology/", timeout=5).json()["web"]) == ["web.1", "web.2"]
