@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import re
+import statistics
 import threading
 import time
 from datetime import datetime, timedelta, timezone
@@ -142,10 +143,11 @@ def ip(sdk, name: str, network: str) -> str:
 
 
 def rtt(controller, sdk, src: str, dst: str, network: str, count: int = 5) -> float:
-    out = host(controller, src).cmd(f"ping -c {count} -i 0.05 -q {ip(sdk, dst, network)}")
-    match = re.search(r"= [\d.]+/([\d.]+)/", out)
-    assert match, out
-    return float(match.group(1))
+    """The median round trip: the delay in effect, which one late reply on a busy machine does not move."""
+    out = host(controller, src).cmd(f"ping -n -c {count} -i 0.05 {ip(sdk, dst, network)}")
+    times = [float(t) for t in re.findall(r"time=([\d.]+) ms", out)]
+    assert times, out
+    return statistics.median(times)
 
 
 def reaches(controller, sdk, src: str, dst: str, network: str) -> bool:
