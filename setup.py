@@ -7,10 +7,11 @@ setup(
     version="0.1.0",
     description="Emulate fog, edge and IoT deployments from a fogified docker-compose file on Mininet and Docker",
     python_requires=">=3.9",
-    packages=find_packages(include=["fogify_net", "fogify_net.*"]) + ["fogify_net_api"],
+    packages=(find_packages(include=["fogify_net", "fogify_net.*"])
+              + ["fogify_net_api"] + [f"fogify_net_api.{name}" for name in find_packages("api")]),
     package_dir={"fogify_net_api": "api"},
     package_data={
-        "fogify_net.emulation.delayline": ["delayd.c", "Makefile"],
+        "fogify_net.host.delayline": ["delayd.c", "Makefile"],
         "fogify_net_api": ["openapi.yaml"],
     },
     install_requires=[

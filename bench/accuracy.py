@@ -24,9 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import emit, machine_line, machine_lock, markdown_table  # noqa: E402
 
+from fogify_net.backends.local import LocalBackend  # noqa: E402
 from fogify_net.compile.plan import compile_model  # noqa: E402
-from fogify_net.compile.resources import read_host_facts  # noqa: E402
-from fogify_net.emulation.network import Emulation  # noqa: E402
+from fogify_net.host.facts import read_host_facts  # noqa: E402
 from fogify_net.model import ModelBuilder  # noqa: E402
 
 IMAGE = "fogify-net/base:latest"
@@ -45,7 +45,7 @@ def model(sender: dict, receiver: dict):
 
 
 def deployed(m):
-    emulation = Emulation(compile_model(m, read_host_facts()))
+    emulation = LocalBackend(compile_model(m, read_host_facts()))
     emulation.deploy()
     return emulation
 
@@ -128,7 +128,7 @@ def main() -> int:
 
 
 def deployed_mechanism() -> str:
-    from fogify_net.emulation.capabilities import probe
+    from fogify_net.host.capabilities import probe
 
     return probe().mechanism()
 

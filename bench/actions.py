@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import emit, machine_line, machine_lock, markdown_table  # noqa: E402
 
 from fogify_net.controller import Controller  # noqa: E402
-from fogify_net.emulation.cgroups import cgroup_dirs  # noqa: E402
-from fogify_net.emulation.kernel import in_netns, run  # noqa: E402
+from fogify_net.host.cgroups import cgroup_dirs  # noqa: E402
+from fogify_net.host.kernel import in_netns, run  # noqa: E402
 
 IMAGE = "fogify-net/base:latest"
 MODEL = {

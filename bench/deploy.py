@@ -6,8 +6,8 @@ containers (`sleep infinity`): clouds on `wan`, edges on `wan` + `lan`, phones
 on `lan` + `iot`, sensors on `iot`, every network with bandwidth, delay and
 loss, so the whole shaping path runs.
 
-- fogify-net: `Emulation.deploy()` in this process until it returns
-  (containers, shells, links, shaping, hosts files), then `Emulation.teardown()`.
+- fogify-net: `LocalBackend.deploy()` in this process until it returns
+  (containers, shells, links, shaping, hosts files), then `LocalBackend.teardown()`.
 - floor: the same containers (same image and command, `network_mode=none`)
   started with the docker SDK with fogify-net's parallelism (PARALLEL_STARTS),
   the same bridges and veth pairs made by ONE root-namespace `ip -batch`
@@ -46,11 +46,11 @@ import docker
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import emit, machine_line, machine_lock, markdown_table  # noqa: E402
 
+from fogify_net.backends.local import LocalBackend  # noqa: E402
 from fogify_net.compile.plan import Plan, compile_model  # noqa: E402
-from fogify_net.compile.resources import read_host_facts  # noqa: E402
 from fogify_net.emulation import network as network_module  # noqa: E402
-from fogify_net.emulation.capabilities import probe  # noqa: E402
-from fogify_net.emulation.network import Emulation  # noqa: E402
+from fogify_net.host.capabilities import probe  # noqa: E402
+from fogify_net.host.facts import read_host_facts  # noqa: E402
 from fogify_net.model import ModelBuilder  # noqa: E402
 from fogify_net.model.parse import load_model  # noqa: E402
 
@@ -154,7 +154,7 @@ def _timed(phases: dict[str, float], name: str, fn):
 
 def run_fogify(plan: Plan, capabilities, phases: bool) -> Times:
     times = Times()
-    emulation = Emulation(plan, capabilities=capabilities, run_dir=RUN_DIR)
+    emulation = LocalBackend(plan, capabilities=capabilities, run_dir=RUN_DIR)
     if phases:
         for name in ("_preflight", "_ensure_forwarding", "_create_bridges", "_start_container", "_start_shell",
                      "write_hosts", "_remove_instances"):

@@ -34,7 +34,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import docker
 
-from fogify_net.monitoring.sampler import Sampler, SampleTarget
+from fogify_net.host.counters import CounterReader, SampleTarget
+from fogify_net.monitoring.sampler import Sampler
 from fogify_net.monitoring.schedule import FixedRate
 from fogify_net.monitoring.store import MetricStore, rfc1123
 
@@ -107,7 +108,8 @@ def measure_sampler(targets: list[SampleTarget], duration: float, interval: floa
                 store_cpu[0] += time.thread_time() - began
 
         store.add_round = timed_add_round  # type: ignore[method-assign]
-        sampler = Sampler(lambda: targets, store, interval)
+        reader = CounterReader()
+        sampler = Sampler(lambda: reader.read(targets), store, interval)
         walls: list[float] = []
 
         def sample() -> None:

@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import emit, machine_line, machine_lock, markdown_table  # noqa: E402
 from deploy import containers, links, make_plan, ours, wait_quiet  # noqa: E402
 
-from fogify_net.emulation.capabilities import probe  # noqa: E402
-from fogify_net.emulation.network import Emulation  # noqa: E402
+from fogify_net.backends.local import LocalBackend  # noqa: E402
+from fogify_net.host.capabilities import probe  # noqa: E402
 
 RUN_DIR = "/run/fogify-net-bench"
 PINGS = 5
@@ -43,7 +43,7 @@ def used_mib() -> float:
     return (facts["MemTotal"] - facts["MemAvailable"]) / 1024
 
 
-def ping_across(emulation: Emulation) -> list[tuple[str, str, str, int]]:
+def ping_across(emulation: LocalBackend) -> list[tuple[str, str, str, int]]:
     """(network, from, to, replies) from the first to the last instance of each network."""
     results = []
     for network in sorted(emulation.plan.networks):
@@ -68,7 +68,7 @@ def our_leftovers() -> list[str]:
 
 def measure(n: int, capabilities) -> list[object]:
     plan = make_plan(n)
-    emulation = Emulation(plan, capabilities=capabilities, run_dir=RUN_DIR)
+    emulation = LocalBackend(plan, capabilities=capabilities, run_dir=RUN_DIR)
     before = used_mib()
     began = time.perf_counter()
     try:

@@ -8,7 +8,7 @@ rules bypassed) and shaped. Prints a Markdown table.
 
     sudo PYTHONPATH=. /opt/fogify-net/venv/bin/python bench/shaping.py [--duration 5] [--delay-ms 20]
 
-Needs root, iperf3, ping and a built fogify-delayd (make -C fogify_net/emulation/delayline).
+Needs root, iperf3, ping and a built fogify-delayd (make -C fogify_net/host/delayline).
 Everything it creates is named fgtdb* and removed at the end, also on errors.
 """
 
@@ -24,7 +24,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 
-from fogify_net.emulation.delayline import DelayLine
+from fogify_net.host.delayline import DelayLine
 
 BRIDGE = "fgtdbbr0"
 HOSTS = {"A": "10.97.0.1", "B": "10.97.0.2", "C": "10.97.0.3"}

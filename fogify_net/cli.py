@@ -21,6 +21,8 @@ from pathlib import Path
 
 import requests
 
+from fogify_net.backends import REGISTRY
+
 DEFAULT_URL = os.environ.get("FOGIFY_URL", "http://127.0.0.1:5000")
 RUN_DIR = Path(os.environ.get("FOGIFY_RUN_DIR", "/run/fogify-net"))
 LOG_DIR = Path(os.environ.get("FOGIFY_LOG_DIR", "/var/log/fogify-net"))
@@ -120,18 +122,13 @@ def cmd_api(args) -> int:
     if args.pid_file:
         Path(args.pid_file).parent.mkdir(parents=True, exist_ok=True)
         Path(args.pid_file).write_text(str(os.getpid()))
-    backend = None
+    options = {}
     if args.backend == "swarm":
-        from fogify_net.swarm.backend import SwarmBackend
-
-        agents = dict(_pair(item, "--agent") for item in args.agent)
-        agent_token = os.environ.get("FOGIFY_AGENT_TOKEN")
-
-        def backend(plan, on_state):
-            return SwarmBackend(plan, args.manager, agents, args.agent_port, agent_token, on_state)
+        options = {"manager_url": args.manager, "agents": dict(_pair(item, "--agent") for item in args.agent),
+                   "agent_port": args.agent_port, "token": os.environ.get("FOGIFY_AGENT_TOKEN")}
     try:
         controller = Controller(data_dir=args.data_dir, shaping=args.shaping, interval=args.interval,
-                                host_mhz=args.host_mhz, backend=backend)
+                                host_mhz=args.host_mhz, backend=args.backend, backend_options=options)
         serve(controller, args.host, args.port, token)
     finally:
         if args.pid_file:
@@ -147,7 +144,7 @@ def _pair(item: str, option: str) -> tuple[str, str]:
 
 
 def cmd_agent(args) -> int:
-    from fogify_net.swarm.agent import serve
+    from fogify_net.backends.swarm.agent import serve
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -222,17 +219,15 @@ def cmd_status(args) -> int:
 
 
 def cmd_cleanup(args) -> int:
-    from fogify_net.emulation.cleanup import cleanup
+    from fogify_net.host.cleanup import cleanup
     from fogify_net.machine import machine_lock
-    from fogify_net.swarm.cluster import cleanup as cluster_cleanup
 
     if _api_alive(args.url):
         _stop_daemon()
     with machine_lock():  # a running test or benchmark finishes first
         removed = cleanup(str(RUN_DIR))
-        removed += cluster_cleanup()  # a test cluster of extra dockerds (fgts*) that a crash left
     if args.swarm:
-        from fogify_net.swarm.backend import remove_deployment
+        from fogify_net.backends.swarm.services import remove_deployment
 
         removed += remove_deployment(args.swarm)
     print("\n".join(f"removed {line}" for line in removed) if removed else "nothing of fogify-net was left")
@@ -278,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     api.add_argument("--data-dir", default=os.environ.get("FOGIFY_DATA_DIR", "/var/lib/fogify-net"))
     api.add_argument("--host-mhz", type=float, help="host clock for the CPU formula (default: measured)")
     api.add_argument("--pid-file")
-    api.add_argument("--backend", choices=["local", "swarm"], default=os.environ.get("FOGIFY_BACKEND", "local"),
+    api.add_argument("--backend", choices=sorted(REGISTRY), default=os.environ.get("FOGIFY_BACKEND", "local"),
                      help="local: Mininet on this machine; swarm: services on a Docker Swarm")
     api.add_argument("--manager", default=os.environ.get("FOGIFY_SWARM_MANAGER", "unix:///var/run/docker.sock"),
                      help="with --backend swarm: the Docker endpoint of a Swarm manager")

@@ -1,8 +1,9 @@
 """The controller: the one deployment this machine runs, and everything around it.
 
-It owns the emulation (a Backend: the local Mininet one or Swarm), the metric
-store with its sampler and flow recorder, the stress runs and the scenario
-runner, and it is what the REST API and the CLI drive. Deploy and undeploy run
+It owns the emulation (a Backend: the local Mininet one or Swarm, made by
+name from the registry in fogify_net.backends), the metric store with its
+sampler and flow recorder, and the scenario runner, and it is what the REST
+API and the CLI drive. Deploy and undeploy run
 in a thread, as in Fogify, so a client can watch the progress.
 """
 
@@ -13,37 +14,37 @@ import threading
 import time
 from ipaddress import IPv4Network
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
+from . import backends
 from .actions.runner import ActionRunner
-from .actions.stress import StressRunner
-from .backends import Backend, StateCallback
+from .backends import Backend, Samples
 from .compile.addressing import DEFAULT_POOL
 from .compile.plan import Plan, compile_model
-from .compile.resources import read_host_facts
-from .emulation.capabilities import Capabilities, probe
-from .emulation.network import Emulation
 from .errors import BadRequest, Conflict, NotFound
+from .host.capabilities import Capabilities, probe
+from .host.facts import read_host_facts
 from .model import ModelError, parse_model_text
 from .model.actions import Noop, parse_action
 from .monitoring.flows import PERIOD_S as FLOW_PERIOD_S
 from .monitoring.flows import FlowRecorder
-from .monitoring.sampler import Sampler, SampleTarget
+from .monitoring.sampler import Sampler
 from .monitoring.store import MetricStore
 from .scenarios.runner import ScenarioRun, ScenarioRunner
 
 log = logging.getLogger(__name__)
 
 ACTIVE = ("deploying", "running", "degraded")
-BackendFactory = Callable[[Plan, StateCallback], Backend]
 
 
 class Controller:
     def __init__(self, data_dir: str | Path = "/var/lib/fogify-net", run_dir: str = "/run/fogify-net",
                  shaping: str = "auto", interval: float = 1.0, host_mhz: float | None = None,
                  pool: IPv4Network = DEFAULT_POOL, capabilities: Capabilities | None = None,
-                 flow_period: float = FLOW_PERIOD_S, backend: BackendFactory | None = None):
-        """`backend` makes the deployment of a plan (default: the local Mininet Emulation)."""
+                 flow_period: float = FLOW_PERIOD_S, backend: str = "local",
+                 backend_options: dict[str, Any] | None = None):
+        """`backend` names the kind of deployment (fogify_net.backends.REGISTRY), `backend_options`
+        are that backend's own (for swarm: manager_url, agents, agent_port, token)."""
         Path(data_dir).mkdir(parents=True, exist_ok=True)
         self.run_dir = run_dir
         self.shaping = shaping
@@ -51,17 +52,20 @@ class Controller:
         self.pool = pool
         self.capabilities = capabilities or probe()
         self.capabilities.mechanism(shaping)  # a forced mechanism this machine lacks fails at start
+        self.backend_name = backend
+        self.backend_class = backends.backend_class(backend)  # an unknown name fails at start
+        self.backend_options = dict(backend_options or {})
+        if backend == "local":
+            self.backend_options.update(capabilities=self.capabilities, shaping=shaping, run_dir=run_dir)
         self.store = MetricStore(Path(data_dir) / "fogify.db")
-        self.stress = StressRunner()
         self.scenarios = ScenarioRunner(self._scenario_action)
-        self.backend_factory = backend
         self.emulation: Backend | None = None
         self.status = "idle"
         self.message = ""
         self._model_text: str | None = None
         self._lock = threading.RLock()
         self._worker: threading.Thread | None = None
-        self.sampler = Sampler(self._sample_targets, self.store, interval, remote=self._remote_samples)
+        self.sampler = Sampler(self._samples, self.store, interval)
         self.sampler.start()
         self.flows = FlowRecorder(self._counting_backend, self.store, flow_period)
         self.flows.start()
@@ -91,9 +95,7 @@ class Controller:
             return plan
 
     def _new_backend(self, plan: Plan) -> Backend:
-        if self.backend_factory is not None:
-            return self.backend_factory(plan, self._emulation_state)
-        return Emulation(plan, self.capabilities, self.shaping, self.run_dir, on_state=self._emulation_state)
+        return self.backend_class(plan, on_state=self._emulation_state, **self.backend_options)
 
     def _deploy(self, emulation: Backend) -> None:
         started = time.monotonic()
@@ -129,7 +131,6 @@ class Controller:
 
     def _undeploy(self, emulation: Backend | None) -> None:
         self.scenarios.cancel()
-        self.stress.stop_all()
         self.flows.read_once()  # the last period's traffic, before the counters go
         try:
             if emulation is not None:
@@ -224,10 +225,7 @@ class Controller:
         request = parse_action(kind, params)
         if isinstance(request, Noop):
             return {}
-        network = getattr(request, "network", None)
-        if network is not None and network not in emulation.plan.networks:
-            raise NotFound(f"unknown network {network!r} (known: {', '.join(emulation.plan.networks)})")
-        outcome = ActionRunner(emulation, self.stress).run(request)
+        outcome = ActionRunner(emulation).run(request)
         self.store.annotate(outcome.annotation, outcome.instance_name, outcome.params)
         return outcome.result
 
@@ -258,17 +256,11 @@ class Controller:
             return None
         return emulation if self.status in ("running", "degraded", "undeploying") else None
 
-    def _sample_targets(self) -> list[SampleTarget]:
-        emulation = self.emulation
-        if emulation is None or self.status not in ("running", "degraded"):
-            return []
-        return emulation.sample_targets()
-
-    def _remote_samples(self) -> dict[str, dict[str, float]]:
+    def _samples(self) -> Samples:
         emulation = self.emulation
         if emulation is None or self.status not in ("running", "degraded"):
             return {}
-        return emulation.remote_samples()
+        return emulation.samples()
 
     # --- state ----------------------------------------------------------------------------------
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from .compile.resources import read_host_facts
-from .emulation.capabilities import probe
+from .host.capabilities import probe
+from .host.facts import read_host_facts
 from .render import MECHANISMS
 
 

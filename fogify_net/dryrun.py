@@ -8,9 +8,9 @@ from .compile.flows import flow_ruleset
 from .compile.links import bridge_commands, container_commands, veth_commands
 from .compile.netfilter import delay_slots, iptables_delay_rules, nft_ruleset
 from .compile.plan import compile_model
-from .compile.resources import read_host_facts
 from .compile.shaping import plan_shaping
 from .compile.tc import direction_commands
+from .host.facts import read_host_facts
 from .model import load_model
 from .model.units import format_size
 from .render import MECHANISMS, table
@@ -77,6 +77,6 @@ def _mechanism(wanted: str) -> str:
         return wanted
     if os.geteuid() != 0:
         return "userspace"  # the probes need root; show what a machine without netem would do
-    from .emulation.capabilities import probe
+    from .host.capabilities import probe
 
     return probe().mechanism()

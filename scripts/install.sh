@@ -15,7 +15,7 @@ set -Eeuo pipefail
 REPO=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)
 VENV=${FOGIFY_NET_VENV:-/opt/fogify-net/venv}
 PREFIX=/usr/local
-DELAYLINE=$REPO/fogify_net/emulation/delayline
+DELAYLINE=$REPO/fogify_net/host/delayline
 DOCKERD_LOG=/var/log/dockerd.log
 DOCKERD_WAIT=300
 DOCKERD_ATTEMPTS=5

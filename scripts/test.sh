@@ -32,6 +32,10 @@ if [ -n "$cli" ]; then
     echo "==> $cli cleanup"
     "$cli" cleanup || echo "test.sh: warning: '$cli cleanup' failed (exit $?); running the tests anyway" >&2
 fi
+if [ "$(id -u)" -eq 0 ]; then  # the Swarm tests' cluster of extra dockerds (fgts*), if a run died
+    (cd "$REPO" && "$VENV/bin/python" -m tests.support.swarm_cluster) \
+        || echo "test.sh: warning: the test cluster's cleanup failed; running the tests anyway" >&2
+fi
 
 # The default test paths, unless the arguments name paths (or node ids) of their own.
 paths=("$REPO/tests" "$REPO/sdk/tests" "$REPO/examples/taxi/tests")

@@ -102,7 +102,7 @@ fi
 # --- the project: packages, Docker, delay line, venv, images -------------------
 step "scripts/install.sh"
 # A fogify-delayd built on the host (in the shared checkout) may not load here: rebuild it.
-helper=$SRC/fogify_net/emulation/delayline/fogify-delayd
+helper=$SRC/fogify_net/host/delayline/fogify-delayd
 if [ -x "$helper" ] && command -v ldd >/dev/null && ldd "$helper" 2>&1 | grep -q 'not found'; then
     echo "    $helper was built elsewhere and does not load here: removing it so install.sh rebuilds it"
     run rm -f "$helper"

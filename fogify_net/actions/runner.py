@@ -11,7 +11,7 @@ import functools
 import logging
 from dataclasses import dataclass, field
 
-from ..backends import Backend
+from ..backends.base import Backend
 from ..compile.resources import MIN_QUOTA
 from ..errors import BadRequest, Conflict
 from ..model.actions import (
@@ -28,8 +28,7 @@ from ..model.actions import (
     VerticalScaling,
 )
 from ..model.units import format_size
-from .stress import StressRunner
-from .targets import resolve
+from .targets import known_label, known_network, resolve, resolve_on_network
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +44,8 @@ class Outcome:
 
 
 class ActionRunner:
-    def __init__(self, emulation: Backend, stress: StressRunner):
+    def __init__(self, emulation: Backend):
         self.emulation = emulation
-        self.stress = stress
 
     @property
     def plan(self):
@@ -67,7 +65,7 @@ class ActionRunner:
 
     @run.register
     def _(self, request: HorizontalScaling) -> Outcome:
-        label = request.target.label
+        label = known_label(self.plan, request.target.label)
         if request.up:
             added = self.emulation.scale_out(label, request.count)
             return Outcome("H_SCALE_UP", label, f"num of instances: {request.count}",
@@ -103,11 +101,7 @@ class ActionRunner:
 
     @run.register
     def _(self, request: NetworkChange) -> Outcome:
-        instances = resolve(self.plan, request.target)
-        for instance in instances:
-            interface = instance.interface(request.network)
-            if interface is None:
-                raise BadRequest(f"params.network: {instance.name} is not on network {request.network!r}")
+        instances = resolve_on_network(self.plan, request.target, request.network)
         for instance in instances:
             interface = instance.interface(request.network)
             interface.uplink = interface.uplink.patched(request.uplink)
@@ -121,7 +115,7 @@ class ActionRunner:
 
     @run.register
     def _(self, request: LinksChange) -> Outcome:
-        rules = self.plan.networks[request.network].links
+        rules = self.plan.networks[known_network(self.plan, request.network)].links
         for link in request.links:
             rules[:] = [r for r in rules if (r.source, r.target) != (link.source, link.target)] + [link]
         self.emulation.reshape()
@@ -132,7 +126,7 @@ class ActionRunner:
     def _(self, request: Stress) -> Outcome:
         started = {}
         for instance in self._running(resolve(self.plan, request.target), "stressing"):
-            started[instance.name] = self.emulation.stress(instance, request, self.stress)
+            started[instance.name] = self.emulation.stress(instance, request)
         commands = next(iter(started.values()), [])
         return Outcome(ANNOTATIONS["stress"], str(request.target), f"Parameters: {'; '.join(commands)}",
                        {"instances": list(started)})
@@ -149,10 +143,7 @@ class ActionRunner:
 
     @run.register
     def _(self, request: LinkState) -> Outcome:
-        instances = resolve(self.plan, request.target)
-        missing = [i.name for i in instances if i.interface(request.network) is None]
-        if missing:
-            raise BadRequest(f"params.network: {', '.join(missing)} not on network {request.network!r}")
+        instances = resolve_on_network(self.plan, request.target, request.network)
         self.emulation.set_link_state(instances, request.network, request.up)
         kind = "link_up" if request.up else "link_down"
         return Outcome(ANNOTATIONS[kind], str(request.target), f"Parameters: Network => {request.network}",
@@ -161,8 +152,9 @@ class ActionRunner:
     @run.register
     def _(self, request: Partition) -> Outcome:
         for label in (request.source, request.target):
-            if self.plan.model.blueprint(label) is None:
-                raise BadRequest(f"params: unknown label {label!r}")
+            known_label(self.plan, label)
+        if request.network is not None:
+            known_network(self.plan, request.network)
         key = (request.source, request.target, request.network)
         if request.heal:
             self.plan.partitions = {p for p in self.plan.partitions

@@ -1,21 +1,37 @@
-"""Which instances an action hits: exact names, never substrings.
+"""Which instances and networks an action hits, with one set of errors for every action.
 
 `label` means every replica, `label.N` exactly that replica, and `instances`
 caps the count (lowest slots first). Fogify matched substrings, so
 `mec-svc-1` also hit `mec-svc-10`; here it cannot.
+
+Errors: a name the deployment does not know (label, replica, network) is
+NotFound (404); a known instance that is not on the network the action names
+is BadRequest (400), naming the parameter.
 """
 
 from __future__ import annotations
 
 from ..compile.plan import InstancePlan, Plan
-from ..errors import NotFound
+from ..errors import BadRequest, NotFound
 from ..model.actions import Target
 
 
-def resolve(plan: Plan, target: Target) -> list[InstancePlan]:
-    if plan.model.blueprint(target.label) is None:
+def known_label(plan: Plan, label: str) -> str:
+    if plan.model.blueprint(label) is None:
         known = ", ".join(b.label for b in plan.model.blueprints)
-        raise NotFound(f"unknown label {target.label!r} (known: {known})")
+        raise NotFound(f"unknown label {label!r} (known: {known})")
+    return label
+
+
+def known_network(plan: Plan, network: str) -> str:
+    if network not in plan.networks:
+        raise NotFound(f"unknown network {network!r} (known: {', '.join(plan.networks)})")
+    return network
+
+
+def resolve(plan: Plan, target: Target) -> list[InstancePlan]:
+    """The instances `target` names; at least one."""
+    known_label(plan, target.label)
     instances = plan.instances_of(target.label)
     if target.slot is not None:
         instances = [i for i in instances if i.slot == target.slot]
@@ -26,4 +42,15 @@ def resolve(plan: Plan, target: Target) -> list[InstancePlan]:
         raise NotFound(f"label {target.label!r} has no running replicas")
     if target.count is not None:
         instances = instances[: target.count]
+    return instances
+
+
+def resolve_on_network(plan: Plan, target: Target, network: str) -> list[InstancePlan]:
+    """The instances `target` names, each of them attached to `network`."""
+    known_network(plan, network)
+    instances = resolve(plan, target)
+    missing = [i.name for i in instances if i.interface(network) is None]
+    if missing:
+        raise BadRequest(f"params.network: {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
+                         f"not on network {network!r}")
     return instances

@@ -1,6 +1,6 @@
-"""Monitoring: per-instance cgroup, interface and app counters sampled into a SQLite store."""
+"""Monitoring: each round's samples of the deployment, its flow counters and annotations, in a SQLite store."""
 
-from .sampler import Sampler, SampleTarget
+from .sampler import Sampler
 from .store import MetricStore
 
-__all__ = ["MetricStore", "SampleTarget", "Sampler"]
+__all__ = ["MetricStore", "Sampler"]

@@ -83,12 +83,12 @@ def assert_clean(before: dict[str, set[str]]) -> None:
 @contextmanager
 def emulation(model, host_mhz: float = 2000.0, shaping: str = "auto"):
     """Deploy `model` in this process, yield the Emulation, and always tear it down."""
+    from fogify_net.backends.local import LocalBackend
     from fogify_net.compile.plan import compile_model
     from fogify_net.compile.resources import HostFacts
-    from fogify_net.emulation.network import Emulation
 
     plan = compile_model(model, HostFacts(cpu_mhz=host_mhz, cpus=os.cpu_count() or 1, memory=2**34))
-    emu = Emulation(plan, shaping=shaping, run_dir="/run/fogify-net-test")
+    emu = LocalBackend(plan, shaping=shaping, run_dir="/run/fogify-net-test")
     emu.deploy()
     try:
         yield emu

@@ -10,7 +10,7 @@ import pytest
 import requests
 import yaml
 
-from fogify_net.emulation.cgroups import cgroup_dirs
+from fogify_net.host.cgroups import cgroup_dirs
 
 from .conftest import BASE_IMAGE, assert_clean, iperf, snapshot, wait_until
 

@@ -28,8 +28,8 @@ from pathlib import Path
 
 import pytest
 
-from fogify_net.emulation.delayline import DelayLine
-from fogify_net.emulation.delayline.driver import DelayLineError, find_binary
+from fogify_net.host.delayline import DelayLine
+from fogify_net.host.delayline.driver import DelayLineError, find_binary
 
 
 def _binary_missing() -> str | None:

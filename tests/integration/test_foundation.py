@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from fogify_net.emulation.cgroups import cgroup_dirs
+from fogify_net.host.cgroups import cgroup_dirs
 from fogify_net.model import ModelBuilder
 
 from .conftest import BASE_IMAGE, assert_clean, emulation, iperf, snapshot
@@ -149,7 +149,7 @@ def test_undeploy_leaves_nothing_behind(machine):
 
 
 def test_a_failed_deploy_rolls_back_everything(machine):
-    from fogify_net.emulation.network import DeployError
+    from fogify_net.backends import DeployError
 
     before = snapshot()
     m = base_builder()
@@ -168,8 +168,8 @@ sys.path[:0] = {path!r}
 from tests.integration.conftest import base_model
 from fogify_net.compile.plan import compile_model
 from fogify_net.compile.resources import HostFacts
-from fogify_net.emulation.network import Emulation
-emu = Emulation(compile_model(base_model(), HostFacts(2000, 2, 2**34)), run_dir="/run/fogify-net")
+from fogify_net.backends.local import LocalBackend
+emu = LocalBackend(compile_model(base_model(), HostFacts(2000, 2, 2**34)), run_dir="/run/fogify-net")
 emu.deploy()
 print("up", flush=True)
 time.sleep(600)
@@ -177,7 +177,7 @@ time.sleep(600)
 
 
 def test_cleanup_removes_what_a_crashed_process_left(machine):
-    from fogify_net.emulation.cleanup import cleanup
+    from fogify_net.host.cleanup import cleanup
 
     before = snapshot()
     root = str(Path(__file__).parents[2])
@@ -197,7 +197,7 @@ def test_cleanup_removes_what_a_crashed_process_left(machine):
 def test_named_volumes_are_shared_outlive_undeploy_and_go_with_cleanup(machine):
     import docker
 
-    from fogify_net.emulation.cleanup import cleanup
+    from fogify_net.host.cleanup import cleanup
 
     client = docker.from_env()
     users = client.volumes.create("fgt-users-volume")  # the user's own: never labelled, never removed

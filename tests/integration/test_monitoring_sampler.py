@@ -28,7 +28,8 @@ from pathlib import Path
 
 import pytest
 
-from fogify_net.monitoring.sampler import Sampler, SampleTarget
+from fogify_net.host.counters import CounterReader, SampleTarget
+from fogify_net.monitoring.sampler import Sampler
 from fogify_net.monitoring.store import MetricStore
 
 IMAGE = "fogify-net/base:latest"
@@ -78,6 +79,11 @@ class Lab:
 
     def running(self) -> list[SampleTarget]:
         return [self.targets[h] for h in HOSTS if h in self.targets]
+
+    def source(self):
+        """What a backend's samples() is: a counter reader over the running targets."""
+        reader = CounterReader()
+        return lambda: reader.read(self.running())
 
 
 def port(host: str) -> str:
@@ -136,7 +142,7 @@ def store(tmp_path: Path) -> Iterator[MetricStore]:
 
 @pytest.fixture
 def sampler(lab: Lab, store: MetricStore) -> Iterator[Sampler]:
-    s = Sampler(lab.running, store, interval=1.0)
+    s = Sampler(lab.source(), store, interval=1.0)
     yield s
     s.stop()
 
@@ -223,18 +229,18 @@ def test_a_symlinked_metrics_file_is_not_followed_onto_the_host(lab: Lab, sample
 
 
 def test_disk_bytes_is_the_writable_layer(lab: Lab, store: MetricStore) -> None:
-    before = Sampler(lab.running, store).sample_once()[name(lab, "c")]["disk_bytes"]
+    before = Sampler(lab.source(), store).sample_once()[name(lab, "c")]["disk_bytes"]
     code, output = lab.exec("c", "dd", "if=/dev/urandom", "of=/blob", "bs=1M", "count=5")
     assert code == 0, output
     try:
-        after = Sampler(lab.running, store).sample_once()[name(lab, "c")]["disk_bytes"]  # a fresh walk
+        after = Sampler(lab.source(), store).sample_once()[name(lab, "c")]["disk_bytes"]  # a fresh walk
         assert after - before >= 5 * MIB
     finally:
         lab.exec("c", "rm", "-f", "/blob")
 
 
 def test_the_thread_samples_on_schedule_and_counters_only_grow(lab: Lab, store: MetricStore) -> None:
-    sampler = Sampler(lab.running, store, interval=0.5)
+    sampler = Sampler(lab.source(), store, interval=0.5)
     sampler.start()
     try:
         lab.exec("a", "ping", "-c", "20", "-i", "0.05", "-q", lab.address("c"))

@@ -25,7 +25,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import yaml  # noqa: E402
 
-from fogify_net.emulation.cgroups import cgroup_dirs  # noqa: E402
+from fogify_net.host.cgroups import cgroup_dirs  # noqa: E402
 from FogifySDK import ExceptionFogifySDK, FogifySDK  # noqa: E402
 
 from .conftest import BASE_IMAGE, assert_clean, snapshot, wait_until  # noqa: E402

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from fogify_net.emulation.capabilities import NETEM, USERSPACE, probe
+from fogify_net.host.capabilities import NETEM, USERSPACE, probe
 from fogify_net.model import ModelBuilder
 from fogify_net.model.schema import QoSPatch
 

@@ -1,6 +1,6 @@
 """The Swarm backend on real Swarms on this machine: one node, then two nodes joined over VXLAN.
 
-Each Swarm node is an extra dockerd in its own network namespace (fogify_net.swarm.cluster),
+Each Swarm node is an extra dockerd in its own network namespace (tests/support/swarm_cluster.py),
 so the main dockerd is never put in swarm mode. A `fogify-net agent` runs for every node, as
 on a real cluster, on loopback (this machine's management network); the backend reaches the
 managers' daemons through their sockets. Traffic is the host's iperf3 entered into the tasks'
@@ -23,12 +23,12 @@ from statistics import median
 
 import pytest
 
+from fogify_net.backends.swarm import SwarmBackend
 from fogify_net.compile.plan import compile_model
 from fogify_net.compile.resources import HostFacts
 from fogify_net.model import ModelBuilder, parse_model_text
-from fogify_net.swarm.backend import SwarmBackend
-from fogify_net.swarm.cluster import BASE_IMAGE, Cluster, Daemon, leftovers, save_image
 from tests.integration.conftest import snapshot, wait_until
+from tests.support.swarm_cluster import BASE_IMAGE, Cluster, Daemon, cleanup, leftovers, save_image
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("machine")]
 
@@ -226,7 +226,7 @@ def test_single_node_swarm(image_archive: Path, clean: None) -> None:
 
     with Cluster(1, image_archive=image_archive) as cluster, agents(cluster.daemons) as urls:
         cluster.init_swarm()
-        backend = SwarmBackend(plan, cluster.manager.url, urls)
+        backend = SwarmBackend(plan, manager_url=cluster.manager.url, agents=urls)
         backend.check()
         started = time.monotonic()
         backend.deploy()
@@ -298,7 +298,7 @@ def test_single_node_swarm(image_archive: Path, clean: None) -> None:
             container = backend._tasks["web.1"]["container"]
             usage = next(Path("/sys/fs/cgroup/cpuacct").glob(f"fgts1/**/{container}")) / "cpuacct.usage"
             before = int(usage.read_text())
-            commands = backend.stress(plan.instance("web.1"), Stress(target=None, duration=3, cpu=50), runner=None)
+            commands = backend.stress(plan.instance("web.1"), Stress(target=None, duration=3, cpu=50))
             assert commands and commands[0].startswith("stress-ng --cpu 1")
             time.sleep(2)
             used = report("CPU seconds of web.1 in 2 s of stress at 50% of 0.5 CPU",
@@ -342,21 +342,16 @@ def test_two_node_swarm(image_archive: Path, clean: None) -> None:
     parse_model_text(text)  # the model is valid before any daemon starts
     with Cluster(2, image_archive=image_archive) as cluster, agents(cluster.daemons) as urls:
         cluster.init_swarm()
-        holder: dict = {}
-
-        def backend(plan, on_state):
-            holder["backend"] = SwarmBackend(plan, cluster.manager.url, urls, on_state=on_state)
-            return holder["backend"]
-
         controller = Controller(data_dir=cluster.manager.run_dir / "controller", run_dir=str(cluster.manager.run_dir),
-                                host_mhz=2000, backend=backend)
+                                host_mhz=2000, backend="swarm",
+                                backend_options={"manager_url": cluster.manager.url, "agents": urls})
         try:
             started = time.monotonic()
             controller.deploy(text)
             assert wait_until(lambda: controller.status != "deploying", timeout=180)
             assert controller.status == "running", controller.message
             report("deploy of 2 instances on 2 nodes through the controller, s", time.monotonic() - started)
-            swarm: SwarmBackend = holder["backend"]
+            swarm: SwarmBackend = controller.emulation
             placement = swarm.placement()
             assert sorted(placement) == ["edge.1", "edge.2"]
             assert sorted(placement.values()) == ["fgts1", "fgts2"], placement  # spread: one on each node
@@ -432,9 +427,8 @@ def test_two_node_swarm(image_archive: Path, clean: None) -> None:
 
 
 def test_cleanup_removes_a_crashed_swarm(clean: None) -> None:
-    """A run that died mid-way leaves daemons, an agent, a swarm and namespaces: `fogify-net cleanup` removes them."""
-    from fogify_net.cli import main
-
+    """A run that died mid-way leaves daemons, an agent, a swarm and namespaces: the test cluster's
+    cleanup (scripts/test.sh runs it before the tests) removes them."""
     cluster = Cluster(1, image=None)
     cluster.start()
     cluster.init_swarm()
@@ -446,7 +440,7 @@ def test_cleanup_removes_a_crashed_swarm(clean: None) -> None:
         assert any(line.startswith("process") and "dockerd" in line for line in found)
         assert "netns fgts1" in found and "netns fgtsul" in found
         assert wait_until(lambda: any("fogify_net.cli agent" in line for line in leftovers()), timeout=5)
-        assert main(["cleanup", "--url", "http://127.0.0.1:9"]) == 0  # no API answers there: nothing to stop
+        assert cleanup() != []
         assert leftovers() == []
         assert agent.wait(5) is not None
     finally:

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from fogify_net.monitoring.appmetrics import parse_app_metrics
-from fogify_net.monitoring.sampler import Sampler, SampleTarget
+from fogify_net.host.appmetrics import parse_app_metrics
+from fogify_net.host.counters import CounterReader, SampleTarget
+from fogify_net.monitoring.sampler import Sampler
 from fogify_net.monitoring.schedule import FixedRate
 from fogify_net.monitoring.store import MetricStore, rfc1123
 
@@ -245,19 +246,20 @@ def test_the_schedule_does_not_drift_and_skips_after_an_overrun() -> None:
 def test_a_target_that_is_gone_is_skipped_and_not_stored(store: MetricStore) -> None:
     gone = SampleTarget(name="edge.1", container_id="0" * 64, pid=2**22 + 1, cpus=0.5,
                         memory_limit=128 * 2**20, ports={"edge-net": "fgtnope0"})
-    sampler = Sampler(lambda: [gone], store, interval=0.05)
+    reader = CounterReader()
+    sampler = Sampler(lambda: reader.read([gone]), store, interval=0.05)
     assert sampler.sample_once() == {}
     assert store.records() == {}
 
 
-def test_a_failing_target_list_does_not_stop_the_thread(store: MetricStore) -> None:
+def test_a_failing_round_does_not_stop_the_thread(store: MetricStore) -> None:
     calls = []
 
-    def targets() -> list[SampleTarget]:
+    def samples() -> dict:
         calls.append(1)
         raise RuntimeError("the emulation is being torn down")
 
-    sampler = Sampler(targets, store, interval=0.02)
+    sampler = Sampler(samples, store, interval=0.02)
     sampler.start()
     time.sleep(0.2)
     sampler.stop()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 
-from fogify_net.emulation.dockerhost import lean_shell
+from fogify_net.backends.local.dockerhost import lean_shell
 
 MININET_SHELL = ["mnexec", "-cd", "env", "PS1=\x7f", "bash", "--norc", "--noediting", "-is", "mininet:fgnh1"]
 

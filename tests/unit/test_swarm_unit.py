@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from ipaddress import IPv4Address, IPv4Network
 
+from fogify_net.backends.swarm.agent.shaping import Installed, loss_ruleset, shaping_commands
+from fogify_net.backends.swarm.services import constraints
+from fogify_net.backends.swarm.wire import TaskShaping, direction_from_json, direction_to_json
 from fogify_net.compile.shaping import DirectionShaping, PeerShaping
 from fogify_net.model.schema import QoS
-from fogify_net.swarm.agent import Installed, direction_from_json, direction_to_json, loss_ruleset, shaping_commands
-from fogify_net.swarm.backend import constraints
 
 SUBNET = IPv4Network("10.98.1.0/24")
 
@@ -22,6 +24,11 @@ def test_shaping_travels_to_the_agent_unchanged() -> None:
     direction = DirectionShaping(QoS(rate=10_000_000, loss=1.0),
                                  (PeerShaping(IPv4Address("10.98.1.7"), QoS(rate=2_000_000)),))
     assert direction_from_json(direction_to_json(direction)) == direction
+    from fogify_net.backends.swarm.wire import AttachmentShaping
+
+    task = TaskShaping("c1", "web.1", (AttachmentShaping("lan", "n1", SUBNET, direction, DirectionShaping(QoS()),
+                                                         (("10.98.1.5", 0.05),)),))
+    assert TaskShaping.from_json(json.loads(json.dumps(task.to_json()))) == task
 
 
 def test_first_shaping_of_a_task_builds_htb_up_and_ifb_down() -> None:
@@ -69,7 +76,7 @@ def _backend_with(plan):
     import threading
     from types import SimpleNamespace
 
-    from fogify_net.swarm.backend import SwarmBackend
+    from fogify_net.backends.swarm import SwarmBackend
 
     backend = SwarmBackend.__new__(SwarmBackend)
     backend.plan, backend._tasks, backend.lock = plan, {}, threading.RLock()

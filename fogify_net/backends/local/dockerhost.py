@@ -22,93 +22,13 @@ from typing import Any
 
 import docker
 from docker.models.containers import Container
-from docker.types import Mount
 from mininet.node import Host
 
-from ..compile.naming import LABEL
+from ...host.containers import exit_reason, run_container
 
 log = logging.getLogger(__name__)
 
-_client: docker.DockerClient | None = None
 SHELL_TIMEOUT = 10.0
-
-
-def docker_client() -> docker.DockerClient:
-    """One shared Docker client; the SDK's connection pool is thread-safe."""
-    global _client
-    if _client is None:
-        _client = docker.from_env(timeout=120, max_pool_size=32)
-    return _client
-
-
-def run_container(
-    name: str,
-    image: str,
-    command: Any = None,
-    entrypoint: Any = None,
-    environment: dict[str, str] | None = None,
-    volumes: list[str] | None = None,
-    anonymous_volumes: list[str] | None = None,
-    working_dir: str | None = None,
-    user: str | None = None,
-    hostname: str | None = None,
-    labels: dict[str, str] | None = None,
-    cpu_quota: int | None = None,
-    cpu_period: int | None = None,
-    cpu_shares: int | None = None,
-    cpuset_cpus: str | None = None,
-    mem_limit: int | str | None = None,
-    memswap_limit: int | str | None = None,
-    cap_add: list[str] | None = None,
-    privileged: bool = False,
-    client: docker.DockerClient | None = None,
-) -> Container:
-    """Start a detached container without networking, marked as ours; returns it inspected."""
-    options = dict(
-        name=name,
-        command=command,
-        entrypoint=entrypoint,
-        environment=environment or {},
-        volumes=volumes or [],
-        mounts=[Mount(target, None, type="volume") for target in anonymous_volumes or []] or None,
-        working_dir=working_dir,
-        user=user,
-        hostname=hostname,
-        labels={LABEL: "1", **(labels or {})},
-        network_mode="none",
-        detach=True,
-        cpu_quota=cpu_quota,
-        cpu_period=cpu_period,
-        cpu_shares=cpu_shares,
-        cpuset_cpus=cpuset_cpus,
-        mem_limit=mem_limit,
-        memswap_limit=memswap_limit,
-        cap_add=cap_add,
-        privileged=privileged,
-        init=True,  # reap zombies and forward signals even when the image has no init
-    )
-    client = client or docker_client()
-    try:
-        container = client.containers.run(image, **{k: v for k, v in options.items() if v is not None})
-    except docker.errors.APIError:
-        # `run` creates, then starts: a start that fails leaves a created container behind.
-        with contextlib.suppress(docker.errors.NotFound):
-            client.containers.get(name).remove(force=True, v=True)
-        raise
-    container.reload()
-    return container
-
-
-def exit_reason(container: Container) -> str:
-    """Why a container is not running: its exit code, Docker's error, and the last lines it printed."""
-    try:
-        container.reload()
-    except docker.errors.NotFound:
-        return "the container is gone"
-    state = container.attrs.get("State", {})
-    logs = container.logs(tail=5).decode(errors="replace").strip().replace("\n", " | ")
-    parts = [f"exit code {state.get('ExitCode')}", state.get("Error") or "", logs]
-    return "; ".join(p for p in parts if p)
 
 
 def lean_shell(cmd: list[str], params: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:

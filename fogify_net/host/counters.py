@@ -1,10 +1,11 @@
-"""Counters of one container, read from cached file descriptors.
+"""A container's counters (CPU, memory, disk, its switch ports, its app's metrics), read cheaply.
 
-Paths are resolved once per container (from /proc/<pid>/cgroup and the port
-names) and the files stay open: a round is then one pread per counter, about
-1 us each, where open+read+close costs over 10 us. A file whose cgroup or
-device is gone fails with OSError (ENODEV/ENOENT), which the sampler takes as
-"this instance is gone".
+Used by both backends: the local one reads its instances here, each Swarm
+agent its node's tasks. Paths are resolved once per container (from
+/proc/<pid>/cgroup and the port names) and the files stay open: a round is
+then one pread per counter, about 1 us each, where open+read+close costs over
+10 us. A file whose cgroup or device is gone fails with OSError
+(ENODEV/ENOENT), taken as "this instance is gone".
 """
 
 from __future__ import annotations
@@ -13,19 +14,30 @@ import contextlib
 import logging
 import os
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from ..emulation.cgroups import ROOT, cgroup_dirs
+from .appmetrics import read_app_metrics
+from .cgroups import ROOT, cgroup_dirs
 from .disk import tree_usage
-
-if TYPE_CHECKING:
-    from .sampler import SampleTarget
 
 log = logging.getLogger(__name__)
 
 DISK_REFRESH = 10.0  # seconds between two walks of a writable layer
 _FLAGS = os.O_RDONLY | os.O_CLOEXEC
+
+
+@dataclass(frozen=True)
+class SampleTarget:
+    """What reading one running instance's counters needs."""
+
+    name: str                     # instance name, `<label>.<n>`
+    container_id: str             # full Docker id
+    pid: int                      # the container's init, in the host's pid namespace
+    cpus: float                   # CPU allocation (quota / period); 0 = the whole machine
+    memory_limit: int             # bytes; 0 = the machine's memory
+    ports: dict[str, str] = field(default_factory=dict)  # network -> switch-side veth (root namespace)
+    upper_dir: str | None = None  # writable layer (GraphDriver.Data.UpperDir), for disk_bytes
 
 
 def host_cpus() -> float:
@@ -183,3 +195,65 @@ def _close(fds: list[int] | tuple[int, ...]) -> None:
             os.close(fd)
     if isinstance(fds, list):
         fds.clear()
+
+
+class CounterReader:
+    """Reads a round of targets, keeping each target's files open from one round to the next.
+
+    A target that changed (a restart gives a new pid, a network action new
+    ports) is opened afresh; one whose files vanish during a round is left out
+    of that round; targets no longer asked for are closed.
+    """
+
+    def __init__(self) -> None:
+        self._probes: dict[str, ContainerProbe] = {}
+
+    def read(self, targets: list[SampleTarget]) -> dict[str, dict[str, float]]:
+        """{instance: metrics} of the targets that could be read now, app metrics included."""
+        samples: dict[str, dict[str, float]] = {}
+        for target in targets:
+            metrics = self.read_one(target)
+            if metrics is not None:
+                samples[target.name] = metrics
+        self.keep({target.container_id for target in targets})
+        return samples
+
+    def read_one(self, target: SampleTarget) -> dict[str, float] | None:
+        probe = self._probes.get(target.container_id)
+        if probe is not None and probe.target != target:
+            probe.close()
+            probe = None
+        if probe is None:
+            try:
+                probe = ContainerProbe(target)
+            except (OSError, ValueError) as error:
+                log.debug("%s: not sampled this round: %s", target.name, error)
+                self._probes.pop(target.container_id, None)
+                return None
+            self._probes[target.container_id] = probe
+        try:
+            metrics = probe.read()
+        except (OSError, ValueError) as error:  # removed or crashed meanwhile
+            log.debug("%s: counters vanished: %s", target.name, error)
+            self.forget([target.container_id])
+            return None
+        metrics.update(read_app_metrics(target.pid))
+        return metrics
+
+    def target(self, container_id: str) -> SampleTarget | None:
+        """The target last read for this container, if its files are open."""
+        probe = self._probes.get(container_id)
+        return probe.target if probe is not None else None
+
+    def keep(self, container_ids: set[str]) -> None:
+        """Close the files of every container not in `container_ids`."""
+        self.forget([cid for cid in self._probes if cid not in container_ids])
+
+    def forget(self, container_ids: list[str]) -> None:
+        for container_id in container_ids:
+            probe = self._probes.pop(container_id, None)
+            if probe is not None:
+                probe.close()
+
+    def close(self) -> None:
+        self.forget(list(self._probes))

@@ -1,6 +1,6 @@
 """User-space delay line: the `fogify-delayd` helper and its supervisor."""
 
-from fogify_net.emulation.delayline.driver import (
+from fogify_net.host.delayline.driver import (
     DelayLine,
     DelayLineError,
     QueueConfig,

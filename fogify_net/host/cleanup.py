@@ -84,7 +84,7 @@ def _kill(pid: int) -> None:
 def _remove_volumes() -> list[str]:
     """Named volumes that a deploy made (their containers are gone by now)."""
     try:
-        from .dockerhost import docker_client
+        from .containers import docker_client
 
         volumes = docker_client().volumes.list(filters={"label": f"{LABEL}={VOLUME_LABEL}"})
     except Exception as error:
@@ -102,7 +102,7 @@ def _remove_volumes() -> list[str]:
 
 def _remove_containers() -> list[str]:
     try:
-        from .dockerhost import docker_client
+        from .containers import docker_client
 
         containers = docker_client().containers.list(all=True, filters={"label": f"{LABEL}=1"})
     except Exception as error:  # no Docker: nothing of ours can run there either

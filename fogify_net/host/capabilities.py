@@ -115,7 +115,7 @@ def probe() -> Capabilities:
 
 def _docker_alive() -> bool:
     try:
-        from .dockerhost import docker_client
+        from .containers import docker_client
 
         return bool(docker_client().ping())
     except Exception:  # any failure means: no usable Docker daemon

@@ -1,17 +1,16 @@
-"""One running emulation: a plan made real as a Mininet network of Docker hosts.
+"""The local backend: a plan made real as a Mininet network of Docker hosts on this machine.
 
 Bring-up order: bridges, then containers in parallel (Docker is the slow
 part), then every veth pair in one root-namespace batch and one batch per
 container, then shaping and names. Anything that fails on the way rolls back
-all that was made, so a failed deploy leaves nothing behind.
+all that was made (the Backend's deploy template), so a failed deploy leaves
+nothing behind.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import signal
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
@@ -20,136 +19,74 @@ from typing import TYPE_CHECKING, Callable
 import docker
 from mininet.net import Mininet
 
-from ..actions.command import run_command
-from ..compile.flows import FLOW_SET, FLOW_TABLE, Flow, flow_ruleset, flow_teardown, parse_flow_set
-from ..compile.hosts import hosts_file
-from ..compile.links import container_commands, veth_commands
-from ..compile.naming import LABEL, VOLUME_LABEL
-from ..compile.netfilter import bridge_rules
-from ..compile.plan import InstancePlan, Plan, add_instances, remove_instances
-from ..errors import Conflict
-from ..model.errors import ModelError
-from ..monitoring.sampler import SampleTarget
+from ...compile.flows import FLOW_SET, FLOW_TABLE, Flow, flow_ruleset, flow_teardown, parse_flow_set
+from ...compile.hosts import hosts_file
+from ...compile.links import container_commands, veth_commands
+from ...compile.naming import LABEL, VOLUME_LABEL
+from ...compile.netfilter import bridge_rules
+from ...compile.plan import InstancePlan, Plan, add_instances, remove_instances
+from ...host.capabilities import Capabilities, probe
+from ...host.command import run_command
+from ...host.containers import docker_client
+from ...host.counters import CounterReader, SampleTarget
+from ...host.kernel import KernelError, ip_batch, iptables_ensure, iptables_remove, nft_apply, run
+from ...host.stress import StressRunner
+from ..base import Backend, DeployError, Progress, Samples, StateCallback
 from .bridge import FogBridge, PreparedLink
-from .capabilities import Capabilities, probe
-from .dockerhost import DockerHost, docker_client, exit_reason, run_container
-from .kernel import KernelError, ip_batch, iptables_ensure, iptables_remove, nft_apply, run
+from .checks import check_images, check_leftovers
+from .containers import first_stopped, kill_init, remove_container, start_container
+from .dockerhost import DockerHost
 from .shaper import Shaper
 
 if TYPE_CHECKING:
-    from ..actions.stress import StressRunner
-    from ..model.actions import Stress
+    from ...model.actions import Stress
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[int, int, str], None]
-MAX_BRIDGE_PORTS = 1023  # a Linux bridge refuses the 1,024th port ("Exchange full")
 PARALLEL_STARTS = 6
 RUN_DIR = "/run/fogify-net"
 
 
-class DeployError(RuntimeError):
-    """The deployment could not be brought up; everything it made has been removed."""
+class LocalBackend(Backend):
+    """The plan, its Mininet network and the kernel state of one deployment on this machine."""
 
+    name = "local"
 
-def check_images(plan: Plan) -> None:
-    """Every image the plan runs is here (or can be pulled); else a 400-style error naming the service."""
-    client = docker_client()
-    for name in sorted({i.service.name for i in plan.instances}):
-        image = plan.model.services[name].image
-        try:
-            client.images.get(image)
-        except docker.errors.ImageNotFound:
-            try:
-                client.images.pull(image)
-            except docker.errors.APIError:
-                raise ModelError(
-                    f"services.{name}.image",
-                    f"image {image!r} is not on this machine and cannot be pulled; build it first",
-                ) from None
-
-
-def _stopped(containers: list) -> str | None:
-    """Why the first of these containers that no longer runs stopped (its command failed at once)."""
-    for container in containers:
-        container.reload()
-        if container.status != "running":
-            return f"container {container.name} stopped at once: {exit_reason(container)}"
-    return None
-
-
-def check_leftovers(plan: Plan) -> None:
-    """Refuse to deploy over the remains of a crashed run: they would clash by name."""
-    leftovers = docker_client().containers.list(all=True, filters={"label": f"{LABEL}=1"})
-    if leftovers:
-        names = ", ".join(sorted(c.name for c in leftovers)[:5])
-        raise Conflict(f"containers of an earlier run are still here ({names}); run `fogify-net cleanup`")
-    for network in plan.networks.values():
-        if Path(f"/sys/class/net/{network.bridge}").exists():
-            raise Conflict(f"bridge {network.bridge} exists already; run `fogify-net cleanup`")
-        members = len(plan.members(network.name))
-        if members > MAX_BRIDGE_PORTS:
-            raise ModelError(f"x-fogify.networks.{network.name}",
-                             f"{members} instances, but a Linux bridge holds at most {MAX_BRIDGE_PORTS}")
-
-
-class Emulation:
-    """The plan, its Mininet network and the kernel state of one deployment (the local backend)."""
-
-    def __init__(self, plan: Plan, capabilities: Capabilities | None = None, shaping: str = "auto",
-                 run_dir: str = RUN_DIR, on_state: Callable[[str, str], None] | None = None):
-        self.plan = plan
+    def __init__(self, plan: Plan, on_state: StateCallback | None = None, capabilities: Capabilities | None = None,
+                 shaping: str = "auto", run_dir: str = RUN_DIR):
+        super().__init__(plan, on_state)
         self.capabilities = capabilities or probe()
         self.mechanism = self.capabilities.mechanism(shaping)
         self.run_dir = run_dir
-        self.state = "created"
-        self.detail = ""
-        self._on_state = on_state
-        self.lock = threading.RLock()
         self.net = Mininet(topo=None, build=False, controller=None, switch=FogBridge, host=DockerHost,
                            link=PreparedLink, inNamespace=False, autoSetMacs=False, waitConnected=False)
         self.hosts: dict[str, DockerHost] = {}
         self.switches: dict[str, FogBridge] = {}
         self._containers: dict[str, object] = {}  # instance name -> container, including ones without a host yet
-        self.crashed: set[str] = set()  # instances stopped by the crash action, until they restart
         self._bridge_rules: list[tuple[str, str, str]] = []
-        self.counts_flows = False  # the packet-level monitoring table is up
+        self._counters = CounterReader()
+        self._stress = StressRunner()
         Path(run_dir).mkdir(parents=True, exist_ok=True)
         self.shaper = Shaper(self.mechanism, run_dir, on_state=self._delayline_state)
 
     # --- bring-up and tear-down ----------------------------------------------------------
 
-    def deploy(self, progress: Progress | None = None) -> None:
-        """Bring the whole plan up, or raise DeployError after removing what was made."""
-        progress = progress or (lambda done, total, what: None)
-        with self.lock:
-            self._set_state("deploying")
-            try:
-                self._preflight()
-                self._ensure_forwarding()
-                self._create_bridges()
-                self._create_named_volumes()
-                self._start_flow_counting()
-                self.shaper.start()
-                self._start_instances(self.plan.instances, progress)
-                self.shaper.apply(self.plan, self.pids())
-                self.write_hosts()
-            except BaseException as error:
-                log.error("deploy failed, rolling back: %s", error)
-                self._set_state("error", str(error))
-                try:
-                    self.teardown()
-                except Exception as cleanup_error:  # report both; the original error matters most
-                    log.error("rollback incomplete: %s", cleanup_error)
-                if isinstance(error, (ModelError, Conflict, KeyboardInterrupt)):
-                    raise
-                raise DeployError(str(error)) from error
-            self._set_state("running")
+    def _bring_up(self, progress: Progress) -> None:
+        self._preflight()
+        self._ensure_forwarding()
+        self._create_bridges()
+        self._create_named_volumes()
+        self._start_flow_counting()
+        self.shaper.start()
+        self._start_instances(self.plan.instances, progress)
+        self.shaper.apply(self.plan, self.pids())
+        self.write_hosts()
 
     def teardown(self) -> None:
         """Remove everything this emulation made; safe on a partial deployment and when called twice."""
         with self.lock:
             errors = []
+            self._stress.stop_all()
             try:
                 self.shaper.stop()
             except KernelError as error:
@@ -168,6 +105,7 @@ class Emulation:
                 run(["nft", "-f", "-"], flow_teardown(), check=False)
                 self.counts_flows = False
             self.net.hosts, self.net.switches, self.net.links, self.net.nameToNode = [], [], [], {}
+            self._counters.close()
             if self.state != "error":
                 self._set_state("stopped")
             if errors:
@@ -232,7 +170,13 @@ class Emulation:
             nft_apply(ruleset)
 
     def flow_counters(self) -> dict[Flow, tuple[int, int]]:
-        return parse_flow_set(run(["nft", "-j", "list", "set", "bridge", FLOW_TABLE, FLOW_SET]))
+        if not self.counts_flows:
+            return {}
+        try:
+            return parse_flow_set(run(["nft", "-j", "list", "set", "bridge", FLOW_TABLE, FLOW_SET]))
+        except KernelError as error:  # torn down meanwhile
+            log.debug("no flow counters: %s", error)
+            return {}
 
     def _create_bridges(self) -> None:
         for name, network in self.plan.networks.items():
@@ -269,7 +213,7 @@ class Emulation:
             ip_batch([line for instance, host in started for line in veth_commands(instance, host.cpid, bridges)])
             self._parallel(lambda pair: ip_batch(container_commands(pair[0]), pair[1].cpid), started)
         except KernelError as error:  # "No such process": a container died, and its namespace with it
-            stopped = _stopped([self._containers[instance.name] for instance in instances])
+            stopped = first_stopped([self._containers[instance.name] for instance in instances])
             if stopped is None:
                 raise
             raise RuntimeError(stopped) from error
@@ -281,25 +225,7 @@ class Emulation:
                                  intfName2=interface.port, params1={"ip": interface.cidr}, addr1=None, addr2=None)
 
     def _start_container(self, instance: InstancePlan) -> None:
-        self._containers[instance.name] = run_container(
-            instance.container,
-            instance.service.image,
-            command=_argv(instance.service.command),
-            entrypoint=_argv(instance.service.entrypoint),
-            environment=instance.environment(),
-            volumes=[_volume(v) for v in instance.service.volumes if v.source],
-            anonymous_volumes=[v.target for v in instance.service.volumes if not v.source],
-            working_dir=instance.service.working_dir,
-            user=instance.service.user,
-            hostname=instance.hostname,
-            labels={"fogify-net.instance": instance.name, **dict(instance.service.labels)},
-            cpu_quota=instance.cpu_quota,
-            cpu_period=instance.cpu_period,
-            mem_limit=instance.memory,
-            memswap_limit=instance.memory,
-            cap_add=list(instance.service.cap_add) or None,
-            privileged=instance.service.privileged,
-        )
+        self._containers[instance.name] = start_container(instance)
 
     def _start_shell(self, instance: InstancePlan) -> DockerHost:
         host = DockerHost(instance.host_node, container=self._containers[instance.name], ip=None, lo=None)
@@ -325,13 +251,13 @@ class Emulation:
                 self.net.nameToNode.pop(host.name, None)
         for name in names:
             if name in self._containers and name not in self.crashed:
-                _kill_init(self._containers[name])
+                kill_init(self._containers[name])
         self.crashed.difference_update(names)
 
         def remove(name: str) -> None:
             container = self._containers.get(name)
             if container is not None:
-                _remove_container(container)
+                remove_container(container)
                 self._containers.pop(name, None)
 
         self._parallel(remove, [name for name in names if name in self._containers])
@@ -473,14 +399,15 @@ class Emulation:
                     timeout: float | None) -> dict:
         return run_command(self.hosts[instance.name].container, command, wait, timeout)
 
-    def stress(self, instance: InstancePlan, request: Stress, runner: StressRunner) -> list[str]:
-        return runner.start(instance, self.pids()[instance.name], request)
+    def stress(self, instance: InstancePlan, request: Stress) -> list[str]:
+        return self._stress.start(self.pids()[instance.name], instance.cpus, request)
 
     def instance_pid(self, name: str) -> int | None:
         host = self.hosts.get(name)
         return host.cpid if host is not None else None
 
-    def sample_targets(self) -> list[SampleTarget]:
+    def samples(self) -> Samples:
+        """Every running instance's counters, read here (cgroups, switch ports, app metrics)."""
         targets = []
         for instance in list(self.plan.instances):
             host = self.hosts.get(instance.name)
@@ -495,10 +422,7 @@ class Emulation:
                 ports={i.network: i.port for i in instance.interfaces},
                 upper_dir=host.container.attrs.get("GraphDriver", {}).get("Data", {}).get("UpperDir"),
             ))
-        return targets
-
-    def remote_samples(self) -> dict[str, dict[str, float]]:
-        return {}  # every counter is on this machine: sample_targets covers them
+        return self._counters.read(targets)
 
     def shaping_report(self) -> dict:
         report: dict = {"not_applied": self.shaper.unshaped(self.plan)}
@@ -508,55 +432,7 @@ class Emulation:
 
     # --- state ---------------------------------------------------------------------------------
 
-    def _set_state(self, state: str, detail: str = "") -> None:
-        self.state, self.detail = state, detail
-        if self._on_state:
-            self._on_state(state, detail)
-
     def _delayline_state(self, state: str, detail: str) -> None:
         """The delay-line supervisor reports: a dead helper means traffic is not shaped as declared."""
         if self.state in ("running", "degraded"):
             self._set_state("running" if state == "ok" else "degraded", "" if state == "ok" else detail)
-
-
-def _argv(command) -> list[str] | str | None:
-    return list(command) if isinstance(command, tuple) else command
-
-
-def _volume(volume) -> str:
-    return f"{volume.source}:{volume.target}:{'ro' if volume.read_only else 'rw'}"
-
-
-def _kill_init(container) -> None:
-    """SIGKILL the container's init, if that pid is still this container's (pids are reused)."""
-    pid = int(container.attrs.get("State", {}).get("Pid") or 0)
-    if not pid:
-        return
-    try:
-        handle = os.pidfd_open(pid)
-    except OSError:  # gone already
-        return
-    try:
-        with open(f"/proc/{pid}/cgroup") as f:
-            if container.id in f.read():
-                signal.pidfd_send_signal(handle, signal.SIGKILL)
-    except OSError:
-        pass
-    finally:
-        os.close(handle)
-
-
-def _remove_container(container) -> None:
-    try:
-        container.remove(force=True, v=True)
-    except docker.errors.NotFound:
-        pass
-    except docker.errors.APIError as error:
-        # Docker sometimes answers "removal already in progress"; wait for it to finish.
-        log.warning("removing %s: %s", container.name, error)
-        for _ in range(50):
-            try:
-                container.reload()
-            except docker.errors.NotFound:
-                return
-            time.sleep(0.1)

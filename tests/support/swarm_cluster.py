@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Network
 from pathlib import Path
 
-from ..emulation.kernel import KernelError, run
+from fogify_net.host.kernel import KernelError, run
 
 log = logging.getLogger(__name__)
 
@@ -571,3 +571,8 @@ def _wait_gone(pid: int, timeout: float, proc: subprocess.Popen[bytes] | None = 
 def _signal(pid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
+
+
+if __name__ == "__main__":  # scripts/test.sh: python -m tests.support.swarm_cluster (a crashed run's leftovers)
+    for line in cleanup():
+        print(f"removed {line}")

@@ -18,9 +18,8 @@ import threading
 import time
 from pathlib import Path
 
-from ..compile.plan import InstancePlan
-from ..emulation.cgroups import cgroup_dirs
 from ..model.actions import Stress
+from .cgroups import cgroup_dirs
 
 log = logging.getLogger(__name__)
 
@@ -34,15 +33,16 @@ class StressRunner:
         self._running: list[tuple[subprocess.Popen, list[Path]]] = []
         self._lock = threading.Lock()
 
-    def start(self, instance: InstancePlan, pid: int, request: Stress) -> list[str]:
-        """Start one stress-ng per stressor asked for; returns the command lines (for the annotation)."""
+    def start(self, pid: int, allocation: float, request: Stress) -> list[str]:
+        """Start one stress-ng per stressor asked for in the container of init `pid`, whose CPU
+        allocation is `allocation` CPUs; returns the command lines (for the annotation)."""
         dirs = cgroup_dirs(pid)
         commands = []
         for kind, flag in _STRESSORS.items():
             percent = getattr(request, kind)
             if not percent:
                 continue
-            cpus = instance.cpus * percent / 100
+            cpus = allocation * percent / 100
             workers = max(1, math.ceil(cpus))
             argv = ["stress-ng", flag, str(workers), "--timeout", f"{math.ceil(request.duration)}s", "--quiet"]
             if kind == "vm" and request.vm_bytes:

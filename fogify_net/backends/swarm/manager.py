@@ -29,94 +29,80 @@
 
 Not done here (refused as actions, with a 400): crash/restart (Swarm replaces
 a dead task itself), static addresses (Swarm's IPAM assigns them).
+
+The Swarm objects are made in services.py, the agents reached through
+agents.py with the bodies of wire.py.
 """
 
 from __future__ import annotations
 
 import logging
-import shlex
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from ipaddress import IPv4Address, IPv4Interface
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
-import requests
-
-from ..compile.flows import Flow, flow_ruleset, flows_from_json, monitored, sum_counters
-from ..compile.naming import LABEL
-from ..compile.netfilter import filter_rules
-from ..compile.plan import InstancePlan, InterfacePlan, Plan, add_instances
-from ..compile.shaping import interface_shaping
-from ..errors import BadRequest, Conflict
-from ..model.errors import ModelError
-from .agent import direction_to_json
+from ...compile.flows import Flow, flow_ruleset, flows_from_json, monitored, sum_counters
+from ...compile.netfilter import filter_rules
+from ...compile.plan import InstancePlan, InterfacePlan, Plan, add_instances
+from ...compile.shaping import interface_shaping
+from ...errors import BadRequest, Conflict
+from ...model.errors import ModelError
+from ..base import Backend, Progress, Samples, StateCallback
+from .agents import AGENT_PORT, AgentClient
+from .services import (
+    SwarmError,
+    create_network,
+    create_service,
+    failures,
+    remove_deployment,
+    running_tasks,
+    set_replicas,
+)
+from .wire import (
+    AttachmentShaping,
+    ExecRequest,
+    LinkRequest,
+    ResourcesRequest,
+    SampleRequest,
+    StressRequest,
+    TaskShaping,
+)
 
 if TYPE_CHECKING:
-    from ..actions.stress import StressRunner
-    from ..model.actions import Stress
-    from ..monitoring.sampler import SampleTarget
+    from ...model.actions import Stress
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[int, int, str], None]
-AGENT_PORT = 5500
 CONVERGE_TIMEOUT = 180.0
 RECONCILE_INTERVAL = 1.0
 SWARM_PORTS = "veth*"  # the tasks' ports on an overlay network's bridge (br0), as Docker names them
 
 
-class SwarmError(RuntimeError):
-    """Swarm did not do what the plan asks (tasks failed, timed out, an agent did not answer)."""
-
-
-def constraints(placement: tuple[tuple[str, str], ...]) -> list[str]:
-    """Swarm placement constraints for a blueprint's `placement` mapping."""
-    out = []
-    for key, value in placement:
-        if key == "hostname":
-            out.append(f"node.hostname=={value}")
-        elif key == "role":
-            out.append(f"node.role=={value}")
-        else:
-            out.append(f"node.labels.{key}=={value}")
-    return out
-
-
-def _argv(value) -> list[str] | None:
-    if value is None:
-        return None
-    return shlex.split(value) if isinstance(value, str) else list(value)
-
-
-class SwarmBackend:
+class SwarmBackend(Backend):
     """One deployment of a plan on the Swarm whose manager answers at `manager_url`."""
 
-    def __init__(self, plan: Plan, manager_url: str, agents: dict[str, str] | None = None,
-                 agent_port: int = AGENT_PORT, token: str | None = None,
-                 on_state: Callable[[str, str], None] | None = None, timeout: float = CONVERGE_TIMEOUT):
-        """`agents`: node hostname -> agent URL; a node not named is reached at http://<its address>:<agent_port>."""
+    name = "swarm"
+    mechanism = "userspace"
+
+    def __init__(self, plan: Plan, on_state: StateCallback | None = None,
+                 manager_url: str = "unix:///var/run/docker.sock", agents: dict[str, str] | None = None,
+                 agent_port: int = AGENT_PORT, token: str | None = None, timeout: float = CONVERGE_TIMEOUT):
+        """`agents`: node hostname -> agent URL; a node not named is reached at http://<its address>:<agent_port>.
+
+        counts_flows (packet-level monitoring): the agents count on their overlay bridges.
+        """
         import docker
 
-        self.plan = plan
+        super().__init__(plan, on_state)
         try:
             self.client = docker.DockerClient(base_url=manager_url, timeout=60)
         except docker.errors.DockerException as error:
             raise Conflict(f"the Swarm manager at {manager_url} does not answer: {error}") from None
-        self.agents = dict(agents or {})
-        self.agent_port = agent_port
+        self.agents = AgentClient(self.client, agents, agent_port, token)
         self.timeout = timeout
-        self.mechanism = "userspace"
-        self.state = "created"
-        self.detail = ""
-        self.crashed: set[str] = set()
-        self.counts_flows = False  # packet-level monitoring (/packets/): the agents count on their overlay bridges
         self._node_flows: dict[str, dict[Flow, tuple[int, int]]] = {}  # hostname -> its last counters
-        self.lock = threading.RLock()
-        self._on_state = on_state
-        self._http = requests.Session()
-        if token:
-            self._http.headers["Authorization"] = f"Bearer {token}"
         self._services: dict[str, object] = {}  # label -> docker Service
         self._networks: dict[str, object] = {}  # model network -> docker Network
         self._tasks: dict[str, dict] = {}  # instance name -> {container, node, hostname}
@@ -151,32 +137,22 @@ class SwarmBackend:
             except Exception:
                 raise ModelError(f"services.{name}.image", f"image {image!r} is not on the Swarm manager") from None
 
-    def deploy(self, progress: Progress | None = None) -> None:
-        progress = progress or (lambda done, total, what: None)
-        with self.lock:
-            self._set_state("deploying")
-            try:
-                for name, network in self.plan.networks.items():
-                    self._networks[name] = self._create_network(name, str(network.subnet))
-                for blueprint in self.plan.model.blueprints:
-                    self._services[blueprint.label] = self._create_service(blueprint.label)
-                self._converge(progress)
-                self.reshape()
-                self.counts_flows = flow_ruleset(self.plan, SWARM_PORTS) is not None
-                if self.counts_flows:
-                    self.flow_counters()  # the agents start counting now, not one period later
-            except BaseException as error:
-                log.error("swarm deploy failed, rolling back: %s", error)
-                self._set_state("error", str(error))
-                try:
-                    self.teardown()
-                except Exception as cleanup_error:
-                    log.error("rollback incomplete: %s", cleanup_error)
-                raise
-            self._set_state("running")
-            self._stop.clear()
-            self._reconciler = threading.Thread(target=self._reconcile_loop, name="swarm-reconcile", daemon=True)
-            self._reconciler.start()
+    def _bring_up(self, progress: Progress) -> None:
+        for name, network in self.plan.networks.items():
+            self._networks[name] = create_network(self.client, name, str(network.subnet))
+        for blueprint in self.plan.model.blueprints:
+            service, quota = create_service(self.client, self.plan, blueprint.label)
+            self._services[blueprint.label], self._spec_quota[blueprint.label] = service, quota
+        self._converge(progress)
+        self.reshape()
+        self.counts_flows = flow_ruleset(self.plan, SWARM_PORTS) is not None
+        if self.counts_flows:
+            self.flow_counters()  # the agents start counting now, not one period later
+
+    def _after_bring_up(self) -> None:
+        self._stop.clear()
+        self._reconciler = threading.Thread(target=self._reconcile_loop, name="swarm-reconcile", daemon=True)
+        self._reconciler.start()
 
     def teardown(self) -> None:
         """Services first (their tasks leave the networks), then the networks once they are free."""
@@ -204,72 +180,20 @@ class SwarmBackend:
     def started(self) -> list[str]:
         return [name for name in self._tasks if name not in self.crashed]
 
-    # --- Swarm objects ---------------------------------------------------------------------
-
-    def _create_network(self, name: str, subnet: str):
-        from docker.types import IPAMConfig, IPAMPool
-
-        return self.client.networks.create(name, driver="overlay", attachable=True, labels={LABEL: "1"},
-                                           ipam=IPAMConfig(pool_configs=[IPAMPool(subnet=subnet)]))
-
-    def _create_service(self, label: str):
-        from docker.types import EndpointSpec, NetworkAttachmentConfig, Resources, RestartPolicy, ServiceMode
-
-        blueprint = self.plan.model.blueprint(label)
-        service = self.plan.model.services[blueprint.service]
-        sample = self.plan.instances_of(label)[0] if self.plan.instances_of(label) else None
-        if sample is None:  # replicas: 0; the profile is needed all the same
-            sample = add_instances(self.plan, label, 1)[0]
-            self.plan.instances.remove(sample)
-        env = sample.environment()
-        env["FOGIFY_INSTANCE"] = "{{.Service.Name}}.{{.Task.Slot}}"
-        self._spec_quota[label] = (sample.cpu_quota, sample.memory)
-        return self.client.services.create(
-            service.image,
-            command=_argv(service.entrypoint),
-            args=_argv(service.command),
-            name=label,
-            hostname="{{.Service.Name}}.{{.Task.Slot}}",
-            env=[f"{k}={v}" for k, v in env.items()],
-            labels={LABEL: "1"},
-            container_labels={LABEL: "1", "fogify-net.label": label, **dict(service.labels)},
-            networks=[NetworkAttachmentConfig(a.network) for a in blueprint.networks],
-            endpoint_spec=EndpointSpec(mode="dnsrr"),
-            mode=ServiceMode("replicated", replicas=len(self.plan.instances_of(label))),
-            resources=Resources(cpu_limit=round(sample.cpus * 1e9) or None, mem_limit=sample.memory or None),
-            constraints=constraints(blueprint.placement) or None,
-            restart_policy=RestartPolicy(condition="any", delay=500_000_000),
-            stop_grace_period=1_000_000_000,
-            workdir=service.working_dir,
-            user=service.user,
-            cap_add=list(service.cap_add) or None,
-        )
-
-    def _running_tasks(self, label: str) -> list[dict]:
-        service = self._services[label]
-        found = []
-        for task in service.tasks(filters={"desired-state": "running"}):
-            if task.get("Status", {}).get("State") == "running":
-                found.append(task)
-        return found
-
-    def _failures(self, label: str) -> list[str]:
-        service = self._services[label]
-        return sorted({t["Status"].get("Err", "") for t in service.tasks()
-                       if t.get("Status", {}).get("State") in ("failed", "rejected") and t["Status"].get("Err")})
+    # --- Swarm tasks --------------------------------------------------------------------------
 
     def _converge(self, progress: Progress) -> None:
         """Wait until every label runs as many tasks as the plan has instances, then adopt them."""
         deadline = time.monotonic() + self.timeout
         total = len(self.plan.instances)
         while True:
-            running = {label: self._running_tasks(label) for label in self._services}
+            running = {label: running_tasks(self._services[label]) for label in self._services}
             done = sum(min(len(tasks), len(self.plan.instances_of(label))) for label, tasks in running.items())
             progress(done, total, "tasks")
             if all(len(tasks) == len(self.plan.instances_of(label)) for label, tasks in running.items()):
                 break
             if time.monotonic() > deadline:
-                errors = {label: self._failures(label) for label in self._services}
+                errors = {label: failures(self._services[label]) for label in self._services}
                 raise SwarmError(f"{done} of {total} tasks running after {self.timeout:g}s; "
                                  f"errors: {{{', '.join(f'{k}: {v}' for k, v in errors.items() if v)}}}")
             time.sleep(0.2)
@@ -313,27 +237,8 @@ class SwarmBackend:
 
     # --- agents ------------------------------------------------------------------------------
 
-    def _agent_url(self, hostname: str) -> str:
-        if hostname in self.agents:
-            return self.agents[hostname]
-        for node in self.client.nodes.list():
-            if node.attrs["Description"]["Hostname"] == hostname:
-                return f"http://{node.attrs['Status']['Addr']}:{self.agent_port}"
-        raise SwarmError(f"no Swarm node {hostname!r}")
-
     def _agent(self, hostname: str, method: str, path: str, body: dict | None, timeout: float = 60) -> dict:
-        url = self._agent_url(hostname).rstrip("/") + path
-        try:
-            response = self._http.request(method, url, json=body, timeout=timeout)
-        except requests.RequestException as error:
-            raise SwarmError(f"agent of {hostname} at {url} did not answer: {error}") from error
-        if response.status_code >= 400:
-            try:
-                message = response.json().get("message", response.text)
-            except ValueError:
-                message = response.text
-            raise SwarmError(f"agent of {hostname}: {path} answered {response.status_code}: {message}")
-        return response.json()
+        return self.agents.call(hostname, method, path, body, timeout)
 
     def _task(self, instance: InstancePlan) -> dict:
         task = self._tasks.get(instance.name)
@@ -356,15 +261,13 @@ class SwarmBackend:
                 interfaces = []
                 for interface in instance.interfaces:
                     shaping = interface_shaping(self.plan, instance, interface)
-                    interfaces.append({"network": interface.network,
-                                       "network_id": self._networks[interface.network].id,
-                                       "subnet": str(self.plan.networks[interface.network].subnet),
-                                       "uplink": direction_to_json(shaping.uplink),
-                                       # peers' uplink loss toward this task, drawn on its receive path
-                                       "senders_loss": self._senders_loss(instance, interface, uplinks),
-                                       "downlink": direction_to_json(shaping.downlink)})
-                per_node.setdefault(task["hostname"], []).append(
-                    {"container": task["container"], "instance": instance.name, "interfaces": interfaces})
+                    interfaces.append(AttachmentShaping(
+                        interface.network, self._networks[interface.network].id,
+                        self.plan.networks[interface.network].subnet, shaping.uplink, shaping.downlink,
+                        # peers' uplink loss toward this task, drawn on its receive path
+                        self._senders_loss(instance, interface, uplinks)))
+                wanted = TaskShaping(task["container"], instance.name, tuple(interfaces))
+                per_node.setdefault(task["hostname"], []).append(wanted.to_json())
             filters = filter_rules(self.plan)
             for hostname, tasks in per_node.items():
                 self._agent(hostname, "post", "/shape/", {"tasks": tasks, "filters": filters})
@@ -374,15 +277,16 @@ class SwarmBackend:
                 self._fresh_task(instance)
             self._shaped = {t["container"] for t in self._tasks.values()}
 
-    def _senders_loss(self, receiver: InstancePlan, interface: InterfacePlan, uplinks: dict) -> list[list]:
-        """[sender address, %] of every peer on the network whose uplink toward `receiver` drops."""
+    def _senders_loss(self, receiver: InstancePlan, interface: InterfacePlan,
+                      uplinks: dict) -> tuple[tuple[str, float], ...]:
+        """(sender address, %) of every peer on the network whose uplink toward `receiver` drops."""
         pairs = []
         for sender in self.plan.members(interface.network):
             if sender is not receiver:
                 loss = uplinks[(sender.name, interface.network)].toward(interface.ip).loss
                 if loss > 0:
-                    pairs.append([str(sender.interface(interface.network).ip), loss])
-        return pairs
+                    pairs.append((str(sender.interface(interface.network).ip), loss))
+        return tuple(pairs)
 
     def _fresh_task(self, instance: InstancePlan) -> None:
         """A task seen for the first time: its changed limits and unplugged links, as the plan holds them."""
@@ -403,7 +307,7 @@ class SwarmBackend:
                     changed = False
                     before = dict(self._tasks)
                     for label in list(self._services):
-                        tasks = self._running_tasks(label)
+                        tasks = running_tasks(self._services[label])
                         known = {self._tasks[i.name]["task"] for i in self.plan.instances_of(label)
                                  if i.name in self._tasks}
                         if {t["ID"] for t in tasks} != known and len(tasks) == len(self.plan.instances_of(label)):
@@ -433,22 +337,15 @@ class SwarmBackend:
         service = self._services.get(label)
         if service is None:
             raise BadRequest(f"unknown label {label!r}")
-        service.reload()
-        spec = service.attrs["Spec"]
-        spec["Mode"] = {"Replicated": {"Replicas": replicas}}
-        # The spec as it is with only the count changed, like `docker service scale`: docker-py's
-        # update rebuilds the task template, and Swarm then replaces every running task.
-        api = self.client.api
-        api._raise_for_status(api._post_json(api._url("/services/{0}/update", service.id), data=spec,
-                                             params={"version": service.version}))
+        set_replicas(self.client, service, replicas)
         deadline = time.monotonic() + self.timeout
         while True:
-            tasks = self._running_tasks(label)
+            tasks = running_tasks(self._services[label])
             if len(tasks) == replicas:
                 break
             if time.monotonic() > deadline:
                 raise SwarmError(f"{label}: {len(tasks)} of {replicas} tasks after {self.timeout:g}s: "
-                                 f"{self._failures(label)}")
+                                 f"{failures(self._services[label])}")
             time.sleep(0.2)
         return self._adopt(label, tasks)
 
@@ -491,9 +388,8 @@ class SwarmBackend:
 
     def _resources(self, instance: InstancePlan, cpu_quota: int | None, memory: int | None) -> None:
         task = self._task(instance)
-        self._agent(task["hostname"], "post", "/resources/", {
-            "container": task["container"], "cpu_quota": cpu_quota, "cpu_period": instance.cpu_period,
-            "memory": memory})
+        request = ResourcesRequest(task["container"], cpu_quota, instance.cpu_period, memory)
+        self._agent(task["hostname"], "post", "/resources/", request.to_json())
 
     def set_link_state(self, instances: list[InstancePlan], network: str, up: bool) -> None:
         with self.lock:
@@ -503,8 +399,8 @@ class SwarmBackend:
 
     def _link(self, instance: InstancePlan, network: str, up: bool) -> None:
         task = self._task(instance)
-        self._agent(task["hostname"], "post", "/link/", {
-            "container": task["container"], "subnet": str(self.plan.networks[network].subnet), "up": up})
+        request = LinkRequest(task["container"], str(self.plan.networks[network].subnet), up)
+        self._agent(task["hostname"], "post", "/link/", request.to_json())
 
     def crash(self, instances: list[InstancePlan]) -> None:
         raise BadRequest("crash is not supported on the Swarm backend (Swarm replaces a dead task at once)")
@@ -517,31 +413,26 @@ class SwarmBackend:
     def run_command(self, instance: InstancePlan, command: str | tuple[str, ...], wait: bool,
                     timeout: float | None) -> dict:
         task = self._task(instance)
-        body = {"container": task["container"], "command": command if isinstance(command, str) else list(command),
-                "wait": wait, "timeout": timeout}
-        return self._agent(task["hostname"], "post", "/exec/", body, timeout=(timeout or 60) + 30)
+        request = ExecRequest(task["container"], command, wait, timeout)
+        return self._agent(task["hostname"], "post", "/exec/", request.to_json(), timeout=(timeout or 60) + 30)
 
-    def stress(self, instance: InstancePlan, request: Stress, runner: StressRunner) -> list[str]:
+    def stress(self, instance: InstancePlan, request: Stress) -> list[str]:
         task = self._task(instance)
-        body = {"container": task["container"], "cpus": instance.cpus, "duration": request.duration,
-                "cpu": request.cpu, "io": request.io, "vm": request.vm, "vm_bytes": request.vm_bytes}
+        body = StressRequest(task["container"], instance.cpus, request).to_json()
         return self._agent(task["hostname"], "post", "/stress/", body)["commands"]
 
     # --- monitoring and status -------------------------------------------------------------
 
-    def sample_targets(self) -> list[SampleTarget]:
-        return []  # counters live on the nodes: remote_samples asks their agents
-
-    def remote_samples(self) -> dict[str, dict[str, float]]:
+    def samples(self) -> Samples:
         """Every node's agent samples its own tasks, all nodes at once."""
         per_node: dict[str, dict[str, dict]] = {}
         for instance in list(self.plan.instances):
             task = self._tasks.get(instance.name)
             if task is None:
                 continue
-            per_node.setdefault(task["hostname"], {})[task["container"]] = {
-                "instance": instance.name, "cpus": instance.cpus, "memory": instance.memory,
-                "networks": {i.network: str(self.plan.networks[i.network].subnet) for i in instance.interfaces}}
+            request = SampleRequest(instance.name, instance.cpus, instance.memory,
+                                    {i.network: str(self.plan.networks[i.network].subnet) for i in instance.interfaces})
+            per_node.setdefault(task["hostname"], {})[task["container"]] = request.to_json()
         if not per_node:
             return {}
         samples: dict[str, dict[str, float]] = {}
@@ -585,37 +476,3 @@ class SwarmBackend:
 
     def shaping_report(self) -> dict:
         return {"not_applied": [], "backend": "swarm", "placement": self.placement()}
-
-    # --- state -------------------------------------------------------------------------------
-
-    def _set_state(self, state: str, detail: str = "") -> None:
-        self.state, self.detail = state, detail
-        if self._on_state:
-            self._on_state(state, detail)
-
-
-def remove_deployment(manager) -> list[str]:
-    """Remove every fogify-net service and overlay network (by label) from a Swarm; what was removed.
-
-    `manager` is a Docker endpoint URL of a Swarm manager, or a DockerClient of one. Services go
-    first; a network refuses removal until their tasks have left it, so it is retried.
-    """
-    import docker
-
-    client = docker.DockerClient(base_url=manager, timeout=60) if isinstance(manager, str) else manager
-    removed = []
-    for service in client.services.list(filters={"label": f"{LABEL}=1"}):
-        service.remove()
-        removed.append(f"swarm service {service.name}")
-    deadline = time.monotonic() + 120
-    for network in client.networks.list(filters={"label": f"{LABEL}=1"}):
-        while True:
-            try:
-                network.remove()
-                removed.append(f"swarm network {network.name}")
-                break
-            except docker.errors.APIError as error:  # "has active endpoints" until the tasks are gone
-                if time.monotonic() > deadline:
-                    raise SwarmError(f"network {network.name} not removed: {error}") from error
-                time.sleep(0.5)
-    return removed

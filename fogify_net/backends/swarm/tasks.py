@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 from ipaddress import IPv4Interface, IPv4Network
 
-from ..emulation.kernel import in_netns, run
+from ...host.kernel import in_netns, run
 
 SERVICE_LABEL = "com.docker.swarm.service.name"
 TASK_NAME_LABEL = "com.docker.swarm.task.name"

@@ -13,14 +13,14 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
-from ..compile.netfilter import CHAIN_DOWN, CHAIN_UP, iptables_delay_rules, iptables_jumps, nft_ruleset, nft_teardown
-from ..compile.plan import Plan
-from ..compile.shaping import InterfaceShaping, plan_shaping
-from ..compile.tc import direction_commands
-from .capabilities import NETEM, RATE_ONLY, USERSPACE
-from .delayline import DelayLine
-from .delayqueues import DelayQueues
-from .kernel import (
+from ...compile.netfilter import CHAIN_DOWN, CHAIN_UP, iptables_delay_rules, iptables_jumps, nft_ruleset, nft_teardown
+from ...compile.plan import Plan
+from ...compile.shaping import InterfaceShaping, plan_shaping
+from ...compile.tc import direction_commands
+from ...host.capabilities import NETEM, RATE_ONLY, USERSPACE
+from ...host.delayline import DelayLine
+from ...host.delayqueues import DelayQueues
+from ...host.kernel import (
     KernelError,
     iptables_delete_chain,
     iptables_ensure,

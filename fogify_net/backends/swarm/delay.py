@@ -26,10 +26,10 @@ import threading
 import time
 from pathlib import Path
 
-from ..compile.shaping import InterfaceShaping
-from ..emulation.delayline import DelayLine
-from ..emulation.delayqueues import DelayQueues
-from ..emulation.kernel import run
+from ...compile.shaping import InterfaceShaping
+from ...host.delayline import DelayLine
+from ...host.delayqueues import DelayQueues
+from ...host.kernel import run
 
 log = logging.getLogger(__name__)
 

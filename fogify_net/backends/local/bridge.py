@@ -15,9 +15,9 @@ from typing import Any
 from mininet.link import Intf, Link
 from mininet.node import Switch
 
-from ..compile.links import bridge_commands
+from ...compile.links import bridge_commands
+from ...host.kernel import ip_batch
 from .dockerhost import lean_shell
-from .kernel import ip_batch
 
 
 class FogBridge(Switch):

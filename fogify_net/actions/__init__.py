@@ -1,0 +1,1 @@
+"""Runtime actions on a running deployment, through the Backend contract only."""

@@ -1,0 +1,99 @@
+"""The agent's HTTP server: JSON in (wire.py), JSON out, errors as {"message": ...}."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from typing import Any
+
+from ....compile.flows import flows_to_json
+from ....host.kernel import KernelError
+from ..wire import ExecRequest, LinkRequest, ResourcesRequest, SampleRequest, StressRequest, TaskShaping
+from .worker import Agent
+
+log = logging.getLogger(__name__)
+
+
+def create_app(agent: Agent, token: str | None = None):
+    """The agent's Flask app: JSON in, JSON out, errors as {"message": ...}."""
+    from flask import Flask, jsonify, request
+
+    app = Flask("fogify-net-agent")
+
+    @app.before_request
+    def authorise() -> Any:
+        if token is not None:
+            given = request.headers.get("Authorization", "")
+            if not hmac.compare_digest(given, f"Bearer {token}"):
+                return jsonify(message="missing or wrong bearer token"), 401
+        return None
+
+    @app.errorhandler(Exception)
+    def error(exc: Exception) -> Any:
+        status = 404 if isinstance(exc, LookupError) else 400 if isinstance(exc, (KeyError, ValueError)) else 500
+        if not isinstance(exc, (LookupError, KeyError, ValueError, KernelError)):
+            log.exception("agent request failed")
+        return jsonify(message=f"{type(exc).__name__}: {exc}"), status
+
+    @app.get("/health/")
+    def health() -> Any:
+        return jsonify(agent.info())
+
+    @app.post("/shape/")
+    def shape() -> Any:
+        body = request.get_json()
+        return jsonify(applied=agent.shape([TaskShaping.from_json(t) for t in body["tasks"]], body.get("filters")))
+
+    @app.post("/samples/")
+    def samples() -> Any:
+        wanted = request.get_json()["containers"]
+        return jsonify(agent.samples({cid: SampleRequest.from_json(raw) for cid, raw in wanted.items()}))
+
+    @app.post("/flows/")
+    def flows() -> Any:
+        body = request.get_json()
+        return jsonify(flows=flows_to_json(agent.flows(body["networks"], body["ruleset"])))
+
+    @app.post("/forget/")
+    def forget() -> Any:
+        agent.forget(request.get_json()["containers"])
+        return jsonify(message="OK")
+
+    @app.post("/link/")
+    def link() -> Any:
+        agent.link(LinkRequest.from_json(request.get_json()))
+        return jsonify(message="OK")
+
+    @app.post("/exec/")
+    def execute() -> Any:
+        return jsonify(agent.exec(ExecRequest.from_json(request.get_json())))
+
+    @app.post("/resources/")
+    def resources() -> Any:
+        agent.resources(ResourcesRequest.from_json(request.get_json()))
+        return jsonify(message="OK")
+
+    @app.post("/stress/")
+    def stress() -> Any:
+        return jsonify(commands=agent.start_stress(StressRequest.from_json(request.get_json())))
+
+    @app.delete("/stress/")
+    def stop_stress() -> Any:
+        agent.stress.stop_all()
+        return jsonify(message="OK")
+
+    return app
+
+
+def serve(docker_url: str | None, host: str, port: int, token: str | None,
+          run_dir: str = "/run/fogify-net", exec_root: str = "/var/run/docker") -> None:
+    """Run the agent until interrupted (threaded: shaping one task must not block a health check)."""
+    from werkzeug.serving import make_server
+
+    agent = Agent(docker_url, run_dir, exec_root)
+    server = make_server(host, port, create_app(agent, token), threaded=True)
+    log.info("agent for %s listening on %s:%d", docker_url or "the local dockerd", host, port)
+    try:
+        server.serve_forever()
+    finally:
+        agent.stop()

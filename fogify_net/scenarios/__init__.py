@@ -1,0 +1,1 @@
+"""Scenarios: timed actions fired on the controller's clock."""

@@ -1,0 +1,1 @@
+"""Test infrastructure that is not the product: a Swarm of extra dockerds on one machine."""
