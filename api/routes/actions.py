@@ -5,21 +5,21 @@ from __future__ import annotations
 from flask import Blueprint, jsonify, request
 
 from fogify_net.errors import BadRequest, NotFound
-from fogify_net.model.actions import ACTION_TYPES
+from fogify_net.model.actions import ACTION_TYPES, normalize
 
 from . import controller
 
 bp = Blueprint("actions", __name__)
-ALIASES = {"update_links": "links"}
 
 
 @bp.post("/actions/<action_type>/")
 def act(action_type: str):
-    kind = ALIASES.get(action_type.lower(), action_type.lower())
+    body = request.get_json(silent=True)
+    kind, _ = normalize(action_type, {})
     if kind not in ACTION_TYPES:
         raise NotFound(f"unknown action type {action_type!r} (use {', '.join(sorted(ACTION_TYPES - {'noop'}))})")
-    body = request.get_json(silent=True)
     if not isinstance(body, dict) or not isinstance(body.get("params"), dict):
         raise BadRequest('params: send a JSON body {"params": {...}}')
-    result = controller().act(kind, body["params"])
+    kind, params = normalize(action_type, body["params"])
+    result = controller().act(kind, params)
     return jsonify(message="OK", **result)

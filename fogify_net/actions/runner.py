@@ -15,7 +15,7 @@ from ..backends.base import Backend
 from ..compile.resources import MIN_QUOTA
 from ..errors import BadRequest, Conflict
 from ..model.actions import (
-    ANNOTATIONS,
+    ACTIONS,
     Command,
     HorizontalScaling,
     Lifecycle,
@@ -66,12 +66,13 @@ class ActionRunner:
     @run.register
     def _(self, request: HorizontalScaling) -> Outcome:
         label = known_label(self.plan, request.target.label)
+        annotation = ACTIONS["horizontal_scaling"].annotation
         if request.up:
             added = self.emulation.scale_out(label, request.count)
-            return Outcome("H_SCALE_UP", label, f"num of instances: {request.count}",
+            return Outcome(f"{annotation}_UP", label, f"num of instances: {request.count}",
                            {"instances": [i.name for i in added]})
         removed = self.emulation.scale_in(label, request.count)
-        return Outcome("H_SCALE_DOWN", label, f"Num of instances: {request.count}",
+        return Outcome(f"{annotation}_DOWN", label, f"Num of instances: {request.count}",
                        {"instances": [i.name for i in removed]})
 
     @run.register
@@ -96,7 +97,7 @@ class ActionRunner:
             change = f"{request.absolute:g} CPUs"
         else:
             change = format_size(int(request.absolute))
-        return Outcome(ANNOTATIONS["vertical_scaling"], str(request.target),
+        return Outcome(ACTIONS["vertical_scaling"].annotation, str(request.target),
                        f"Parameters: {request.resource.upper()} => {change}", {"instances": changed})
 
     @run.register
@@ -108,7 +109,7 @@ class ActionRunner:
             interface.downlink = interface.downlink.patched(request.downlink)
         self.emulation.reshape()
         sample = instances[0].interface(request.network)
-        return Outcome(ANNOTATIONS["network"], str(request.target),
+        return Outcome(ACTIONS["network"].annotation, str(request.target),
                        f"Parameters: Network => {request.network}, uplink=> {sample.uplink.describe()} , "
                        f"downlink=> {sample.downlink.describe()}",
                        {"instances": [i.name for i in instances]})
@@ -119,7 +120,7 @@ class ActionRunner:
         for link in request.links:
             rules[:] = [r for r in rules if (r.source, r.target) != (link.source, link.target)] + [link]
         self.emulation.reshape()
-        return Outcome(ANNOTATIONS["links"], ",".join(sorted({link.source for link in request.links})),
+        return Outcome(ACTIONS["links"].annotation, ",".join(sorted({link.source for link in request.links})),
                        f"parameters: Network => {request.network}, link number=> {len(request.links)}")
 
     @run.register
@@ -128,7 +129,7 @@ class ActionRunner:
         for instance in self._running(resolve(self.plan, request.target), "stressing"):
             started[instance.name] = self.emulation.stress(instance, request)
         commands = next(iter(started.values()), [])
-        return Outcome(ANNOTATIONS["stress"], str(request.target), f"Parameters: {'; '.join(commands)}",
+        return Outcome(ACTIONS["stress"].annotation, str(request.target), f"Parameters: {'; '.join(commands)}",
                        {"instances": list(started)})
 
     @run.register
@@ -138,7 +139,7 @@ class ActionRunner:
             results[instance.name] = self.emulation.run_command(instance, request.command, request.wait,
                                                                 request.timeout)
         text = request.command if isinstance(request.command, str) else " ".join(request.command)
-        return Outcome(ANNOTATIONS["command"], str(request.target), f"Parameters: {text}",
+        return Outcome(ACTIONS["command"].annotation, str(request.target), f"Parameters: {text}",
                        {"results": results} if request.wait else {})
 
     @run.register
@@ -146,7 +147,7 @@ class ActionRunner:
         instances = resolve_on_network(self.plan, request.target, request.network)
         self.emulation.set_link_state(instances, request.network, request.up)
         kind = "link_up" if request.up else "link_down"
-        return Outcome(ANNOTATIONS[kind], str(request.target), f"Parameters: Network => {request.network}",
+        return Outcome(ACTIONS[kind].annotation, str(request.target), f"Parameters: Network => {request.network}",
                        {"instances": [i.name for i in instances]})
 
     @run.register
@@ -165,7 +166,8 @@ class ActionRunner:
         self.emulation.reshape()
         kind = "heal" if request.heal else "partition"
         where = request.network or "all networks"
-        return Outcome(ANNOTATIONS[kind], f"{request.source}|{request.target}", f"Parameters: Network => {where}")
+        return Outcome(ACTIONS[kind].annotation, f"{request.source}|{request.target}",
+                       f"Parameters: Network => {where}")
 
     @run.register
     def _(self, request: Lifecycle) -> Outcome:
@@ -175,8 +177,8 @@ class ActionRunner:
         else:
             self.emulation.crash(self._running(instances, "crashing it again"))
         kind = "restart" if request.restart else "crash"
-        return Outcome(ANNOTATIONS[kind], str(request.target), "", {"instances": [i.name for i in instances]})
+        return Outcome(ACTIONS[kind].annotation, str(request.target), "", {"instances": [i.name for i in instances]})
 
     @run.register
     def _(self, request: Noop) -> Outcome:
-        return Outcome("NOOP", "", "")
+        return Outcome(ACTIONS["noop"].annotation, "", "")

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from .errors import ModelError, join
-from .parse import directions, parse_link
+from .networks import directions, parse_link
 from .schema import LinkRule, Model, QoSPatch
 from .units import parse_count, parse_percent, parse_seconds, parse_size
 
@@ -105,27 +105,6 @@ class Noop:
     pass
 
 
-ACTION_TYPES = {
-    "horizontal_scaling", "vertical_scaling", "network", "links", "stress", "command",
-    "link_down", "link_up", "partition", "heal", "crash", "restart", "noop",
-}
-
-# Annotation names, as Fogify writes them (fogify.md §2.1), plus ours.
-ANNOTATIONS = {
-    "vertical_scaling": "V_SCALE",
-    "network": "NETWORK",
-    "links": "UPDATE_LINKS",
-    "stress": "STRESS",
-    "command": "COMMAND",
-    "link_down": "LINK_DOWN",
-    "link_up": "LINK_UP",
-    "partition": "PARTITION",
-    "heal": "HEAL",
-    "crash": "CRASH",
-    "restart": "RESTART",
-}
-
-
 def parse_target(params: dict, path: str, model: Model | None, single_label: bool = False) -> Target:
     """`instance_type` (label or label.N) and `instances` (a count) into a Target."""
     raw = params.get("instance_type")
@@ -161,7 +140,7 @@ def parse_action(kind: str, params: Any, path: str = "params", model: Model | No
         raise ModelError("", f"unknown action type {kind!r} (use {', '.join(sorted(ACTION_TYPES))})")
     if not isinstance(params, dict):
         raise ModelError(path, "expected a mapping of parameters")
-    return _PARSERS[kind](params, path, model)
+    return ACTIONS[kind].parse(params, path, model)
 
 
 def _horizontal(params: dict, path: str, model: Model | None) -> HorizontalScaling:
@@ -317,18 +296,49 @@ def _lifecycle(restart: bool):
     return parse
 
 
-_PARSERS = {
-    "horizontal_scaling": _horizontal,
-    "vertical_scaling": _vertical,
-    "network": _network,
-    "links": _links,
-    "stress": _stress,
-    "command": _command,
-    "link_down": _link_state(up=False),
-    "link_up": _link_state(up=True),
-    "partition": _partition(heal=False),
-    "heal": _partition(heal=True),
-    "crash": _lifecycle(restart=False),
-    "restart": _lifecycle(restart=True),
-    "noop": lambda params, path, model: Noop(),
-}
+@dataclass(frozen=True)
+class ActionKind:
+    """One type of action: its name (the route /actions/<name>/ and a scenario's `type`), its
+    parser, and the annotation it leaves (Fogify's names where Fogify has the action)."""
+
+    name: str
+    parse: Callable[[dict, str, Model | None], Any]
+    annotation: str
+    aliases: tuple[str, ...] = ()
+
+
+# The one table of action types: the API, the scenarios and the runner read it.
+ACTIONS: dict[str, ActionKind] = {kind.name: kind for kind in (
+    ActionKind("horizontal_scaling", _horizontal, "H_SCALE",
+               aliases=("scale-out", "scale_out", "scale-in", "scale_in")),  # the seed's forms
+    ActionKind("vertical_scaling", _vertical, "V_SCALE"),
+    ActionKind("network", _network, "NETWORK"),
+    ActionKind("links", _links, "UPDATE_LINKS", aliases=("update_links",)),
+    ActionKind("stress", _stress, "STRESS"),
+    ActionKind("command", _command, "COMMAND"),
+    ActionKind("link_down", _link_state(up=False), "LINK_DOWN"),
+    ActionKind("link_up", _link_state(up=True), "LINK_UP"),
+    ActionKind("partition", _partition(heal=False), "PARTITION"),
+    ActionKind("heal", _partition(heal=True), "HEAL"),
+    ActionKind("crash", _lifecycle(restart=False), "CRASH"),
+    ActionKind("restart", _lifecycle(restart=True), "RESTART"),
+    ActionKind("noop", lambda params, path, model: Noop(), "NOOP"),
+)}
+ACTION_TYPES = frozenset(ACTIONS)
+ALIASES = {alias: kind.name for kind in ACTIONS.values() for alias in kind.aliases}
+
+
+def normalize(kind: str, params: dict) -> tuple[str, dict]:
+    """An action type as written (any case, an alias) and its parameters, as the table names them.
+
+    The seed's `scale-out`/`scale-in` carry the direction in the type and the
+    count as `num-of-instances`; they become horizontal_scaling's `type` and
+    `instances`. A type the table does not know is returned lowered, unchanged.
+    """
+    written = kind.lower()
+    params = dict(params)
+    if written in ("scale-in", "scale_in", "scale-out", "scale_out"):
+        params.setdefault("type", "down" if written.endswith("in") else "up")
+        if "num-of-instances" in params:
+            params.setdefault("instances", params.pop("num-of-instances"))
+    return ALIASES.get(written, written), params

@@ -104,7 +104,7 @@ def test_uplink_is_the_hosts_egress_and_downlink_the_ports(plan):
 
 
 def test_link_rules_override_the_network_for_that_peer_only_in_both_directions(plan):
-    from fogify_net.model.parse import parse_link
+    from fogify_net.model.networks import parse_link
 
     rule = parse_link({"from_node": "cloud-server", "to_node": "mec-svc-1", "bidirectional": True,
                        "properties": {"bandwidth": "1Mbps", "latency": {"delay": "200ms"}}}, "l")

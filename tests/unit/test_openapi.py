@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fogify_net.model.actions import ACTION_TYPES, parse_action
+from fogify_net.model.actions import ACTION_TYPES, ALIASES, parse_action
 from fogify_net_api import create_app
-from fogify_net_api.routes.actions import ALIASES
 
 SPEC_PATH = Path(__file__).parents[2] / "api" / "openapi.yaml"
 HTTP_METHODS = {"get", "put", "post", "delete", "patch", "options", "head", "trace"}

@@ -1,0 +1,137 @@
+"""The compose side of a model: services (image, environment, volumes, command, ...).
+
+Strict where a typo would change the experiment, lenient with a warning for
+compose keys that mean nothing in an emulation.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .errors import ModelError, join
+from .fields import NAME, boolean, known_keys, mapping, optional_text, sequence, valid_name
+from .schema import Service, Volume
+
+SERVICE_KEYS_IGNORED = {
+    "networks": "instances join the x-fogify networks of their blueprint",
+    "ports": "instances are reachable on the emulated networks only",
+    "deploy": "resources come from the x-fogify node profile",
+    "depends_on": "all instances start together",
+    "restart": "use the crash/restart actions",
+    "container_name": "containers are named fogify-net.<label>.<n>",
+    "hostname": "the hostname is <label>.<n>",
+    "build": "the image must be built beforehand",
+    "healthcheck": "not used by the emulation",
+    "logging": "container logs stay with Docker",
+    "expose": "instances are reachable on the emulated networks only",
+    "stdin_open": "not used by the emulation",
+    "tty": "not used by the emulation",
+}
+
+
+def parse_service(name: str, raw: Any, path: str, base_dir: Path | None, warnings: list[str]) -> Service:
+    valid_name(name, path)
+    raw = mapping(raw, path, "a service")
+    for key, reason in SERVICE_KEYS_IGNORED.items():
+        if key in raw and not (key == "build" and raw.get("image")):
+            if key == "build":
+                raise ModelError(join(path, "image"),
+                                 "missing; build the image first (docker build -t NAME ...) and give its name")
+            warnings.append(f"{join(path, key)}: ignored ({reason})")
+    known = {"image", "environment", "volumes", "command", "entrypoint", "working_dir", "user", "labels",
+             "cap_add", "privileged"}
+    for key in raw:
+        if key not in known and key not in SERVICE_KEYS_IGNORED:
+            warnings.append(f"{join(path, key)}: not supported, ignored")
+    image = raw.get("image")
+    if not isinstance(image, str) or not image.strip():
+        raise ModelError(join(path, "image"), "missing (the Docker image to run)")
+    return Service(
+        name=name,
+        image=image.strip(),
+        environment=_environment(raw.get("environment"), join(path, "environment")),
+        volumes=tuple(
+            _volume(v, join(join(path, "volumes"), i), base_dir)
+            for i, v in enumerate(sequence(raw.get("volumes"), join(path, "volumes")))
+        ),
+        command=_command(raw.get("command"), join(path, "command")),
+        entrypoint=_command(raw.get("entrypoint"), join(path, "entrypoint")),
+        working_dir=optional_text(raw.get("working_dir"), join(path, "working_dir")),
+        user=optional_text(raw.get("user"), join(path, "user")),
+        labels=_environment(raw.get("labels"), join(path, "labels")),
+        cap_add=tuple(str(c) for c in sequence(raw.get("cap_add"), join(path, "cap_add"))),
+        privileged=boolean(raw.get("privileged", False), join(path, "privileged")),
+    )
+
+
+def _environment(raw: Any, path: str) -> tuple[tuple[str, str], ...]:
+    """Compose environment: a mapping or a list of KEY=VALUE."""
+    if raw is None:
+        return ()
+    if isinstance(raw, dict):
+        pairs = [(str(k), "" if v is None else _scalar_text(v)) for k, v in raw.items()]
+    elif isinstance(raw, list):
+        pairs = []
+        for i, item in enumerate(raw):
+            if not isinstance(item, str) or "=" not in item:
+                raise ModelError(join(path, i), f"expected KEY=VALUE, got {item!r}")
+            key, value = item.split("=", 1)
+            pairs.append((key, value))
+    else:
+        raise ModelError(path, f"expected a mapping or a list of KEY=VALUE, got {type(raw).__name__}")
+    for i, (key, _) in enumerate(pairs):
+        if not key or "=" in key:
+            raise ModelError(join(path, i), f"invalid variable name {key!r}")
+    return tuple(pairs)
+
+
+def _scalar_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _command(raw: Any, path: str) -> tuple[str, ...] | str | None:
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        return raw
+    if isinstance(raw, list) and all(isinstance(x, (str, int, float)) for x in raw):
+        return tuple(str(x) for x in raw)
+    raise ModelError(path, "expected a string or a list of strings")
+
+
+def _volume(raw: Any, path: str, base_dir: Path | None) -> Volume:
+    """Compose short ('src:dst[:ro]', '/anon') or long ({type, source, target, read_only}) syntax."""
+    if isinstance(raw, dict):
+        known_keys(raw, path, {"type", "source", "target", "read_only"})
+        if not raw.get("target"):
+            raise ModelError(join(path, "target"), "missing")
+        source, target, read_only = str(raw.get("source") or ""), str(raw["target"]), bool(raw.get("read_only"))
+    elif isinstance(raw, str):
+        parts = raw.split(":")
+        if len(parts) == 1:
+            source, target, read_only = "", parts[0], False
+        elif len(parts) in (2, 3):
+            source, target = parts[0], parts[1]
+            mode = parts[2] if len(parts) == 3 else "rw"
+            if mode not in ("ro", "rw"):
+                raise ModelError(path, f"unknown volume mode {mode!r} (use ro or rw)")
+            read_only = mode == "ro"
+        else:
+            raise ModelError(path, f"cannot read volume {raw!r} (write SOURCE:TARGET[:ro])")
+    else:
+        raise ModelError(path, f"expected a volume string or mapping, got {type(raw).__name__}")
+    if not target.startswith("/"):
+        raise ModelError(path, f"the target {target!r} must be an absolute path in the container")
+    if source.startswith(("./", "../", "~")) or source in (".", ".."):
+        if source.startswith("~"):
+            source = str(Path(source).expanduser())
+        elif base_dir is None:
+            raise ModelError(path, f"relative path {source!r} needs the compose file's location")
+        else:
+            source = str((base_dir / source).resolve())
+    elif source and not source.startswith("/") and not NAME.match(source):
+        raise ModelError(path, f"invalid volume name {source!r}")
+    return Volume(source=source, target=target, read_only=read_only)

@@ -1,0 +1,171 @@
+"""Networks as the model writes them: per-direction characteristics, per-pair links, firewall rules.
+
+Shared by the model's networks, a blueprint's inline overrides and the
+runtime actions (network, links), so a direction is read the same way wherever
+it is written.
+"""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Network, ip_network
+from typing import Any
+
+from .errors import ModelError, join
+from .fields import boolean, known_keys, mapping, sequence, valid_name
+from .schema import DISTRIBUTIONS, FirewallRule, LinkRule, Network, QoS, QoSPatch
+from .units import parse_count, parse_duration, parse_percent, parse_rate
+
+
+def parse_qos_patch(raw: Any, path: str) -> QoSPatch:
+    """One direction as written in a model or an action: bandwidth, latency{...}, drop."""
+    raw = mapping(raw, path, "network characteristics")
+    known_keys(raw, path, {"bandwidth", "latency", "drop", "loss"})
+    values: dict[str, Any] = {}
+    if raw.get("bandwidth") is not None:
+        values["rate"] = parse_rate(raw["bandwidth"], join(path, "bandwidth"))
+    for key in ("drop", "loss"):
+        if raw.get(key) is not None:
+            values["loss"] = parse_percent(raw[key], join(path, key))
+    if raw.get("latency") is not None:
+        lat_path = join(path, "latency")
+        latency = mapping(raw["latency"], lat_path, "latency")
+        known_keys(latency, lat_path, {"delay", "deviation", "jitter", "correlation", "distribution"})
+        if latency.get("delay") is not None:
+            values["delay"] = parse_duration(latency["delay"], join(lat_path, "delay"))
+        for key in ("deviation", "jitter"):
+            if latency.get(key) is not None:
+                values["jitter"] = parse_duration(latency[key], join(lat_path, key))
+        if latency.get("correlation") is not None:
+            values["correlation"] = parse_percent(latency["correlation"], join(lat_path, "correlation"))
+        if latency.get("distribution") is not None:
+            dist = latency["distribution"]
+            if dist not in DISTRIBUTIONS:
+                raise ModelError(
+                    join(lat_path, "distribution"), f"unknown distribution {dist!r} (use {', '.join(DISTRIBUTIONS)})"
+                )
+            values["distribution"] = dist
+        if values.get("correlation") and not values.get("jitter"):
+            raise ModelError(join(lat_path, "correlation"), "a correlation needs a deviation (jitter) to correlate")
+    return QoSPatch(**values)
+
+
+def directions(raw: dict, path: str, required: bool = False) -> tuple[QoSPatch | None, QoSPatch | None]:
+    """Uplink and downlink patches from uplink/downlink/bidirectional keys.
+
+    `bidirectional` describes the host-to-host path and fills each direction
+    that is not given explicitly, split per direction (see QoSPatch).
+    """
+    up = parse_qos_patch(raw["uplink"], join(path, "uplink")) if raw.get("uplink") is not None else None
+    down = parse_qos_patch(raw["downlink"], join(path, "downlink")) if raw.get("downlink") is not None else None
+    if raw.get("bidirectional") is not None:
+        both = parse_qos_patch(raw["bidirectional"], join(path, "bidirectional")).split_per_direction()
+        up = up if up else both
+        down = down if down else both
+    if required and up is None and down is None:
+        raise ModelError(path, "give uplink and/or downlink, or bidirectional")
+    return up, down
+
+
+def parse_network(raw: Any, path: str) -> Network:
+    raw = mapping(raw, path, "a network")
+    known_keys(
+        raw,
+        path,
+        {"name", "uplink", "downlink", "bidirectional", "links", "capacity", "subnet",
+         "firewall_rules", "packet_level_monitoring"},
+    )
+    name = valid_name(raw.get("name"), join(path, "name"))
+    up, down = directions(raw, path)
+    capacity = None
+    if raw.get("capacity") is not None:
+        capacity = parse_count(raw["capacity"], join(path, "capacity"), minimum=1)
+    subnet = None
+    if raw.get("subnet") is not None:
+        subnet = parse_subnet(raw["subnet"], join(path, "subnet"))
+    links_path = join(path, "links")
+    rules_path = join(path, "firewall_rules")
+    return Network(
+        name=name,
+        uplink=QoS().patched(up),
+        downlink=QoS().patched(down),
+        links=tuple(parse_link(item, join(links_path, i))
+                    for i, item in enumerate(sequence(raw.get("links"), links_path))),
+        capacity=capacity,
+        subnet=subnet,
+        firewall_rules=tuple(
+            parse_firewall_rule(item, join(rules_path, i))
+            for i, item in enumerate(sequence(raw.get("firewall_rules"), rules_path))
+        ),
+        packet_level_monitoring=boolean(raw.get("packet_level_monitoring", False),
+                                        join(path, "packet_level_monitoring")),
+    )
+
+
+def parse_subnet(value: Any, path: str) -> IPv4Network:
+    try:
+        subnet = ip_network(str(value), strict=True)
+    except ValueError as error:
+        raise ModelError(path, f"invalid subnet {value!r}: {error}") from None
+    if subnet.version != 4:
+        raise ModelError(path, "only IPv4 subnets are supported")
+    if subnet.prefixlen > 30:
+        raise ModelError(path, f"subnet {value} is too small (at most /30)")
+    return subnet
+
+
+def parse_link(raw: Any, path: str) -> LinkRule:
+    """A per-pair link as Fogify writes it: properties (split per direction) or uplink + downlink."""
+    raw = mapping(raw, path, "a link")
+    known_keys(raw, path, {"from_node", "to_node", "bidirectional", "properties", "uplink", "downlink", "parameters"})
+    if isinstance(raw.get("parameters"), dict):  # the SDK's update_links shape
+        raw = {**{k: v for k, v in raw.items() if k != "parameters"}, **raw["parameters"]}
+    for key in ("from_node", "to_node"):
+        if raw.get(key) is None:
+            raise ModelError(join(path, key), "missing (a blueprint label)")
+    if raw.get("properties") is not None:
+        both = parse_qos_patch(raw["properties"], join(path, "properties")).split_per_direction()
+        up = down = both
+    elif raw.get("uplink") is not None and raw.get("downlink") is not None:
+        up = parse_qos_patch(raw["uplink"], join(path, "uplink"))
+        down = parse_qos_patch(raw["downlink"], join(path, "downlink"))
+    else:
+        raise ModelError(path, "a link needs 'properties', or both 'uplink' and 'downlink'")
+    return LinkRule(
+        source=valid_name(raw["from_node"], join(path, "from_node")),
+        target=valid_name(raw["to_node"], join(path, "to_node")),
+        uplink=up,
+        downlink=down,
+        bidirectional=boolean(raw.get("bidirectional", False), join(path, "bidirectional")),
+    )
+
+
+
+def parse_firewall_rule(raw: Any, path: str) -> FirewallRule:
+    raw = mapping(raw, path, "a firewall rule")
+    known_keys(raw, path, {"protocol", "from_port", "to_port", "type", "from", "to"})
+    for key in ("from", "to", "type"):
+        if raw.get(key) is None:
+            raise ModelError(join(path, key), "missing")
+    action = str(raw["type"]).lower()
+    if action not in ("accept", "drop"):
+        raise ModelError(join(path, "type"), f"unknown rule type {raw['type']!r} (use ACCEPT or DROP)")
+    protocol = raw.get("protocol")
+    if protocol is not None:
+        protocol = str(protocol).lower()
+        if protocol not in ("tcp", "udp", "icmp"):
+            raise ModelError(join(path, "protocol"), f"unknown protocol {raw['protocol']!r} (use tcp, udp or icmp)")
+    ports = {}
+    for key in ("from_port", "to_port"):
+        if raw.get(key) is not None:
+            ports[key] = parse_count(raw[key], join(path, key), minimum=1)
+            if ports[key] > 65535:
+                raise ModelError(join(path, key), f"port {raw[key]} is above 65535")
+            if protocol not in ("tcp", "udp"):
+                raise ModelError(join(path, key), "ports need protocol tcp or udp")
+    return FirewallRule(
+        source=valid_name(raw["from"], join(path, "from")),
+        target=valid_name(raw["to"], join(path, "to")),
+        action=action,
+        protocol=protocol,
+        **ports,
+    )
