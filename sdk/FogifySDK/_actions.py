@@ -1,13 +1,22 @@
-"""Runtime actions: their types and routes, and the calls that post them."""
+"""Runtime actions: the one table of action types, and the calls that post them.
+
+:class:`Action_type` is the only list of actions in the SDK: each member names
+its route, every action method posts through it, and scenarios resolve their
+``type`` strings against it. Adding an action (``move``, ``trace``, ...) is one
+line in that table plus one method in :class:`ActionsMixin`.
+"""
 
 from __future__ import annotations
 
 import logging
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._errors import ExceptionFogifySDK
 from ._http import HttpMixin, is_ok
+
+if TYPE_CHECKING:
+    from typing_extensions import Self  # typing.Self from Python 3.11; only read by type checkers
 
 logger = logging.getLogger("FogifySDK")
 
@@ -15,48 +24,54 @@ _JSON_HEADERS = {"Content-Type": "application/json; charset=utf-8"}
 
 
 class Action_type(Enum):  # Fogify's public name, kept for compatibility
-    """The actions ``POST /actions/<type>/`` accepts.
+    """The actions ``POST /actions/<route>/`` accepts.
 
+    A member's value is its name, as in Fogify; ``route`` is its path segment.
     The first six are Fogify's; the rest are what fogify-net adds.
     """
 
-    HORIZONTAL_SCALING = "HORIZONTAL_SCALING"
-    VERTICAL_SCALING = "VERTICAL_SCALING"
-    NETWORK = "NETWORK"
-    STRESS = "STRESS"
-    COMMAND = "COMMAND"
-    UPDATE_LINKS = "UPDATE_LINKS"
-    LINK_DOWN = "LINK_DOWN"
-    LINK_UP = "LINK_UP"
-    PARTITION = "PARTITION"
-    HEAL = "HEAL"
-    CRASH = "CRASH"
-    RESTART = "RESTART"
+    route: str  # the path segment after /actions/, set by __new__
 
+    #                    value (Fogify's)       route
+    HORIZONTAL_SCALING = "HORIZONTAL_SCALING", "horizontal_scaling"
+    VERTICAL_SCALING = "VERTICAL_SCALING", "vertical_scaling"
+    NETWORK = "NETWORK", "network"
+    STRESS = "STRESS", "stress"
+    COMMAND = "COMMAND", "command"
+    UPDATE_LINKS = "UPDATE_LINKS", "links"
+    LINK_DOWN = "LINK_DOWN", "link_down"
+    LINK_UP = "LINK_UP", "link_up"
+    PARTITION = "PARTITION", "partition"
+    HEAL = "HEAL", "heal"
+    CRASH = "CRASH", "crash"
+    RESTART = "RESTART", "restart"
 
-# Route of each action; UPDATE_LINKS is the one whose name differs (Fogify's `/links/`).
-ACTION_PATHS = {kind: f"/actions/{kind.value.lower()}/" for kind in Action_type}
-ACTION_PATHS[Action_type.UPDATE_LINKS] = "/actions/links/"
+    def __new__(cls, value: str, route: str) -> Self:
+        member = object.__new__(cls)
+        member._value_ = value
+        member.route = route
+        return member
 
-_ALIASES = {"LINKS": Action_type.UPDATE_LINKS}
+    @property
+    def path(self) -> str:
+        """The action's route on the API, e.g. ``/actions/links/``."""
+        return f"/actions/{self.route}/"
 
 
 def parse_action_type(value: Action_type | str) -> Action_type:
     """The action type named by ``value``.
 
     Case and ``-``/``_`` do not matter (``"network"``, ``"link-down"``), and
-    the route's own name ``links`` means UPDATE_LINKS.
+    a route's own name means its type (``links`` is UPDATE_LINKS).
     """
     if isinstance(value, Action_type):
         return value
     key = str(value).strip().upper().replace("-", "_")
-    if key in _ALIASES:
-        return _ALIASES[key]
-    try:
-        return Action_type(key)
-    except ValueError:
-        known = ", ".join(kind.value for kind in Action_type)
-        raise ExceptionFogifySDK(f"The action type {value} is not defined (known: {known}).") from None
+    for kind in Action_type:
+        if key in (kind.value, kind.route.upper()):
+            return kind
+    known = ", ".join(kind.value for kind in Action_type)
+    raise ExceptionFogifySDK(f"The action type {value} is not defined (known: {known}).")
 
 
 class ActionsMixin(HttpMixin):
@@ -67,7 +82,7 @@ class ActionsMixin(HttpMixin):
         return self._post_action(parse_action_type(action_type), kwargs)
 
     def _post_action(self, kind: Action_type, params: dict, timeout: float | None = -1.0) -> dict:
-        answer = self._call("POST", ACTION_PATHS[kind], json={"params": params},
+        answer = self._call("POST", kind.path, json={"params": params},
                             headers=_JSON_HEADERS, timeout=timeout)
         if not is_ok(answer):
             raise ExceptionFogifySDK(f"The API did not return proper response for that action ({answer})",
