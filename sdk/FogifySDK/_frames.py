@@ -18,6 +18,8 @@ import pandas as pd
 
 ANNOTATION_COLUMNS = ["timestamp", "annotation", "instance_name", "params"]
 
+TimeLike = "datetime | pd.Timestamp | float | int | str"  # a type alias for hints only: what naive_utc() accepts
+
 
 def utc_now() -> datetime:
     """The current time as a naive UTC datetime."""

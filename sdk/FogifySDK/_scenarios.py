@@ -1,17 +1,35 @@
-"""Client-side scenarios: turn the model's ``scenarios`` entries into a plan.
+"""Scenarios: timed actions, run by this client (Fogify's way) or by the server.
 
-The whole scenario is checked before its first wait, so a typo in the last
-action is reported at once instead of after minutes of an experiment.
+For the client's run the model's ``scenarios`` entries become a plan first;
+the whole scenario is checked before its first wait, so a typo in the last
+action is reported at once instead of after minutes of an experiment. The
+server's run is started, watched and cancelled through ``/scenarios/``.
 """
 
 from __future__ import annotations
 
 import copy
+import logging
+import math
+import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
-from ._actions import Action_type, parse_action_type
+import pandas as pd
+from tqdm import tqdm
+
+from ._actions import Action_type, ActionsMixin, parse_action_type
 from ._errors import ExceptionFogifySDK
+from ._frames import naive_utc, utc_now
+from ._http import SCENARIOS_URL
+from ._metrics import MetricsMixin
+from ._model import ModelMixin
+
+logger = logging.getLogger("FogifySDK")
+
+_SCENARIO_DONE = ("finished", "cancelled", "failed")
 
 # The seed's (getting-started) forms of horizontal scaling.
 _SCALING_FORMS = {
@@ -131,3 +149,143 @@ def _position(value: Any, where: str) -> int:
         return int(value)
     except (TypeError, ValueError):
         raise ExceptionFogifySDK(f"{where}.position: expected an integer, got {value!r}") from None
+
+
+class ScenariosMixin(ModelMixin, ActionsMixin, MetricsMixin):
+    """scenario_execution (client-timed) and run_scenario / scenario_status / cancel_scenario (server-timed)."""
+
+    def scenario_execution(self, name: str | None = None,
+                           remove_previous_metrics: bool = True) -> tuple[datetime, datetime]:
+        """Run a scenario of the model from this client, as Fogify does.
+
+        Each action waits its ``time`` (seconds after the previous action) and
+        is then posted; waits are measured on a monotonic clock from the start,
+        so slow answers do not push later actions back. The whole scenario is
+        checked first (an unknown name or action type raises before anything
+        runs); an action the API refuses is logged and the scenario goes on.
+        Returns (start, stop) as naive UTC datetimes, comparable with the
+        metrics index. :meth:`run_scenario` runs it on the server instead.
+        """
+        scenario = select_scenario(self.scenarios, name)
+        plan = plan_scenario(scenario)
+        label = scenario.get("name", name)
+        logger.info("Scenario %s execution process is started", label)
+        if remove_previous_metrics:
+            self.clean_metrics()
+        total = sum(step.time for step in plan)
+        start, origin, offset = utc_now(), time.monotonic(), 0.0
+        with tqdm(total=math.ceil(total), desc=f"Scenario {label}", unit="s") as bar:
+            for step in plan:
+                offset += step.time
+                self._sleep_until(origin + offset, bar, origin)
+                self._run_step(step)
+            _advance(bar, bar.total)
+        stop = utc_now()
+        logger.info("Scenario %s is finished", label)
+        if remove_previous_metrics:
+            try:
+                self.get_metrics()
+            except ExceptionFogifySDK as error:
+                logger.warning("Could not fetch the metrics after scenario %s: %s", label, error)
+        return start, stop
+
+    def _sleep_until(self, moment: float, bar: tqdm, origin: float) -> None:
+        while True:
+            now = time.monotonic()
+            _advance(bar, now - origin)
+            if now >= moment:
+                return
+            time.sleep(min(1.0, moment - now))
+
+    def _run_step(self, step: PlannedAction) -> None:
+        if step.action_type is None:
+            return
+        try:
+            self._post_action(step.action_type, step.params)
+            logger.info("Action %s is executed", step.action_type.value)
+        except ExceptionFogifySDK as error:
+            logger.error("There was a problem at the scenario execution process: %s (action %s %s)",
+                         error, step.action_type.value, step.params)
+
+    def run_scenario(self, name: str, wait: bool = True,
+                     timeout: float | None = None) -> tuple[datetime, datetime]:
+        """Start a scenario of the deployed model on the server (``POST /scenarios/<name>/``).
+
+        The API fires the actions on its own clock, so timing does not depend on
+        this client staying connected. With ``wait`` a bar runs over the planned
+        duration until the scenario ends (interrupting the wait cancels the
+        scenario); a scenario that fails raises. ``timeout`` bounds the wait
+        (default: planned duration + 60 s). Returns (start, end) as naive UTC
+        datetimes: the planned end without ``wait``, the actual end with it.
+        """
+        answer = self._call("POST", self._scenario_path(name))
+        if not isinstance(answer, dict):
+            raise ExceptionFogifySDK(f"The API answered the start of scenario {name} with {answer!r}")
+        start, end = naive_utc(answer.get("start")), naive_utc(answer.get("end"))
+        if not wait:
+            return _as_datetime(start), _as_datetime(end)
+        planned = (end - start).total_seconds() if start is not None and end is not None else 0.0
+        limit = timeout if timeout is not None else max(planned, 0.0) + 60.0
+        with tqdm(total=math.ceil(max(planned, 0.0)), desc=f"Scenario {name}", unit="s") as bar:
+            try:
+                status = self._wait_scenario(name, bar, limit)
+            except KeyboardInterrupt:
+                self._cancel_quietly(name)
+                raise
+        if status.get("state") == "failed":
+            raise ExceptionFogifySDK(f"Scenario {name} failed: {_failures(status)}", payload=status)
+        if status.get("state") == "cancelled":
+            logger.warning("Scenario %s was cancelled", name)
+        return (_as_datetime(naive_utc(status.get("start")) or start),
+                _as_datetime(naive_utc(status.get("end")) or end))
+
+    def _wait_scenario(self, name: str, bar: tqdm, limit: float) -> dict:
+        origin = time.monotonic()
+        while True:
+            status = self.scenario_status(name)
+            elapsed = time.monotonic() - origin
+            if status.get("state") in _SCENARIO_DONE:
+                _advance(bar, bar.total)
+                return status
+            _advance(bar, elapsed)
+            if elapsed >= limit:
+                raise ExceptionFogifySDK(f"Scenario {name} is still {status.get('state')} after {limit:.0f} s",
+                                         payload=status)
+            time.sleep(min(self.poll_interval, limit - elapsed))
+
+    def scenario_status(self, name: str | None = None) -> Any:
+        """A scenario's progress ``{name, state, start, end, actions: [...]}``; all of them without ``name``."""
+        return self._call("GET", SCENARIOS_URL if name is None else self._scenario_path(name))
+
+    def cancel_scenario(self, name: str) -> Any:
+        """Stop a running server-side scenario; actions already fired stay in effect."""
+        return self._call("DELETE", self._scenario_path(name))
+
+    def _cancel_quietly(self, name: str) -> None:
+        try:
+            self.cancel_scenario(name)
+        except ExceptionFogifySDK as error:
+            logger.warning("Could not cancel scenario %s: %s", name, error)
+
+    @staticmethod
+    def _scenario_path(name: str) -> str:
+        return f"{SCENARIOS_URL}{quote(str(name), safe='')}/"
+
+
+def _failures(status: dict) -> str:
+    failed = [action for action in status.get("actions") or []
+              if action.get("result") not in (None, "OK", "ok")]
+    if not failed:
+        return status.get("message") or "no details"
+    return "; ".join(f"{a.get('type')} on {a.get('instance_type')}: {a.get('result')}" for a in failed)
+
+
+def _advance(bar: tqdm, seconds: float) -> None:
+    """Move a seconds bar forward to ``seconds`` (never past its total, never back)."""
+    target = int(min(seconds, bar.total if bar.total is not None else seconds))
+    if target > bar.n:
+        bar.update(target - bar.n)
+
+
+def _as_datetime(value: pd.Timestamp | None) -> datetime | None:
+    return None if value is None else value.to_pydatetime()

@@ -550,7 +550,7 @@ class RecordingBar:
 
 
 def test_progress_bars_count_the_instances_the_api_lists(fogify, api, monkeypatch):
-    monkeypatch.setattr(importlib.import_module("FogifySDK.FogifySDK"), "tqdm", RecordingBar)
+    monkeypatch.setattr(importlib.import_module("FogifySDK._deployment"), "tqdm", RecordingBar)
     RecordingBar.bars = []
     answer_cleaning(api)
     api.answer("POST", "/topology/", DEPLOY_ANSWER)
