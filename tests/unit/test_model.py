@@ -218,3 +218,34 @@ def test_bad_action_parameters_name_the_field(kind, params, field):
     with pytest.raises(ModelError) as caught:
         parse_action(kind, params, model=load_model(SEED))
     assert caught.value.path == field
+
+
+def test_the_sdk_builders_and_model_builder_speak_one_vocabulary(tmp_path, monkeypatch) -> None:
+    """The same model built with Fogify's SDK calls and with ModelBuilder parses to the same Model."""
+    from FogifySDK import FogifySDK
+
+    lan = {"bandwidth": "10Mbps", "latency": {"delay": "10ms"}}
+    pair = {"properties": {"latency": {"delay": "40ms"}}}
+    compose = {"version": "3.7", "services": {"web": {"image": "fogify-net/base:latest"},
+                                               "db": {"image": "fogify-net/base:latest"}}}
+    monkeypatch.chdir(tmp_path)  # upload_file writes its file here
+    (tmp_path / "docker-compose.yaml").write_text(yaml.safe_dump(compose))
+    sdk = FogifySDK("http://127.0.0.1:9", "docker-compose.yaml")
+    sdk.add_node("small", cpu_cores=1, cpu_freq=1200, memory="256M")
+    sdk.add_bidirectional_network("lan", lan)
+    sdk.add_link("lan", "web", "db", pair)
+    sdk.add_topology_node("web", "web", "small", ["lan"], replicas=2)
+    sdk.add_topology_node("db", "db", "small", ["lan"])
+    handle = sdk.upload_file()
+    from_sdk = parse_model(yaml.safe_load(handle.read()))
+    handle.close()
+
+    m = ModelBuilder()
+    for name, service in compose["services"].items():
+        m.service(name, **service)
+    m.node("small", cores=1, clock_speed=1200, memory="256M")
+    m.network("lan", bidirectional=lan)
+    m.link("lan", "web", "db", **pair)
+    m.blueprint("web", node="small", service="web", networks=["lan"], replicas=2)
+    m.blueprint("db", node="small", service="db", networks=["lan"])
+    assert m.build() == from_sdk
