@@ -261,7 +261,8 @@ def test_the_thread_samples_on_schedule_and_counters_only_grow(lab: Lab, store: 
 def test_scaled_out_instances_join_and_removed_ones_drop_out(lab: Lab, sampler: Sampler) -> None:
     # Runs last among the tests that use c: it removes c's container.
     running = {"a": lab.targets["a"]}
-    sampler.targets = lambda: list(running.values())
+    reader = CounterReader()
+    sampler.source = lambda: reader.read(list(running.values()))
     assert set(sampler.sample_once()) == {name(lab, "a")}
 
     running["b"] = lab.targets["b"]  # scale out: sampled from the next round

@@ -24,6 +24,7 @@ from statistics import median
 import pytest
 
 from fogify_net.backends.swarm import SwarmBackend
+from fogify_net.backends.swarm.services import running_tasks
 from fogify_net.compile.plan import compile_model
 from fogify_net.compile.resources import HostFacts
 from fogify_net.model import ModelBuilder, parse_model_text
@@ -308,7 +309,8 @@ def test_single_node_swarm(image_archive: Path, clean: None) -> None:
             # Scale-out counts per label (Fogify counted the whole stack): web 2 -> 3, db stays 1.
             added = backend.scale_out("web", 1)
             assert [i.name for i in added] == ["web.3"]
-            assert len(backend._running_tasks("db")) == 1 and len(backend._running_tasks("web")) == 3
+            assert len(running_tasks(backend._services["db"])) == 1
+            assert len(running_tasks(backend._services["web"])) == 3
             web3 = task_pid(cluster, backend, "web.3")
             mbps = report("TCP web.3 (new) -> web.1, Mbit/s", tcp_mbps(web3, web1, ip_of(backend, "web.1", "lan")))
             assert 9.0 <= mbps <= 10.5
@@ -322,7 +324,8 @@ def test_single_node_swarm(image_archive: Path, clean: None) -> None:
 
             removed = backend.scale_in("web", 2)
             assert len(removed) == 2 and len(backend.plan.instances_of("web")) == 1
-            assert len(backend._running_tasks("web")) == 1 and len(backend._running_tasks("db")) == 1
+            assert len(running_tasks(backend._services["web"])) == 1
+            assert len(running_tasks(backend._services["db"])) == 1
         finally:
             backend.teardown()
         assert cluster.manager.docker("service", "ls", "--quiet").split() == []
