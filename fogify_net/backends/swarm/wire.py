@@ -27,6 +27,11 @@ from ...model.actions import Stress
 from ...model.schema import QoS
 
 
+def optional(raw: dict, key: str, kind: type):
+    """raw[key] as `kind`, or None when absent or null."""
+    return kind(raw[key]) if raw.get(key) is not None else None
+
+
 def qos_to_json(qos: QoS) -> dict:
     return asdict(qos)
 
@@ -129,7 +134,7 @@ class ExecRequest:
     def from_json(cls, raw: dict) -> ExecRequest:
         command = raw["command"]
         return cls(str(raw["container"]), command if isinstance(command, str) else tuple(map(str, command)),
-                   bool(raw.get("wait")), float(raw["timeout"]) if raw.get("timeout") is not None else None)
+                   bool(raw.get("wait")), optional(raw, "timeout", float))
 
 
 @dataclass(frozen=True)
@@ -144,10 +149,8 @@ class ResourcesRequest:
 
     @classmethod
     def from_json(cls, raw: dict) -> ResourcesRequest:
-        def number(key: str) -> int | None:
-            return int(raw[key]) if raw.get(key) is not None else None
-
-        return cls(str(raw["container"]), number("cpu_quota"), number("cpu_period"), number("memory"))
+        return cls(str(raw["container"]), optional(raw, "cpu_quota", int), optional(raw, "cpu_period", int),
+                   optional(raw, "memory", int))
 
 
 @dataclass(frozen=True)
@@ -165,9 +168,7 @@ class StressRequest:
 
     @classmethod
     def from_json(cls, raw: dict) -> StressRequest:
-        def optional(key: str, kind: type) -> float | int | None:
-            return kind(raw[key]) if raw.get(key) is not None else None
-
-        stress = Stress(target=None, duration=float(raw["duration"]), cpu=optional("cpu", float),
-                        io=optional("io", float), vm=optional("vm", float), vm_bytes=optional("vm_bytes", int))
+        stress = Stress(target=None, duration=float(raw["duration"]), cpu=optional(raw, "cpu", float),
+                        io=optional(raw, "io", float), vm=optional(raw, "vm", float),
+                        vm_bytes=optional(raw, "vm_bytes", int))
         return cls(str(raw["container"]), float(raw["cpus"]), stress)
