@@ -1,8 +1,11 @@
-"""Fogify's answer shapes for a deploy: what its SDK reads back (fogify.md §1.6)."""
+"""Fogify's answer shapes: what its SDK and its users' scripts read back (fogify.md §1.6, §2.1)."""
 
 from __future__ import annotations
 
-from fogify_net.compile.plan import Plan
+import hashlib
+
+from fogify_net.backends.base import TaskFacts
+from fogify_net.compile.plan import InstancePlan, Plan
 
 
 def swarm_representation(plan: Plan) -> dict:
@@ -46,3 +49,53 @@ def network_rules(plan: Plan) -> dict:
                 "capacity": network.capacity,
             }
     return rules
+
+
+def swarm_tasks(tasks: dict[str, list[tuple[InstancePlan, TaskFacts]]]) -> dict[str, list[dict]]:
+    """GET /topology/ as Fogify answers it on Swarm: `fogify_<label>` -> that service's task objects.
+
+    Published Fogify scripts read a replica's container and address from here,
+    e.g. `info["fogify_node"][i]["Status"]["ContainerStatus"]["ContainerID"]` (for
+    `docker exec`) and `info["fogify_node"][i]["NetworksAttachments"][0]["Addresses"][0]`
+    (`"10.0.1.5/24"`); Fogify's SDK sums the lengths of the lists. Attachments
+    follow the order of the blueprint's networks; a crashed instance is a failed task.
+    """
+    return {f"fogify_{label}": [_task(instance, facts) for instance, facts in entries]
+            for label, entries in tasks.items()}
+
+
+def _task(instance: InstancePlan, facts: TaskFacts) -> dict:
+    desired = "running" if facts.state == "running" else "shutdown"
+    return {
+        "ID": facts.id,
+        "Version": {"Index": 1},
+        "CreatedAt": facts.created,
+        "UpdatedAt": facts.created,
+        "Labels": {},
+        "Spec": {
+            "ContainerSpec": {"Image": instance.service.image,
+                              "Env": [f"{k}={v}" for k, v in instance.environment().items()]},
+            "Resources": {"Limits": {"NanoCPUs": int(instance.cpus * 1e9), "MemoryBytes": int(instance.memory)}},
+        },
+        "ServiceID": _stable_id(f"service:{instance.label}"),
+        "Slot": instance.slot,
+        "NodeID": facts.node_id,
+        "Status": {
+            "Timestamp": facts.created,
+            "State": facts.state,
+            "Message": "started" if facts.state == "running" else facts.state,
+            "ContainerStatus": {"ContainerID": facts.container_id, "PID": facts.pid, "ExitCode": 0},
+            "PortStatus": {},
+        },
+        "DesiredState": desired,
+        "NetworksAttachments": [
+            {"Network": {"ID": _stable_id(f"network:{i.network}"), "Spec": {"Name": i.network}},
+             "Addresses": [i.cidr]}
+            for i in instance.interfaces
+        ],
+    }
+
+
+def _stable_id(text: str) -> str:
+    """A Swarm-looking 25-character id that stays the same for the same name."""
+    return hashlib.sha1(text.encode()).hexdigest()[:25]

@@ -127,8 +127,9 @@ def cmd_api(args) -> int:
         options = {"manager_url": args.manager, "agents": dict(_pair(item, "--agent") for item in args.agent),
                    "agent_port": args.agent_port, "token": os.environ.get("FOGIFY_AGENT_TOKEN")}
     try:
-        controller = Controller(data_dir=args.data_dir, shaping=args.shaping, interval=args.interval,
-                                host_mhz=args.host_mhz, backend=args.backend, backend_options=options)
+        controller = Controller(data_dir=args.data_dir, run_dir=str(RUN_DIR), shaping=args.shaping,
+                                interval=args.interval, host_mhz=args.host_mhz, backend=args.backend,
+                                backend_options=options)
         serve(controller, args.host, args.port, token)
     finally:
         if args.pid_file:

@@ -18,9 +18,9 @@ from typing import Any
 
 from . import backends
 from .actions.runner import ActionRunner
-from .backends import Backend, Samples
+from .backends import Backend, Samples, TaskFacts
 from .compile.addressing import DEFAULT_POOL
-from .compile.plan import Plan, compile_model
+from .compile.plan import InstancePlan, Plan, compile_model
 from .errors import BadRequest, Conflict, NotFound
 from .host.capabilities import Capabilities, probe
 from .host.facts import read_host_facts
@@ -114,20 +114,26 @@ class Controller:
         self.store.annotate("DEPLOY", "Topology", None)
 
     def undeploy(self, wait: bool = False) -> None:
+        """Start the teardown in a thread; with `wait`, return when it (or one under way) has finished."""
+        while True:
+            with self._lock:
+                bring_up = self._worker if self.status == "deploying" else None
+            if bring_up is None or not bring_up.is_alive():
+                break
+            bring_up.join()  # the bring-up holds the emulation's lock; let it finish or fail (not under ours)
         with self._lock:
             if self.status == "idle":
                 raise Conflict("The system is available.")
-            if self.status == "undeploying":
-                return
-            if self.status == "deploying" and self._worker is not None:
-                self._worker.join()  # the bring-up holds the emulation's lock; let it finish or fail
-            emulation = self.emulation
-            self._set("undeploying", "")
-            self.store.annotate("STOP", "Topology", None)
-            self._worker = threading.Thread(target=self._undeploy, args=(emulation,), daemon=True, name="undeploy")
-            self._worker.start()
-        if wait:
-            self._worker.join()
+            if self.status != "undeploying":
+                emulation = self.emulation
+                self._set("undeploying", "")
+                self.store.annotate("STOP", "Topology", None)
+                self._worker = threading.Thread(target=self._undeploy, args=(emulation,), daemon=True,
+                                                name="undeploy")
+                self._worker.start()
+            worker = self._worker
+        if wait and worker is not None:
+            worker.join()
 
     def _undeploy(self, emulation: Backend | None) -> None:
         self.scenarios.cancel()
@@ -146,11 +152,17 @@ class Controller:
         self.store.annotate("UNDEPLOY", "Topology", None)
 
     def close(self) -> None:
-        """Stop sampling and take down whatever runs (the API is shutting down)."""
+        """Take down whatever runs, and return only when it is gone (the API is shutting down).
+
+        An undeploy already under way (a client's DELETE a moment before the
+        signal) is waited for too: returning earlier would end the process with
+        the switch ports, rules and helpers half removed.
+        """
         if self.status not in ("idle", "error"):
             self.undeploy(wait=True)
-        elif self._worker is not None:
-            self._worker.join()
+        worker = self._worker
+        if worker is not None:
+            worker.join()
         self.sampler.stop()
         self.flows.stop()
         self.store.close()
@@ -158,21 +170,38 @@ class Controller:
     # --- what is deployed -----------------------------------------------------------------------
 
     def topology(self) -> dict[str, list[str]]:
-        """Fogify's progress shape: label -> instances that are up.
+        """Label -> names of the instances listed by GET /topology/ (see `tasks`)."""
+        grouped: dict[str, list[str]] = {}
+        for label, entries in self.tasks().items():
+            grouped[label] = [instance.name for instance, _ in entries]
+        return grouped
+
+    def tasks(self) -> dict[str, list[tuple[InstancePlan, TaskFacts]]]:
+        """Fogify's progress: label -> (instance, its container) for every instance that has one.
 
         While deploying, the count stops one short of the total until shaping
         and names are in place, so a client that waits for the full count
-        (Fogify's SDK does) never starts before the network is ready.
+        (Fogify's SDK does) never starts before the network is ready. While
+        undeploying it stays above zero until the links, rules and helpers are
+        gone too, so a client that waits for zero (Fogify's SDK does) never
+        deploys again onto names still taken. Crashed instances are listed as
+        failed tasks, as Swarm lists a dead one.
         """
         emulation = self.emulation
-        if emulation is None or self.status == "idle":
+        status = self.status
+        if emulation is None or status == "idle":
             return {}
-        names = list(emulation.started())
-        if self.status == "deploying":
-            names = names[: max(0, len(emulation.plan.instances) - 1)]
-        grouped: dict[str, list[str]] = {}
-        for name in sorted(names):
-            grouped.setdefault(name.rsplit(".", 1)[0], []).append(name)
+        facts = emulation.task_facts()
+        instances = [i for i in emulation.plan.instances if i.name in facts]
+        if status == "deploying":
+            instances = instances[: max(0, len(emulation.plan.instances) - 1)]
+        elif status == "undeploying" and not instances and emulation.plan.instances:
+            first = emulation.plan.instances[0]
+            facts = {first.name: TaskFacts(id="", node_id="", container_id="", pid=0, state="shutdown", created="")}
+            instances = [first]
+        grouped: dict[str, list[tuple[InstancePlan, TaskFacts]]] = {}
+        for instance in sorted(instances, key=lambda i: (i.label, i.slot)):
+            grouped.setdefault(instance.label, []).append((instance, facts[instance.name]))
         return grouped
 
     def report(self) -> dict:

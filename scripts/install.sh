@@ -9,11 +9,14 @@
 #
 #   --no-images   skip building fogify-net/base:latest and the taxi example's image
 #
-# Environment: FOGIFY_NET_VENV (default /opt/fogify-net/venv).
+# Environment: FOGIFY_NET_VENV (default /opt/fogify-net/venv); FOGIFY_PUBLISHED_SDK_VENV
+# (default /opt/fogify-net/fogifysdk-0.0.3: Fogify's own SDK from PyPI, for the tests).
 set -Eeuo pipefail
 
 REPO=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)
 VENV=${FOGIFY_NET_VENV:-/opt/fogify-net/venv}
+FOGIFYSDK_VERSION=0.0.3
+FOGIFYSDK_VENV=${FOGIFY_PUBLISHED_SDK_VENV:-/opt/fogify-net/fogifysdk-$FOGIFYSDK_VERSION}
 PREFIX=/usr/local
 DELAYLINE=$REPO/fogify_net/host/delayline
 DOCKERD_LOG=/var/log/dockerd.log
@@ -42,7 +45,7 @@ step() {
     printf '==> %s\n' "$1"
 }
 
-usage() { sed -n '2,12s/^# \{0,1\}//p' "$0"; }
+usage() { sed -n '2,13s/^# \{0,1\}//p' "$0"; }
 
 images=1
 for arg in "$@"; do
@@ -175,6 +178,27 @@ else
 fi
 ln -sfn "$VENV/bin/fogify-net" "$PREFIX/bin/fogify-net"
 echo "    $PREFIX/bin/fogify-net -> $VENV/bin/fogify-net"
+
+# --- Fogify's published SDK, for the tests that run real Fogify users' scripts --------
+# Its import name (FogifySDK) is the same as ours, so it lives in a venv of its own. The
+# wheel declares no dependencies (fogify.md §3.1): they are listed here, unpinned as its users have them.
+step "Fogify's published SDK fogifysdk==$FOGIFYSDK_VERSION"
+published_sdk_ok() {
+    [ -x "$FOGIFYSDK_VENV/bin/python" ] && (cd / && "$FOGIFYSDK_VENV/bin/python" -c '
+import sys
+from importlib.metadata import version
+import FogifySDK.FogifySDK, pandas, requests, tqdm, yaml
+sys.exit(0 if version("fogifysdk") == sys.argv[1] else 1)' "$FOGIFYSDK_VERSION") >/dev/null 2>&1
+}
+if published_sdk_ok; then
+    echo "    installed in $FOGIFYSDK_VENV"
+else
+    rm -rf "$FOGIFYSDK_VENV"
+    /usr/bin/python3 -m venv "$FOGIFYSDK_VENV"
+    "$FOGIFYSDK_VENV/bin/pip" install -q "fogifysdk==$FOGIFYSDK_VERSION" pandas requests pyyaml tqdm matplotlib
+    published_sdk_ok || die "Fogify's SDK does not import from $FOGIFYSDK_VENV after pip install"
+    echo "    installed in $FOGIFYSDK_VENV with pandas, requests, pyyaml, tqdm, matplotlib"
+fi
 
 # --- the walkthrough's API address ------------------------------------------------
 # The getting-started guide talks to http://controller:5000; on this machine that is the local API.

@@ -6,7 +6,7 @@ from flask import Blueprint, jsonify, request
 
 from fogify_net.errors import BadRequest
 
-from ..compat import network_rules, swarm_representation
+from ..compat import network_rules, swarm_representation, swarm_tasks
 from . import controller
 
 bp = Blueprint("topology", __name__)
@@ -21,11 +21,11 @@ def _status_headers(response):
 
 @bp.get("/topology/")
 def progress():
-    """Label -> instances that are up; the status word travels in headers (Fogify's SDK sums the lists)."""
+    """`fogify_<label>` -> task objects, as Fogify on Swarm; the status word travels in headers."""
     c = controller()
     if c.status == "error":
         return _status_headers(jsonify(message=c.message, status=c.status)), 500
-    return _status_headers(jsonify(c.topology()))
+    return _status_headers(jsonify(swarm_tasks(c.tasks())))
 
 
 @bp.post("/topology/")

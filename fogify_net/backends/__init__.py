@@ -11,7 +11,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-from .base import Backend, DeployError, Progress, Samples, StateCallback
+from .base import Backend, DeployError, Progress, Samples, StateCallback, TaskFacts
 
 REGISTRY: dict[str, str] = {
     "local": "fogify_net.backends.local:LocalBackend",
@@ -32,4 +32,4 @@ def create(name: str, plan, on_state: StateCallback | None = None, **options: An
     return backend_class(name)(plan, on_state=on_state, **options)
 
 
-__all__ = ["REGISTRY", "Backend", "DeployError", "Progress", "Samples", "StateCallback", "backend_class", "create"]
+__all__ = ["REGISTRY", "Backend", "DeployError", "Progress", "Samples", "StateCallback", "TaskFacts", "backend_class", "create"]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, ClassVar
 
 from ..errors import FogifyError
@@ -38,6 +39,21 @@ Samples = dict[str, dict[str, float]]  # instance -> metric -> value
 
 class DeployError(RuntimeError):
     """The deployment could not be brought up; everything it made has been removed."""
+
+
+@dataclass(frozen=True)
+class TaskFacts:
+    """What a client can act on for one instance: the container behind it, as Swarm describes a task.
+
+    `state` is Swarm's word: `running`, or `failed` for an instance the crash action stopped.
+    """
+
+    id: str  # the task id (Swarm's; on this machine the container's short id)
+    node_id: str  # the Swarm node (on this machine, its hostname)
+    container_id: str  # the Docker container id, usable with `docker exec` on that node
+    pid: int  # the container's init pid on that node, 0 when it does not run
+    state: str
+    created: str  # when the container was created, RFC 3339 as Docker writes it
 
 
 def no_progress(done: int, total: int, what: str) -> None:
@@ -102,6 +118,10 @@ class Backend(ABC):
     @abstractmethod
     def started(self) -> list[str]:
         """Instances whose container runs now (crashed ones do not)."""
+
+    @abstractmethod
+    def task_facts(self) -> dict[str, TaskFacts]:
+        """Every instance that has a container (running or crashed): its container, node and pid."""
 
     # --- runtime changes (the plan holds the new state already) -------------------------------
 

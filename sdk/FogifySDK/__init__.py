@@ -3,7 +3,8 @@
     from FogifySDK import FogifySDK, ExceptionFogifySDK
 """
 
+from ._deployment import instance_names
 from .FogifySDK import Action_type, ExceptionFogifySDK, FogifySDK
 
-__all__ = ["Action_type", "ExceptionFogifySDK", "FogifySDK"]
+__all__ = ["Action_type", "ExceptionFogifySDK", "FogifySDK", "instance_names"]
 __version__ = "0.1.0"

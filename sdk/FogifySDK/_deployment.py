@@ -20,6 +20,19 @@ from ._model import ModelMixin
 
 logger = logging.getLogger("FogifySDK")
 
+_SERVICE_PREFIX = "fogify_"
+
+
+def instance_names(topology: dict) -> dict[str, list[str]]:
+    """``{label: [<label>.<slot>, ...]}`` of the running tasks in a ``GET /topology/`` answer."""
+    names: dict[str, list[str]] = {}
+    for service, tasks in (topology or {}).items():
+        label = service[len(_SERVICE_PREFIX):] if service.startswith(_SERVICE_PREFIX) else service
+        running = [t for t in tasks if isinstance(t, dict) and (t.get("Status") or {}).get("State") == "running"]
+        if running:
+            names[label] = [f"{label}.{t['Slot']}" for t in sorted(running, key=lambda t: t.get("Slot", 0))]
+    return names
+
 _DEPLOYMENT_ACTIVE = ("deploying", "running", "degraded", "undeploying")
 
 
@@ -168,8 +181,18 @@ class DeploymentMixin(ModelMixin, MetricsMixin):
         return count, status, message
 
     def info(self) -> Any:
-        """The API's ``GET /topology/`` answer, unchanged: ``{label: [instance, ...]}``."""
+        """The API's ``GET /topology/`` answer, unchanged, as Fogify gives it on Swarm.
+
+        ``{"fogify_<label>": [task, ...]}``, a task being Swarm's object: ``Slot``,
+        ``Status.State``, ``Status.ContainerStatus.ContainerID`` (for ``docker exec``)
+        and ``NetworksAttachments[k].Addresses[0]`` (``"10.0.1.5/24"``), in the order of
+        the blueprint's networks.
+        """
         return self._call("GET", TOPOLOGY_URL)
+
+    def instances(self) -> dict[str, list[str]]:
+        """Label -> names of its running instances (``<label>.<slot>``), read from ``info()``."""
+        return instance_names(self.info())
 
     def status(self) -> dict:
         """The API's state: ``{status, message, shaping, instances: [...]}`` (fogify-net)."""

@@ -11,6 +11,7 @@ import requests
 import yaml
 
 from fogify_net.host.cgroups import cgroup_dirs
+from FogifySDK import instance_names
 
 from .conftest import BASE_IMAGE, assert_clean, iperf, snapshot, wait_until
 
@@ -83,7 +84,7 @@ def deployed(api):
 
     final = wait_until(progress, timeout=60, interval=0.2)
     assert final.headers["X-Fogify-Status"] == "running", final.text
-    assert final.json() == {"client": ["client.1", "client.2"], "edge": ["edge.1"], "server": ["server.1"]}
+    assert instance_names(final.json()) == {"client": ["client.1", "client.2"], "edge": ["edge.1"], "server": ["server.1"]}
     return url, controller
 
 
@@ -263,10 +264,10 @@ def test_scale_out_is_reachable_shaped_and_named_then_scale_in(deployed):
     assert new.cmd("tc qdisc show dev eth0").startswith("qdisc htb")
     code, out = host(controller, "server.1").dexec(["getent", "hosts", "client.3"])
     assert code == 0 and out.split()[0] == ip(controller, "client.3", "lan")
-    assert "client.3" in requests.get(f"{url}/topology/").json()["client"]
+    assert "client.3" in instance_names(requests.get(f"{url}/topology/").json())["client"]
     r = act(url, "horizontal_scaling", instance_type="client", instances=1, type="down")
     assert r.json()["instances"] == ["client.3"]
-    assert requests.get(f"{url}/topology/").json()["client"] == ["client.1", "client.2"]
+    assert instance_names(requests.get(f"{url}/topology/").json())["client"] == ["client.1", "client.2"]
     assert host(controller, "server.1").dexec(["getent", "hosts", "client.3"])[0] != 0
 
 

@@ -245,7 +245,7 @@ def test_deploy_waits_for_every_instance_and_the_shaping(deployed, sdk):
 
 
 def test_info_and_status(deployed, sdk):
-    assert sdk.info() == INSTANCES
+    assert sdk.instances() == INSTANCES
     status = sdk.status()
     assert status["status"] == "running" and status["shaping"]["mechanism"] in ("netem", "userspace")
     instances = {i["name"]: i for i in status["instances"]}
@@ -442,11 +442,11 @@ def test_partition_and_heal_between_two_labels(deployed, sdk):
 def test_horizontal_scaling_up_and_down(deployed, sdk):
     controller = deployed["controller"]
     assert sdk.horizontal_scaling_up("client") == {"message": "OK", "instances": ["client.3"]}
-    assert sdk.info()["client"] == ["client.1", "client.2", "client.3"]
+    assert sdk.instances()["client"] == ["client.1", "client.2", "client.3"]
     # The new replica is shaped like its label, per-peer link included.
     assert rtt(controller, sdk, "client.3", "server.1", "lan") == pytest.approx(30 + 1 + 1 + 10, abs=4)
     assert sdk.horizontal_scaling_down("client") == {"message": "OK", "instances": ["client.3"]}
-    assert sdk.info() == INSTANCES
+    assert sdk.instances() == INSTANCES
     assert "client.3" not in {i["name"] for i in sdk.status()["instances"]}
 
 
@@ -458,7 +458,7 @@ def test_crash_and_restart(deployed, sdk):
     assert container.status == "exited"
     assert not reaches(controller, sdk, "server.1", "edge.1", "wan")
     assert next(i for i in sdk.status()["instances"] if i["name"] == "edge.1")["state"] == "crashed"
-    assert "edge" not in sdk.info()
+    assert "edge" not in sdk.instances()
     # Actions inside it are refused with a reason; actions elsewhere, and on its links, go on.
     error = error_of(sdk.command, "edge.1", "true", wait=True)
     assert error.status_code == 409 and error.message.startswith("edge.1 is crashed: restart it")
@@ -468,7 +468,7 @@ def test_crash_and_restart(deployed, sdk):
     assert sdk.link_down("edge.1", "wan")["message"] == "OK" and sdk.link_up("edge.1", "wan")["message"] == "OK"
     assert sdk.restart("edge.1") == {"message": "OK", "instances": ["edge.1"]}
     assert reaches(controller, sdk, "server.1", "edge.1", "wan")
-    assert sdk.info() == INSTANCES
+    assert sdk.instances() == INSTANCES
     assert rtt(controller, sdk, "edge.1", "server.1", "wan") == pytest.approx(30 + 5 + 5 + 5, abs=4)  # kept
 
 
@@ -534,7 +534,7 @@ def test_unknown_targets_raise_the_apis_404_message(deployed, sdk):
     assert error.status_code == 404 and error.message.startswith("unknown network 'nowhere'")
     error = error_of(sdk.update_network, "client", "lan", {"uplink": {"bandwidth": "fast"}})
     assert error.status_code == 400 and error.field == "params.network.uplink.bandwidth"
-    assert sdk.info() == INSTANCES  # nothing changed
+    assert sdk.instances() == INSTANCES  # nothing changed
 
 
 def test_undeploy_removes_everything(deployed, sdk):

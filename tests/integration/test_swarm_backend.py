@@ -486,7 +486,7 @@ def test_api_cli_and_sdk_on_a_swarm(image_archive: Path, clean: None, tmp_path: 
             fogify = FogifySDK(url, str(model))
             fogify.deploy(timeout=120)
             fogify.horizontal_scaling_up("web", 1)
-            assert sorted(requests.get(f"{url}/topology/", timeout=5).json()["web"]) == ["web.1", "web.2"]
+            assert fogify.instances()["web"] == ["web.1", "web.2"]
             results = fogify.command("web", "sh -c 'echo $FOGIFY_INSTANCE'", num_of_instances=2, wait=True)
             assert sorted(r["output"].strip() for r in results.values()) == ["web.1", "web.2"]
             status = subprocess.run([sys.executable, "-m", "fogify_net.cli", "status", "--url", url],

@@ -36,6 +36,9 @@ class StandInController:
     def topology(self) -> dict:
         return {}
 
+    def tasks(self) -> dict:
+        return {}
+
 
 @pytest.fixture(scope="module")
 def spec() -> dict:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
@@ -31,7 +32,7 @@ from ...host.containers import docker_client
 from ...host.counters import CounterReader, SampleTarget
 from ...host.kernel import KernelError, ip_batch, iptables_ensure, iptables_remove, nft_apply, run
 from ...host.stress import StressRunner
-from ..base import Backend, DeployError, Progress, Samples, StateCallback
+from ..base import Backend, DeployError, Progress, Samples, StateCallback, TaskFacts
 from .bridge import FogBridge, PreparedLink
 from .checks import check_images, check_leftovers
 from .containers import first_stopped, kill_init, remove_container, start_container
@@ -265,6 +266,19 @@ class LocalBackend(Backend):
     def started(self) -> list[str]:
         """Instances whose container runs (deploy and undeploy progress); crashed ones do not."""
         return [name for name in self._containers if name not in self.crashed]
+
+    def task_facts(self) -> dict[str, TaskFacts]:
+        """Each instance's container as a Swarm task would name it; this machine is the only node."""
+        node = socket.gethostname()
+        facts = {}
+        for name, container in list(self._containers.items()):
+            crashed = name in self.crashed
+            host = self.hosts.get(name)
+            facts[name] = TaskFacts(
+                id=container.id[:25], node_id=node, container_id=container.id,
+                pid=0 if crashed or host is None else host.cpid,
+                state="failed" if crashed else "running", created=container.attrs.get("Created", ""))
+        return facts
 
     def _parallel(self, fn: Callable, items: list) -> None:
         if not items:

@@ -49,7 +49,7 @@ from ...compile.plan import InstancePlan, InterfacePlan, Plan, add_instances
 from ...compile.shaping import interface_shaping
 from ...errors import BadRequest, Conflict
 from ...model.errors import ModelError
-from ..base import Backend, Progress, Samples, StateCallback
+from ..base import Backend, Progress, Samples, StateCallback, TaskFacts
 from .agents import AGENT_PORT, AgentClient
 from .services import (
     SwarmError,
@@ -180,6 +180,12 @@ class SwarmBackend(Backend):
     def started(self) -> list[str]:
         return [name for name in self._tasks if name not in self.crashed]
 
+    def task_facts(self) -> dict[str, TaskFacts]:
+        """The Swarm tasks that hold the instances now (ids, nodes and containers are Swarm's own)."""
+        return {name: TaskFacts(id=task["task"], node_id=task["node"], container_id=task["container"],
+                                pid=task.get("pid", 0), state="running", created=task.get("created", ""))
+                for name, task in list(self._tasks.items())}
+
     # --- Swarm tasks --------------------------------------------------------------------------
 
     def _converge(self, progress: Progress) -> None:
@@ -231,8 +237,11 @@ class SwarmBackend(Backend):
             for interface in instance.interfaces:
                 if interface.network in addresses:
                     interface.ip = IPv4Address(IPv4Interface(addresses[interface.network]).ip)
-            self._tasks[instance.name] = {"container": task["Status"]["ContainerStatus"]["ContainerID"],
-                                          "node": node, "hostname": hostnames[node], "task": task["ID"]}
+            status = task["Status"]
+            self._tasks[instance.name] = {"container": status["ContainerStatus"]["ContainerID"],
+                                          "node": node, "hostname": hostnames[node], "task": task["ID"],
+                                          "pid": int(status["ContainerStatus"].get("PID") or 0),
+                                          "created": task.get("CreatedAt", "")}
         return gone
 
     # --- agents ------------------------------------------------------------------------------
