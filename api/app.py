@@ -18,14 +18,40 @@ from .routes import actions, monitoring, scenarios, status, topology
 log = logging.getLogger(__name__)
 
 
-def create_app(controller: Controller, token: str | None = None) -> Flask:
-    """The API for `controller`. With a `token`, every request must carry `Authorization: Bearer <token>`."""
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1", "controller")  # `controller`: the getting-started guide's name
+STATE_CHANGING = ("POST", "PUT", "PATCH", "DELETE")
+
+
+def create_app(controller: Controller, token: str | None = None, host: str = "127.0.0.1",
+               names: tuple[str, ...] = ()) -> Flask:
+    """The API for `controller`. With a `token`, every request must carry `Authorization: Bearer <token>`.
+
+    Without a token (loopback), a request must name this API in its Host header
+    (the address it listens on, a loopback name, `controller`, or one of `names`):
+    a web page whose own name resolves to 127.0.0.1 (DNS rebinding) is refused.
+    A state-changing request that carries an `Origin` must come from this API's own
+    origin: a browser sends one on every cross-site POST, the SDKs and the CLI none.
+    """
     app = Flask(__name__)
     app.config["CONTROLLER"] = controller
     app.config["MAX_CONTENT_LENGTH"] = 16 * 2**20
     app.json.sort_keys = False
     for blueprint in (topology.bp, monitoring.bp, actions.bp, scenarios.bp, status.bp):
         app.register_blueprint(blueprint)
+
+    allowed = {name.lower().strip("[]") for name in (*LOOPBACK_NAMES, host, *names)}
+
+    @app.before_request
+    def same_origin():
+        asked = _hostname(request.host)
+        if not token and asked not in allowed:
+            return jsonify(message=f"Host {request.host!r} is not this API's name; use one of "
+                                   f"{', '.join(sorted(allowed))} (or start it with --name)"), 403
+        origin = request.headers.get("Origin")
+        if origin is not None and request.method in STATE_CHANGING and origin != f"{request.scheme}://{request.host}":
+            return jsonify(message=f"cross-origin {request.method} refused (Origin {origin!r}): web pages "
+                                   "cannot drive the API"), 403
+        return None
 
     if token:
         @app.before_request
@@ -53,3 +79,11 @@ def create_app(controller: Controller, token: str | None = None) -> Flask:
         return jsonify(message=f"internal error: {error}"), 500
 
     return app
+
+
+def _hostname(host_header: str) -> str:
+    """The name of a Host header without its port: `localhost:5000` -> localhost, `[::1]:5000` -> ::1."""
+    host_header = host_header.strip().lower()
+    if host_header.startswith("["):
+        return host_header[1:].split("]", 1)[0]
+    return host_header.rsplit(":", 1)[0] if host_header.count(":") == 1 else host_header

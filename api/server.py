@@ -16,9 +16,12 @@ log = logging.getLogger(__name__)
 
 
 def serve(controller: Controller, host: str = "127.0.0.1", port: int = 5000, token: str | None = None,
-          ready: threading.Event | None = None) -> None:
-    """Serve until SIGTERM or SIGINT, then undeploy whatever runs and return."""
-    server = make_server(host, port, create_app(controller, token), threaded=True)
+          ready: threading.Event | None = None, names: tuple[str, ...] = ()) -> None:
+    """Serve until SIGTERM or SIGINT, then undeploy whatever runs and return (after it is gone).
+
+    `names`: more host names clients may use for this API (the Host header check).
+    """
+    server = make_server(host, port, create_app(controller, token, host=host, names=names), threaded=True)
     stop = threading.Event()
 
     def shutdown(signum, _frame) -> None:

@@ -129,8 +129,8 @@ def cmd_api(args) -> int:
     try:
         controller = Controller(data_dir=args.data_dir, run_dir=str(RUN_DIR), shaping=args.shaping,
                                 interval=args.interval, host_mhz=args.host_mhz, backend=args.backend,
-                                backend_options=options)
-        serve(controller, args.host, args.port, token)
+                                backend_options=options, allow_host_access=args.allow_host_access)
+        serve(controller, args.host, args.port, token, names=tuple(args.name))
     finally:
         if args.pid_file:
             Path(args.pid_file).unlink(missing_ok=True)
@@ -274,6 +274,13 @@ def main(argv: list[str] | None = None) -> int:
     api.add_argument("--data-dir", default=os.environ.get("FOGIFY_DATA_DIR", "/var/lib/fogify-net"))
     api.add_argument("--host-mhz", type=float, help="host clock for the CPU formula (default: measured)")
     api.add_argument("--pid-file")
+    api.add_argument("--allow-host-access", action="store_true",
+                     help="deploy models whose services reach into the host (privileged, host bind mounts, "
+                          "cap_add beyond NET_ADMIN/NET_RAW/NET_BIND_SERVICE/SYS_NICE/IPC_LOCK, pid/network/ipc: "
+                          "host, devices); refused with 403 otherwise")
+    api.add_argument("--name", action="append", default=[], metavar="HOSTNAME",
+                     help="another name clients reach this API by (the Host header check; loopback names, "
+                          "'controller' and the listening address are always accepted); repeatable")
     api.add_argument("--backend", choices=sorted(REGISTRY), default=os.environ.get("FOGIFY_BACKEND", "local"),
                      help="local: Mininet on this machine; swarm: services on a Docker Swarm")
     api.add_argument("--manager", default=os.environ.get("FOGIFY_SWARM_MANAGER", "unix:///var/run/docker.sock"),

@@ -21,7 +21,7 @@ from .actions.runner import ActionRunner
 from .backends import Backend, Samples, TaskFacts
 from .compile.addressing import DEFAULT_POOL
 from .compile.plan import InstancePlan, Plan, compile_model
-from .errors import BadRequest, Conflict, NotFound
+from .errors import BadRequest, Conflict, Forbidden, NotFound
 from .host.capabilities import Capabilities, probe
 from .host.facts import read_host_facts
 from .model import ModelError, parse_model_text
@@ -30,6 +30,7 @@ from .monitoring.flows import PERIOD_S as FLOW_PERIOD_S
 from .monitoring.flows import FlowRecorder
 from .monitoring.sampler import Sampler
 from .monitoring.store import MetricStore
+from .record import DeploymentRecord
 from .scenarios.runner import ScenarioRun, ScenarioRunner
 
 log = logging.getLogger(__name__)
@@ -42,9 +43,14 @@ class Controller:
                  shaping: str = "auto", interval: float = 1.0, host_mhz: float | None = None,
                  pool: IPv4Network = DEFAULT_POOL, capabilities: Capabilities | None = None,
                  flow_period: float = FLOW_PERIOD_S, backend: str = "local",
-                 backend_options: dict[str, Any] | None = None):
+                 backend_options: dict[str, Any] | None = None, allow_host_access: bool = False):
         """`backend` names the kind of deployment (fogify_net.backends.REGISTRY), `backend_options`
-        are that backend's own (for swarm: manager_url, agents, agent_port, token)."""
+        are that backend's own (for swarm: manager_url, agents, agent_port, token).
+
+        Without `allow_host_access`, models whose services reach into the host
+        (privileged, host bind mounts, capabilities beyond a safe set, host
+        namespaces, devices) are refused with 403: the API runs as root and, on
+        loopback, any local user may call it."""
         Path(data_dir).mkdir(parents=True, exist_ok=True)
         self.run_dir = run_dir
         self.shaping = shaping
@@ -53,11 +59,13 @@ class Controller:
         self.capabilities = capabilities or probe()
         self.capabilities.mechanism(shaping)  # a forced mechanism this machine lacks fails at start
         self.backend_name = backend
+        self.allow_host_access = allow_host_access
         self.backend_class = backends.backend_class(backend)  # an unknown name fails at start
         self.backend_options = dict(backend_options or {})
         if backend == "local":
             self.backend_options.update(capabilities=self.capabilities, shaping=shaping, run_dir=run_dir)
         self.store = MetricStore(Path(data_dir) / "fogify.db")
+        self.record = DeploymentRecord(data_dir)
         self.scenarios = ScenarioRunner(self._scenario_action)
         self.emulation: Backend | None = None
         self.status = "idle"
@@ -65,10 +73,41 @@ class Controller:
         self._model_text: str | None = None
         self._lock = threading.RLock()
         self._worker: threading.Thread | None = None
+        self.found = self._remove_remains()
         self.sampler = Sampler(self._samples, self.store, interval)
         self.sampler.start()
         self.flows = FlowRecorder(self._counting_backend, self.store, flow_period)
         self.flows.start()
+
+    # --- what a killed API left ----------------------------------------------------------------
+
+    def _remove_remains(self) -> str:
+        """Report, and remove, the deployment of an API that was killed; returns what was found, in words.
+
+        Its model is kept, so that `POST /topology/` without a file deploys it again.
+        """
+        left = self.record.left_by_a_dead_process()
+        if left is None:
+            return ""
+        backend = left.get("backend") or self.backend_name
+        options = {**self.backend_options, **(left.get("options") or {})} if backend == self.backend_name \
+            else dict(left.get("options") or {})
+        try:
+            removed = backends.backend_class(backend).remove_remains(**options)
+        except Exception as error:  # report it; the next deploy clears leftovers again
+            log.error("could not remove what the stopped API left: %s", error)
+            removed = [f"nothing: {error}"]
+        self._model_text = left.get("model") or None
+        found = (f"the API before this one (pid {left.get('pid')}) stopped without undeploying: its "
+                 f"{backend} deployment was {left.get('status')} with {len(left.get('instances') or [])} instances "
+                 f"and {len(left.get('actions') or [])} actions applied; removed "
+                 f"{len(removed)} leftovers ({', '.join(removed[:6])}{' ...' if len(removed) > 6 else ''}); "
+                 "POST /topology/ without a file deploys its model again")
+        log.warning("%s", found)
+        self.store.annotate("CLEANUP", "Topology", found)
+        self.message = found
+        self.record.clear()
+        return found
 
     # --- deploy and undeploy ------------------------------------------------------------------
 
@@ -81,11 +120,13 @@ class Controller:
             if text is None:
                 raise BadRequest("no model: send the fogified compose file in the form field 'file'")
             model = parse_model_text(text)
+            self._refuse_host_access(model)
             plan = compile_model(model, read_host_facts(self.host_mhz), self.pool)
             emulation = self._new_backend(plan)
             emulation.check()
             self._model_text = text
             self.emulation = emulation
+            self.record.start(self.backend_name, self._portable_options(), text)
             self._set("deploying", "")
             self.flows.reset()
             self.store.annotate("START", "Topology", None)
@@ -93,6 +134,21 @@ class Controller:
                                             name="deploy")
             self._worker.start()
             return plan
+
+    def _refuse_host_access(self, model) -> None:
+        if self.allow_host_access:
+            return
+        access = [(field, why) for service in model.services.values() for field, why in service.host_access]
+        if access:
+            field, why = access[0]
+            more = f" (and {len(access) - 1} more: {', '.join(f for f, _ in access[1:4])})" if len(access) > 1 else ""
+            raise Forbidden(f"{field}: {why}{more}; this API refuses access to the host unless its operator "
+                            "starts it with --allow-host-access")
+
+    def _portable_options(self) -> dict[str, Any]:
+        """The backend options a new API needs to find this deployment's remains (no objects, no secrets)."""
+        keep = ("run_dir", "manager_url")
+        return {k: v for k, v in self.backend_options.items() if k in keep and isinstance(v, str)}
 
     def _new_backend(self, plan: Plan) -> Backend:
         return self.backend_class(plan, on_state=self._emulation_state, **self.backend_options)
@@ -105,12 +161,16 @@ class Controller:
             log.error("deploy failed: %s", error)
             with self._lock:
                 self._set("error", f"The deployment failed: {error}")
+            self.record.clear()
             return
         log.info("deployed %d instances in %.2fs (%s shaping)", len(emulation.plan.instances),
                  time.monotonic() - started, emulation.mechanism)
         with self._lock:
             if self.status == "deploying":
                 self._set("running" if emulation.state == "running" else "degraded", emulation.detail)
+        self.record.update(status="running", instances=[i.name for i in emulation.plan.instances])
+        for notice in emulation.notices:
+            log.warning("%s", notice)
         self.store.annotate("DEPLOY", "Topology", None)
 
     def undeploy(self, wait: bool = False) -> None:
@@ -127,6 +187,7 @@ class Controller:
             if self.status != "undeploying":
                 emulation = self.emulation
                 self._set("undeploying", "")
+                self.record.update(status="undeploying")
                 self.store.annotate("STOP", "Topology", None)
                 self._worker = threading.Thread(target=self._undeploy, args=(emulation,), daemon=True,
                                                 name="undeploy")
@@ -149,6 +210,7 @@ class Controller:
         with self._lock:
             self.emulation = None
             self._set("idle", "")
+        self.record.clear()
         self.store.annotate("UNDEPLOY", "Topology", None)
 
     def close(self) -> None:
@@ -218,7 +280,7 @@ class Controller:
             return report
         plan = emulation.plan
         report["shaping"].update(emulation.shaping_report())
-        report["warnings"] = list(plan.model.warnings) + plan.warnings
+        report["warnings"] = list(plan.model.warnings) + plan.warnings + list(emulation.notices)
         started = set(emulation.started())
         report["networks"] = [
             {"name": n.name, "bridge": n.bridge, "subnet": str(n.subnet),
@@ -255,6 +317,7 @@ class Controller:
         if isinstance(request, Noop):
             return {}
         outcome = ActionRunner(emulation).run(request)
+        self.record.applied(kind, params, [i.name for i in emulation.plan.instances])
         self.store.annotate(outcome.annotation, outcome.instance_name, outcome.params)
         return outcome.result
 

@@ -13,6 +13,10 @@ class BadRequest(FogifyError):
     status = 400
 
 
+class Forbidden(FogifyError):
+    status = 403
+
+
 class NotFound(FogifyError):
     status = 404
 

@@ -32,4 +32,5 @@ def create(name: str, plan, on_state: StateCallback | None = None, **options: An
     return backend_class(name)(plan, on_state=on_state, **options)
 
 
-__all__ = ["REGISTRY", "Backend", "DeployError", "Progress", "Samples", "StateCallback", "TaskFacts", "backend_class", "create"]
+__all__ = ["REGISTRY", "Backend", "DeployError", "Progress", "Samples", "StateCallback", "TaskFacts",
+           "backend_class", "create"]

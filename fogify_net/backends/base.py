@@ -72,6 +72,7 @@ class Backend(ABC):
         self.detail = ""  # why, when degraded or error
         self.crashed: set[str] = set()  # instances stopped by the crash action, until they restart
         self.counts_flows = False  # its networks count flows for packet-level monitoring (/packets/)
+        self.notices: list[str] = []  # what a deploy did besides the plan, for the user (leftovers it removed)
         self.lock = threading.RLock()  # one change at a time; deploy and teardown hold it throughout
         self._on_state = on_state
 
@@ -110,6 +111,15 @@ class Backend(ABC):
 
     def _after_bring_up(self) -> None:  # noqa: B027 (an optional hook, not abstract)
         """Start what watches a running deployment (the Swarm reconciler); nothing by default."""
+
+    @classmethod
+    @abstractmethod
+    def remove_remains(cls, **options) -> list[str]:
+        """Remove what a deployment of a process that died (SIGKILL) left; what was removed, one line each.
+
+        `options` are the backend's own, as for a new one. Nothing that a living
+        deployment holds is touched.
+        """
 
     @abstractmethod
     def teardown(self) -> None:

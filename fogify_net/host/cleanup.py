@@ -29,10 +29,14 @@ log = logging.getLogger(__name__)
 _SHELL = re.compile(r"^mininet:(fgnh\d+|fgn-[A-Za-z0-9_-]+)$")
 
 
-def cleanup(run_dir: str = "/run/fogify-net") -> list[str]:
-    """Remove every leftover; returns what was removed, one line each."""
+def cleanup(run_dir: str = "/run/fogify-net", keep_apis: bool = False) -> list[str]:
+    """Remove every leftover; returns what was removed, one line each.
+
+    With `keep_apis`, API daemons named in pid files are left running (a deploy
+    that clears the leftovers of a dead run must not stop another, idle API).
+    """
     removed: list[str] = []
-    removed += _kill_processes(run_dir)
+    removed += _kill_processes(run_dir, keep_apis)
     removed += _remove_containers()
     removed += _remove_volumes()
     removed += _remove_interfaces()
@@ -40,7 +44,23 @@ def cleanup(run_dir: str = "/run/fogify-net") -> list[str]:
     return removed
 
 
-def _kill_processes(run_dir: str) -> list[str]:
+def find_leftovers() -> list[str]:
+    """What carries our marks on this machine now (containers, interfaces, tables, rules), one line each."""
+    found = []
+    try:
+        from .containers import docker_client
+
+        found += [f"container {c.name}" for c in
+                  docker_client().containers.list(all=True, filters={"label": f"{LABEL}=1"})]
+    except Exception as error:  # no Docker: nothing of ours can run there either
+        log.debug("cannot list containers: %s", error)
+    found += [f"interface {name}" for name in _our_interfaces()]
+    tables = run(["nft", "list", "tables"], check=False).split()
+    found += [f"nftables table {t}" for t in (NFT_TABLE, FLOW_TABLE) if t in tables]
+    return found
+
+
+def _kill_processes(run_dir: str, keep_apis: bool = False) -> list[str]:
     """Mininet shells of our nodes, stress runs in our cgroups, helpers from our pid files."""
     killed = []
     for proc in Path("/proc").iterdir():
@@ -62,6 +82,8 @@ def _kill_processes(run_dir: str) -> list[str]:
             comm = Path(f"/proc/{pid}/comm").read_text().strip()
         except (OSError, ValueError, IndexError):
             pid_file.unlink(missing_ok=True)
+            continue
+        if keep_apis and not comm.startswith("fogify-delayd"):
             continue
         if comm.startswith(("fogify-delayd", "fogify-net")) and pid != os.getpid():
             _kill(pid)
@@ -125,8 +147,7 @@ def _remove_stress_cgroups() -> None:
             directory.rmdir()
 
 
-def _remove_interfaces() -> list[str]:
-    """Bridges and switch ports carry the alias `fogify-net:...`; deleting a port deletes its pair."""
+def _our_interfaces() -> list[str]:
     ours = []
     for device in Path("/sys/class/net").iterdir():
         try:
@@ -135,6 +156,12 @@ def _remove_interfaces() -> list[str]:
             continue
         if alias.startswith(f"{ALIAS}:"):
             ours.append(device.name)
+    return sorted(ours)
+
+
+def _remove_interfaces() -> list[str]:
+    """Bridges and switch ports carry the alias `fogify-net:...`; deleting a port deletes its pair."""
+    ours = _our_interfaces()
     ip_batch([f"link del {name}" for name in ours], force=True)
     return [f"interface {name}" for name in ours]
 

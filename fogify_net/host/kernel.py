@@ -9,6 +9,7 @@ nothing is sent to /dev/null.
 from __future__ import annotations
 
 import logging
+import re
 import subprocess
 from collections.abc import Sequence
 
@@ -55,7 +56,26 @@ def _batch(tool: str, lines: Sequence[str], pid: int | None, force: bool) -> Non
     if lines:
         _log_batch(tool, pid, lines)
         argv = [tool, *(["-force"] if force else []), "-batch", "-"]
-        run(in_netns(pid, argv), "\n".join(lines) + "\n", check=not force)
+        try:
+            run(in_netns(pid, argv), "\n".join(lines) + "\n", check=not force)
+        except KernelError as error:
+            raise KernelError(name_failed_line(str(error), lines)) from None
+
+
+_FAILED_LINE = re.compile(r"Command failed -:(\d+)")
+
+
+def name_failed_line(message: str, lines: Sequence[str]) -> str:
+    """The tool's error with the batch line it failed on (`ip -batch` says only "Command failed -:7").
+
+    "RTNETLINK answers: File exists" alone does not say which interface exists;
+    the line does: `link add name fgnh2e1 type veth ...`.
+    """
+    match = _FAILED_LINE.search(message)
+    if match is None or not 0 < int(match[1]) <= len(lines):
+        return message
+    number = int(match[1])
+    return f"{message} (line {number}: {lines[number - 1]})"
 
 
 def nft_apply(ruleset: str) -> None:

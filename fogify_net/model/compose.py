@@ -47,22 +47,53 @@ def parse_service(name: str, raw: Any, path: str, base_dir: Path | None, warning
     image = raw.get("image")
     if not isinstance(image, str) or not image.strip():
         raise ModelError(join(path, "image"), "missing (the Docker image to run)")
+    volumes = tuple(
+        _volume(v, join(join(path, "volumes"), i), base_dir)
+        for i, v in enumerate(sequence(raw.get("volumes"), join(path, "volumes")))
+    )
+    cap_add = tuple(str(c) for c in sequence(raw.get("cap_add"), join(path, "cap_add")))
+    privileged = boolean(raw.get("privileged", False), join(path, "privileged"))
     return Service(
         name=name,
         image=image.strip(),
         environment=_environment(raw.get("environment"), join(path, "environment")),
-        volumes=tuple(
-            _volume(v, join(join(path, "volumes"), i), base_dir)
-            for i, v in enumerate(sequence(raw.get("volumes"), join(path, "volumes")))
-        ),
+        volumes=volumes,
         command=_command(raw.get("command"), join(path, "command")),
         entrypoint=_command(raw.get("entrypoint"), join(path, "entrypoint")),
         working_dir=optional_text(raw.get("working_dir"), join(path, "working_dir")),
         user=optional_text(raw.get("user"), join(path, "user")),
         labels=_environment(raw.get("labels"), join(path, "labels")),
-        cap_add=tuple(str(c) for c in sequence(raw.get("cap_add"), join(path, "cap_add"))),
-        privileged=boolean(raw.get("privileged", False), join(path, "privileged")),
+        cap_add=cap_add,
+        privileged=privileged,
+        host_access=_host_access(raw, path, volumes, cap_add, privileged),
     )
+
+
+# Capabilities that act only inside the container's own namespaces (its network, its processes).
+SAFE_CAPABILITIES = frozenset({"NET_ADMIN", "NET_RAW", "NET_BIND_SERVICE", "SYS_NICE", "IPC_LOCK"})
+_HOST_NAMESPACES = ("pid", "network_mode", "ipc", "uts", "userns_mode", "cgroup")
+
+
+def _host_access(raw: dict, path: str, volumes: tuple[Volume, ...], cap_add: tuple[str, ...],
+                 privileged: bool) -> tuple[tuple[str, str], ...]:
+    """What in a service reaches into the host (the API refuses it unless allowed): (field, why) pairs."""
+    found = []
+    if privileged:
+        found.append((join(path, "privileged"), "a privileged container owns the host"))
+    for i, volume in enumerate(volumes):
+        if volume.is_bind:
+            found.append((join(join(path, "volumes"), i), f"bind-mounts the host's {volume.source}"))
+    unsafe = sorted({c.upper().removeprefix("CAP_") for c in cap_add} - SAFE_CAPABILITIES)
+    if unsafe:
+        found.append((join(path, "cap_add"), f"capabilities beyond {', '.join(sorted(SAFE_CAPABILITIES))}: "
+                                             f"{', '.join(unsafe)}"))
+    for key in _HOST_NAMESPACES:
+        if str(raw.get(key, "")).strip().lower() == "host":
+            found.append((join(path, key), "shares a namespace with the host"))
+    for key in ("devices", "device_cgroup_rules", "security_opt"):
+        if raw.get(key):
+            found.append((join(path, key), "gives access to the host's devices or lifts confinement"))
+    return tuple(found)
 
 
 def _environment(raw: Any, path: str) -> tuple[tuple[str, str], ...]:

@@ -165,6 +165,7 @@ class Service:
     labels: tuple[tuple[str, str], ...] = ()
     cap_add: tuple[str, ...] = ()
     privileged: bool = False
+    host_access: tuple[tuple[str, str], ...] = ()  # (field, why) of what reaches into the host (compose.py)
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ def instance_names(topology: dict) -> dict[str, list[str]]:
     """``{label: [<label>.<slot>, ...]}`` of the running tasks in a ``GET /topology/`` answer."""
     names: dict[str, list[str]] = {}
     for service, tasks in (topology or {}).items():
-        label = service[len(_SERVICE_PREFIX):] if service.startswith(_SERVICE_PREFIX) else service
+        label = service.removeprefix(_SERVICE_PREFIX)
         running = [t for t in tasks if isinstance(t, dict) and (t.get("Status") or {}).get("State") == "running"]
         if running:
             names[label] = [f"{label}.{t['Slot']}" for t in sorted(running, key=lambda t: t.get("Slot", 0))]

@@ -84,7 +84,8 @@ def deployed(api):
 
     final = wait_until(progress, timeout=60, interval=0.2)
     assert final.headers["X-Fogify-Status"] == "running", final.text
-    assert instance_names(final.json()) == {"client": ["client.1", "client.2"], "edge": ["edge.1"], "server": ["server.1"]}
+    assert instance_names(final.json()) == {"client": ["client.1", "client.2"], "edge": ["edge.1"],
+                                            "server": ["server.1"]}
     return url, controller
 
 

@@ -1,16 +1,19 @@
-"""What the local backend refuses before it creates anything: missing images, leftovers, oversized networks."""
+"""What the local backend checks before it creates anything: images, leftovers (refused or removed), sizes."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import logging
 
 import docker
 
-from ...compile.naming import LABEL
 from ...compile.plan import Plan
 from ...errors import Conflict
+from ...host import owner as owner_record
+from ...host.cleanup import cleanup, find_leftovers
 from ...host.containers import docker_client
 from ...model.errors import ModelError
+
+log = logging.getLogger(__name__)
 
 MAX_BRIDGE_PORTS = 1023  # a Linux bridge refuses the 1,024th port ("Exchange full")
 
@@ -33,15 +36,36 @@ def check_images(plan: Plan) -> None:
 
 
 def check_leftovers(plan: Plan) -> None:
-    """Refuse to deploy over the remains of a crashed run: they would clash by name."""
-    leftovers = docker_client().containers.list(all=True, filters={"label": f"{LABEL}=1"})
-    if leftovers:
-        names = ", ".join(sorted(c.name for c in leftovers)[:5])
-        raise Conflict(f"containers of an earlier run are still here ({names}); run `fogify-net cleanup`")
+    """Refuse to deploy over a living emulation (another process's); leftovers of a dead one are removed later.
+
+    Also refuse networks larger than a bridge holds.
+    """
+    found = find_leftovers()
+    owner = owner_record.living_other()
+    if found and owner is not None:
+        raise Conflict(f"an emulation runs on this machine: {owner.what} (pid {owner.pid}) holds "
+                       f"{', '.join(found[:5])}{' ...' if len(found) > 5 else ''}; undeploy it first "
+                       "(or stop that process; then `fogify-net cleanup` removes what is left)")
     for network in plan.networks.values():
-        if Path(f"/sys/class/net/{network.bridge}").exists():
-            raise Conflict(f"bridge {network.bridge} exists already; run `fogify-net cleanup`")
         members = len(plan.members(network.name))
         if members > MAX_BRIDGE_PORTS:
             raise ModelError(f"x-fogify.networks.{network.name}",
                              f"{members} instances, but a Linux bridge holds at most {MAX_BRIDGE_PORTS}")
+
+
+def remove_leftovers(run_dir: str) -> list[str]:
+    """Remove what carries our marks but belongs to no living deployment; returns it, one line each.
+
+    A deploy must never fail on the remains of an earlier run (an API killed
+    with SIGKILL, a crashed script): their ports and bridges would clash by name.
+    """
+    if not find_leftovers():
+        return []
+    dead = owner_record.current()
+    removed = cleanup(run_dir, keep_apis=True)
+    if dead is not None and dead.run_dir and dead.run_dir != run_dir:
+        removed += cleanup(dead.run_dir, keep_apis=True)
+    owner_record.release_dead()
+    if removed:
+        log.warning("removed leftovers of an earlier run before deploying: %s", "; ".join(removed))
+    return removed

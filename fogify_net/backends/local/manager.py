@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
@@ -26,6 +27,7 @@ from ...compile.links import container_commands, veth_commands
 from ...compile.naming import LABEL, VOLUME_LABEL
 from ...compile.netfilter import bridge_rules
 from ...compile.plan import InstancePlan, Plan, add_instances, remove_instances
+from ...host import owner as owner_record
 from ...host.capabilities import Capabilities, probe
 from ...host.command import run_command
 from ...host.containers import docker_client
@@ -34,7 +36,7 @@ from ...host.kernel import KernelError, ip_batch, iptables_ensure, iptables_remo
 from ...host.stress import StressRunner
 from ..base import Backend, DeployError, Progress, Samples, StateCallback, TaskFacts
 from .bridge import FogBridge, PreparedLink
-from .checks import check_images, check_leftovers
+from .checks import check_images, check_leftovers, remove_leftovers
 from .containers import first_stopped, kill_init, remove_container, start_container
 from .dockerhost import DockerHost
 from .shaper import Shaper
@@ -107,6 +109,7 @@ class LocalBackend(Backend):
                 self.counts_flows = False
             self.net.hosts, self.net.switches, self.net.links, self.net.nameToNode = [], [], [], {}
             self._counters.close()
+            owner_record.release()
             if self.state != "error":
                 self._set_state("stopped")
             if errors:
@@ -128,6 +131,15 @@ class LocalBackend(Backend):
                         len(left), ", ".join(sorted(left)[:5]))
             ip_batch([f"link del {port}" for port in sorted(left)], force=True)
 
+    @classmethod
+    def remove_remains(cls, run_dir: str = RUN_DIR, **_options) -> list[str]:
+        """The leftovers of a dead process's emulation on this machine, unless another process's runs."""
+        owner = owner_record.living_other()
+        if owner is not None:
+            log.warning("not removing anything: the emulation of %s (pid %d) runs", owner.what, owner.pid)
+            return []
+        return remove_leftovers(run_dir)
+
     def check(self) -> None:
         """Refuse at once what cannot deploy here: a missing image, leftovers of a crashed run."""
         check_images(self.plan)
@@ -141,6 +153,11 @@ class LocalBackend(Backend):
             raise DeployError("no Docker daemon answers (start dockerd, or run scripts/install.sh)")
         check_images(self.plan)
         check_leftovers(self.plan)
+        removed = remove_leftovers(self.run_dir)
+        if removed:
+            self.notices.append(f"removed {len(removed)} leftovers of an earlier run: {', '.join(removed[:8])}"
+                                f"{' ...' if len(removed) > 8 else ''}")
+        owner_record.claim(" ".join(sys.argv)[:200], self.run_dir)
 
     def _ensure_forwarding(self) -> None:
         """Our bridges forward despite Docker's FORWARD policy, and their traffic is not tracked."""

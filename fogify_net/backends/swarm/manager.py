@@ -113,6 +113,11 @@ class SwarmBackend(Backend):
 
     # --- life cycle ---------------------------------------------------------------------------
 
+    @classmethod
+    def remove_remains(cls, manager_url: str = "unix:///var/run/docker.sock", **_options) -> list[str]:
+        """fogify-net's services and networks on the Swarm (one deployment per Swarm, as on one machine)."""
+        return remove_deployment(manager_url)
+
     def check(self) -> None:
         info = self.client.info().get("Swarm", {})
         if not info.get("ControlAvailable"):
