@@ -117,6 +117,12 @@ class ActionRunner:
     @run.register
     def _(self, request: LinksChange) -> Outcome:
         rules = self.plan.networks[known_network(self.plan, request.network)].links
+        members = {instance.label for instance in self.plan.members(request.network)}
+        for link in request.links:
+            for label in (link.source, link.target):
+                known_label(self.plan, label)
+                if label not in members:
+                    raise BadRequest(f"params.links: {label!r} has no instance on network {request.network!r}")
         for link in request.links:
             rules[:] = [r for r in rules if (r.source, r.target) != (link.source, link.target)] + [link]
         self.emulation.reshape()

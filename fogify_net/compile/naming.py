@@ -18,10 +18,10 @@ VOLUME_LABEL = "volume"  # named volumes a deploy made carry fogify-net=volume
 ALIAS = "fogify-net"
 SHELL_PREFIX = "mininet:"
 
-_BRIDGE_SAFE = re.compile(r"^[A-Za-z0-9_-]+$")
-BRIDGE_PATTERN = re.compile(r"^fgn-[A-Za-z0-9_-]{1,11}$")
-PORT_PATTERN = re.compile(r"^fgnh\d+e\d+$")
-HOST_NODE_PATTERN = re.compile(r"^fgnh\d+$")
+_BRIDGE_SAFE = re.compile(r"^[A-Za-z0-9_-]+\Z")
+BRIDGE_PATTERN = re.compile(r"^fgn-[A-Za-z0-9_-]{1,11}\Z")
+PORT_PATTERN = re.compile(r"^fgnh\d+e\d+\Z")
+HOST_NODE_PATTERN = re.compile(r"^fgnh\d+\Z")
 
 
 def bridge_name(network: str, taken: set[str] = frozenset()) -> str:

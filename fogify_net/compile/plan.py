@@ -151,35 +151,55 @@ def capacity_warnings(plan: Plan) -> list[str]:
 
 
 def add_instances(plan: Plan, label: str, count: int) -> list[InstancePlan]:
-    """Plan `count` more replicas of `label` in the next free slots."""
+    """Plan `count` more replicas of `label` in the next free slots, all or none.
+
+    When the subnets run out of addresses part way, the replicas planned so far
+    are taken out again, so a refused scale-out leaves the plan as it was.
+    """
+    next_index = plan.next_index
+    added: list[InstancePlan] = []
+    try:
+        _add_instances(plan, label, count, added)
+    except BaseException:
+        remove_instances(plan, label, len(added))
+        plan.next_index = next_index
+        raise
+    return added
+
+
+def _add_instances(plan: Plan, label: str, count: int, added: list[InstancePlan]) -> None:
     blueprint = plan.model.blueprint(label)
     if blueprint is None:
         raise KeyError(label)
     node = plan.model.nodes[blueprint.node]
     quota = cpu_quota(node_cpus(node.cores, node.clock_mhz, plan.host))
     slots = {i.slot for i in plan.instances_of(label)}
-    added = []
     for _ in range(count):
         slot = max(slots, default=0) + 1
         slots.add(slot)
         index = plan.next_index
         plan.next_index += 1
-        interfaces = []
-        for k, attachment in enumerate(blueprint.networks):
-            network = plan.networks[attachment.network]
-            definition = plan.model.network_of(blueprint, attachment.network)
-            static = attachment.ip if slot == 1 else None
-            interfaces.append(
-                InterfacePlan(
-                    network=attachment.network,
-                    name=f"eth{k}",
-                    port=port_name(index, k),
-                    ip=network.addresses.take(static),
-                    prefixlen=network.subnet.prefixlen,
-                    uplink=definition.uplink,
-                    downlink=definition.downlink,
+        interfaces: list[InterfacePlan] = []
+        try:
+            for k, attachment in enumerate(blueprint.networks):
+                network = plan.networks[attachment.network]
+                definition = plan.model.network_of(blueprint, attachment.network)
+                static = attachment.ip if slot == 1 else None
+                interfaces.append(
+                    InterfacePlan(
+                        network=attachment.network,
+                        name=f"eth{k}",
+                        port=port_name(index, k),
+                        ip=network.addresses.take(static),
+                        prefixlen=network.subnet.prefixlen,
+                        uplink=definition.uplink,
+                        downlink=definition.downlink,
+                    )
                 )
-            )
+        except BaseException:  # this replica's addresses so far go back to their subnets
+            for interface in interfaces:
+                plan.networks[interface.network].addresses.release(interface.ip)
+            raise
         instance = InstancePlan(
             name=instance_name(label, slot),
             label=label,
@@ -193,7 +213,6 @@ def add_instances(plan: Plan, label: str, count: int) -> list[InstancePlan]:
         )
         plan.instances.append(instance)
         added.append(instance)
-    return added
 
 
 def remove_instances(plan: Plan, label: str, count: int) -> list[InstancePlan]:

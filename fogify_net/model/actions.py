@@ -8,7 +8,9 @@ fogify.md §4) and the seed's `scale-in`/`scale-out` forms.
 
 from __future__ import annotations
 
+import math
 import re
+import shlex
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -17,7 +19,7 @@ from .networks import directions, parse_link
 from .schema import LinkRule, Model, QoSPatch
 from .units import parse_count, parse_percent, parse_seconds, parse_size
 
-_INSTANCE = re.compile(r"^(?P<label>[A-Za-z0-9]([A-Za-z0-9_-]*[A-Za-z0-9])?)(\.(?P<slot>\d+))?$")
+_INSTANCE = re.compile(r"^(?P<label>[A-Za-z0-9]([A-Za-z0-9_-]*[A-Za-z0-9])?)(\.(?P<slot>\d+))?\Z")
 
 
 @dataclass(frozen=True)
@@ -186,11 +188,15 @@ def _vertical(params: dict, path: str, model: Model | None) -> VerticalScaling:
     return VerticalScaling(target, resource, absolute=float(parse_size(text, value_path)))
 
 
-def _float(text: str, path: str) -> float:
+def _float(text: str, path: str, maximum: float = 1e6) -> float:
+    """A finite number no larger than `maximum` (a CPU count, a percentage): nan, inf and 1e400 are errors."""
     try:
-        return float(text)
+        number = float(text)
     except ValueError:
-        raise ModelError(path, f"expected a number, got {text!r}") from None
+        raise ModelError(path, f"expected a number, got {text[:40]!r}") from None
+    if not math.isfinite(number) or abs(number) > maximum:
+        raise ModelError(path, f"expected a finite number of at most {maximum:g}, got {text[:40]!r}")
+    return number
 
 
 def _network(params: dict, path: str, model: Model | None) -> NetworkChange:
@@ -255,6 +261,11 @@ def _command(params: dict, path: str, model: Model | None) -> Command:
         command = tuple(command)
     elif not isinstance(command, str) or not command.strip():
         raise ModelError(join(spec_path, "command"), "missing (a command line or a list of arguments)")
+    else:
+        try:
+            shlex.split(command)
+        except ValueError as error:  # "No closing quotation"
+            raise ModelError(join(spec_path, "command"), f"cannot split {command[:60]!r} into words: {error}") from None
     timeout = None
     if spec.get("timeout") is not None:
         timeout = float(parse_count(spec["timeout"], join(spec_path, "timeout"), minimum=1))

@@ -12,7 +12,8 @@ from typing import Any, Callable
 from .errors import ModelError, join
 
 # Names end up in DNS names (tasks.<label>.<network>) and instance names (<label>.<n>): no dots.
-NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_-]*[A-Za-z0-9])?$")
+# \Z, not $: "$" matches before a trailing newline, and a newline in an ip/tc/nft batch is a new command.
+NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_-]*[A-Za-z0-9])?\Z")
 
 
 def mapping(value: Any, path: str, what: str) -> dict:
@@ -39,11 +40,17 @@ def known_keys(raw: dict, path: str, allowed: set[str]) -> None:
             raise ModelError(join(path, key), f"unknown field (expected one of: {', '.join(sorted(allowed))})")
 
 
+# An instance's hostname is `<label>.<n>`, at most 64 characters (and `<label>` a DNS label, 63 at most).
+MAX_NAME = 48
+
+
 def valid_name(value: Any, path: str) -> str:
     if not isinstance(value, str) or not NAME.match(value):
         raise ModelError(
-            path, f"invalid name {value!r}: use letters, digits, '-' and '_' (no dots, no spaces)"
+            path, f"invalid name {str(value)[:60]!r}: use letters, digits, '-' and '_' (no dots, no spaces)"
         )
+    if len(value) > MAX_NAME:
+        raise ModelError(path, f"name {value[:20]!r}... is {len(value)} characters long, at most {MAX_NAME}")
     return value
 
 

@@ -13,7 +13,7 @@ from typing import Any
 from .errors import ModelError, join
 from .fields import boolean, known_keys, mapping, sequence, valid_name
 from .schema import DISTRIBUTIONS, FirewallRule, LinkRule, Network, QoS, QoSPatch
-from .units import parse_count, parse_duration, parse_percent, parse_rate
+from .units import parse_count, parse_delay, parse_percent, parse_rate
 
 
 def parse_qos_patch(raw: Any, path: str) -> QoSPatch:
@@ -31,10 +31,10 @@ def parse_qos_patch(raw: Any, path: str) -> QoSPatch:
         latency = mapping(raw["latency"], lat_path, "latency")
         known_keys(latency, lat_path, {"delay", "deviation", "jitter", "correlation", "distribution"})
         if latency.get("delay") is not None:
-            values["delay"] = parse_duration(latency["delay"], join(lat_path, "delay"))
+            values["delay"] = parse_delay(latency["delay"], join(lat_path, "delay"))
         for key in ("deviation", "jitter"):
             if latency.get(key) is not None:
-                values["jitter"] = parse_duration(latency[key], join(lat_path, key))
+                values["jitter"] = parse_delay(latency[key], join(lat_path, key))
         if latency.get("correlation") is not None:
             values["correlation"] = parse_percent(latency["correlation"], join(lat_path, "correlation"))
         if latency.get("distribution") is not None:

@@ -32,6 +32,14 @@ def _rate_multiplier(unit: str) -> int | None:
     return None
 
 
+# The largest values the kernel and Docker take (and a little beyond any experiment's need):
+# a value above them would be accepted here and fail later, in a batch, for every link.
+MAX_RATE = 10**12  # 1 Tbit/s; HTB takes 64-bit byte rates, but beyond this nothing is shaped anyway
+MAX_DELAY = 60.0  # seconds of delay or jitter on a link (Fogify capped delay at 60000 ms too)
+MAX_SIZE = 2**50  # 1 PiB of memory
+MAX_CLOCK_MHZ = 10**6
+MAX_COUNT = 10**9
+
 _DURATION = {"us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0}
 _SIZE = {"": None, "b": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
 _CLOCK = {"": 1.0, "mhz": 1.0, "ghz": 1000.0}
@@ -42,7 +50,10 @@ def _split(value: object, path: str, what: str) -> tuple[float, str]:
     if isinstance(value, bool):
         raise ModelError(path, f"expected a {what}, got {value!r}")
     if isinstance(value, (int, float)):
-        number, unit = float(value), ""
+        try:
+            number, unit = float(value), ""
+        except OverflowError:  # a 400-digit integer from YAML or JSON
+            raise ModelError(path, f"{str(value)[:20]}... is far too large") from None
     elif isinstance(value, str):
         match = _SPLIT.match(value)
         if not match:
@@ -67,6 +78,8 @@ def parse_rate(value: object, path: str) -> int:
         raise ModelError(
             path, f"unknown rate unit {unit!r} (use bps, kbps, Mbps, Gbps for bits/s or KBps, MBps for bytes/s)"
         )
+    if number * multiplier > MAX_RATE:
+        raise ModelError(path, f"rate {value!r} is above {MAX_RATE // 10**12} Tbit/s")
     bits = round(number * multiplier)
     if bits < 8:
         raise ModelError(path, f"rate {value!r} is below 8 bit/s; to cut a link use drop: 100% or a link_down action")
@@ -84,6 +97,14 @@ def parse_duration(value: object, path: str) -> float:
     if factor is None:
         raise ModelError(path, f"unknown duration unit {unit!r} (use us, ms or s)")
     return number * factor
+
+
+def parse_delay(value: object, path: str) -> float:
+    """A link's delay or jitter in seconds, at most MAX_DELAY (what netem and the delay line take)."""
+    seconds = parse_duration(value, path)
+    if seconds > MAX_DELAY:
+        raise ModelError(path, f"delay {value!r} is above {MAX_DELAY:g} s")
+    return seconds
 
 
 def parse_seconds(value: object, path: str) -> float:
@@ -114,6 +135,8 @@ def parse_size(value: object, path: str) -> int:
         raise ModelError(path, f"unknown size unit {unit!r} (use K, M, G or T, e.g. '512M')")
     if _SIZE[low] is None:
         raise ModelError(path, f"size {value!r} has no unit (write e.g. '{value}M' or '{value}G')")
+    if number * _SIZE[low] > MAX_SIZE:
+        raise ModelError(path, f"size {value!r} is above 1 PiB")
     size = round(number * _SIZE[low])
     if size <= 0:
         raise ModelError(path, f"size {value!r} must be positive")
@@ -128,6 +151,8 @@ def parse_clock(value: object, path: str) -> float:
         raise ModelError(path, f"unknown clock unit {unit!r} (use MHz or GHz)")
     if number <= 0:
         raise ModelError(path, f"clock speed {value!r} must be positive")
+    if number * factor > MAX_CLOCK_MHZ:
+        raise ModelError(path, f"clock speed {value!r} is above {MAX_CLOCK_MHZ} MHz")
     return number * factor
 
 
@@ -137,12 +162,14 @@ def parse_count(value: object, path: str, minimum: int = 0) -> int:
         raise ModelError(path, f"expected a whole number, got {value!r}")
     try:
         number = float(value)
-    except ValueError:
-        raise ModelError(path, f"expected a whole number, got {value!r}") from None
+    except (ValueError, OverflowError):
+        raise ModelError(path, f"expected a whole number, got {str(value)[:40]!r}") from None
     if not number.is_integer():
-        raise ModelError(path, f"expected a whole number, got {value!r}")
+        raise ModelError(path, f"expected a whole number, got {str(value)[:40]!r}")
     if number < minimum:
         raise ModelError(path, f"must be at least {minimum}, got {value!r}")
+    if number > MAX_COUNT:
+        raise ModelError(path, f"{str(value)[:40]} is far too many (at most {MAX_COUNT})")
     return int(number)
 
 

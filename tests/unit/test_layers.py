@@ -18,7 +18,7 @@ LAYERS = [
     {"compile"},
     {"host", "render"},
     {"backends"},
-    {"actions", "scenarios", "monitoring", "dryrun", "doctor"},
+    {"actions", "scenarios", "monitoring", "dryrun", "doctor", "record"},
     {"controller"},
     {"cli"},
 ]

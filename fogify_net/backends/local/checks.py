@@ -33,6 +33,9 @@ def check_images(plan: Plan) -> None:
                     f"services.{name}.image",
                     f"image {image!r} is not on this machine and cannot be pulled; build it first",
                 ) from None
+        except docker.errors.APIError as error:  # Docker's 400: "invalid reference format"
+            raise ModelError(f"services.{name}.image",
+                             f"{image[:80]!r} is not an image reference ({error.explanation or error})") from None
 
 
 def check_leftovers(plan: Plan) -> None:
