@@ -9,6 +9,7 @@ the user sees is printed here, not in the library.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -176,23 +177,47 @@ def cmd_deploy(args) -> int:
 
 
 def _wait(url: str, what: str, timeout: float, done) -> dict:
-    """Poll /status/ with a progress bar of instances up (deploy) or gone (undeploy) until `done`."""
-    from tqdm import tqdm
+    """Poll /status/ with a progress bar of instances up (deploy) or gone (undeploy) until `done`.
 
+    On a terminal the bar redraws itself; piped into a file or a CI log it
+    prints one plain line each time the count changes instead of `\\r` frames.
+    """
     deadline = time.monotonic() + timeout
     first = _json(_call("GET", f"{url}/status/"))
     total = len(first.get("instances", []))
-    with tqdm(total=total, desc=f"{what} process", unit="instance", leave=False) as bar:
+    with _progress(total, f"{what} process") as show:
         while True:
             report = _json(_call("GET", f"{url}/status/"))
             up = sum(1 for i in report.get("instances", []) if i["state"] == "up")
-            bar.n = up if what == "deploy" else total - up
-            bar.refresh()
+            show(up if what == "deploy" else total - up)
             if done(report):
                 return report
             if time.monotonic() > deadline:
                 raise CliError(f"{what} did not finish within {timeout:g}s (status: {report['status']})")
             time.sleep(0.3)
+
+
+@contextlib.contextmanager
+def _progress(total: int, label: str):
+    """A callable that shows `done` of `total`: a tqdm bar on a terminal, plain lines elsewhere."""
+    if sys.stderr.isatty():
+        from tqdm import tqdm
+
+        with tqdm(total=total, desc=label, unit="instance", leave=False) as bar:
+            def show(done: int) -> None:
+                bar.n = done
+                bar.refresh()
+
+            yield show
+        return
+    shown = [-1]
+
+    def line(done: int) -> None:
+        if done != shown[0]:
+            shown[0] = done
+            print(f"{label}: {done}/{total} instances", file=sys.stderr, flush=True)
+
+    yield line
 
 
 def cmd_undeploy(args) -> int:

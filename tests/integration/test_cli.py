@@ -40,8 +40,11 @@ def test_deploy_status_undeploy_from_the_command_line(cli, tmp_path):
     before = snapshot()
     model = tmp_path / "model.yaml"
     model.write_text(yaml.safe_dump(MODEL))
-    out = cli("deploy", str(model)).stdout
+    deployed = cli("deploy", str(model))
+    out = deployed.stdout
     assert "status: running" in out and "shaping: " in out
+    # Not a terminal: one plain progress line per change, no carriage-return frames.
+    assert "deploy process: 2/2 instances" in deployed.stderr and "\r" not in deployed.stderr
     assert "web.1" in out and "web.2" in out and "20Mbit/s 2ms" in out
     status = cli("status").stdout
     assert "web.2" in status
