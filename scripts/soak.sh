@@ -2,7 +2,7 @@
 # The soak's long form: N cycles of deploy / actions / undeploy of different models, through the CLI,
 # the API and the SDK in turn, with the API killed (SIGKILL) every fourth cycle; afterwards nothing of
 # ours may be left. Prints a line per cycle and a table with the figures (cycles, failures, leftovers,
-# seconds per cycle). Holds the machine lock while it runs. CI runs a six-cycle form (tests/soak/).
+# seconds per cycle). Holds the machine lock while it runs. CI runs a twelve-cycle form (tests/soak/).
 #
 #   sudo scripts/soak.sh [--cycles N] [--json FILE]     # default 50 cycles
 #

@@ -1,5 +1,5 @@
-"""The soak's short form, run by CI: six cycles cover each of the CLI, the API and the SDK, each model, and
-one SIGKILL of the API. `scripts/soak.sh --cycles 50` is the long form."""
+"""The soak's short form, run by CI: twelve cycles cover each of the CLI, the API and the SDK, each model, and
+three SIGKILLs of the API. `scripts/soak.sh --cycles 50` is the long form."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from . import soak
 
 pytestmark = [pytest.mark.slow, pytest.mark.soak, pytest.mark.usefixtures("machine")]
 
-CYCLES = int(os.environ.get("FOGIFY_SOAK_CYCLES", "6"))
+CYCLES = int(os.environ.get("FOGIFY_SOAK_CYCLES", "12"))
 
 
 def test_cycles_of_deploy_actions_and_undeploy_leave_nothing_behind(capsys):
