@@ -20,6 +20,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 RECORD = Path("/run/fogify-net.owner")
+_held = 0  # emulations of this process that claimed the machine and still run
 
 
 @dataclass(frozen=True)
@@ -46,8 +47,10 @@ def _start_time(pid: int) -> str | None:
 
 def claim(what: str, run_dir: str, record: Path = RECORD) -> None:
     """This process owns the machine's emulation from now on."""
+    global _held
     pid = os.getpid()
     record.write_text(json.dumps({"pid": pid, "started": _start_time(pid), "what": what, "run_dir": run_dir}))
+    _held += 1
 
 
 def release_dead(record: Path = RECORD) -> None:
@@ -58,9 +61,11 @@ def release_dead(record: Path = RECORD) -> None:
 
 
 def release(record: Path = RECORD) -> None:
-    """This process's emulation is gone; a record of another process stays."""
+    """An emulation that claimed the machine is gone; the record goes with this process's last one."""
+    global _held
+    _held = max(0, _held - 1)
     owner = current(record)
-    if owner is None or owner.is_me():
+    if _held == 0 and (owner is None or owner.is_me()):
         record.unlink(missing_ok=True)
 
 
@@ -72,9 +77,9 @@ def current(record: Path = RECORD) -> Owner | None:
         return None
 
 
-def living_other(record: Path = RECORD) -> Owner | None:
-    """The owner, if it is another process that still runs."""
+def living(record: Path = RECORD) -> Owner | None:
+    """The owner, if its emulation still runs: another process that is alive, or this one's own."""
     owner = current(record)
-    if owner is not None and owner.alive() and not owner.is_me():
+    if owner is not None and owner.alive() and (not owner.is_me() or _held > 0):
         return owner
     return None

@@ -44,7 +44,7 @@ def check_leftovers(plan: Plan) -> None:
     Also refuse networks larger than a bridge holds.
     """
     found = find_leftovers()
-    owner = owner_record.living_other()
+    owner = owner_record.living()
     if found and owner is not None:
         raise Conflict(f"an emulation runs on this machine: {owner.what} (pid {owner.pid}) holds "
                        f"{', '.join(found[:5])}{' ...' if len(found) > 5 else ''}; undeploy it first "
@@ -63,6 +63,7 @@ def remove_leftovers(run_dir: str) -> list[str]:
     with SIGKILL, a crashed script): their ports and bridges would clash by name.
     """
     if not find_leftovers():
+        owner_record.release_dead()
         return []
     dead = owner_record.current()
     removed = cleanup(run_dir, keep_apis=True)

@@ -68,6 +68,7 @@ class LocalBackend(Backend):
         self._containers: dict[str, object] = {}  # instance name -> container, including ones without a host yet
         self._bridge_rules: list[tuple[str, str, str]] = []
         self._counters = CounterReader()
+        self._claimed = False  # this deployment holds the machine's owner record
         self._stress = StressRunner()
         Path(run_dir).mkdir(parents=True, exist_ok=True)
         self.shaper = Shaper(self.mechanism, run_dir, on_state=self._delayline_state)
@@ -109,7 +110,9 @@ class LocalBackend(Backend):
                 self.counts_flows = False
             self.net.hosts, self.net.switches, self.net.links, self.net.nameToNode = [], [], [], {}
             self._counters.close()
-            owner_record.release()
+            if self._claimed:
+                owner_record.release()
+                self._claimed = False
             if self.state != "error":
                 self._set_state("stopped")
             if errors:
@@ -134,7 +137,7 @@ class LocalBackend(Backend):
     @classmethod
     def remove_remains(cls, run_dir: str = RUN_DIR, **_options) -> list[str]:
         """The leftovers of a dead process's emulation on this machine, unless another process's runs."""
-        owner = owner_record.living_other()
+        owner = owner_record.living()
         if owner is not None:
             log.warning("not removing anything: the emulation of %s (pid %d) runs", owner.what, owner.pid)
             return []
@@ -158,6 +161,7 @@ class LocalBackend(Backend):
             self.notices.append(f"removed {len(removed)} leftovers of an earlier run: {', '.join(removed[:8])}"
                                 f"{' ...' if len(removed) > 8 else ''}")
         owner_record.claim(" ".join(sys.argv)[:200], self.run_dir)
+        self._claimed = True
 
     def _ensure_forwarding(self) -> None:
         """Our bridges forward despite Docker's FORWARD policy, and their traffic is not tracked."""
