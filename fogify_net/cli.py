@@ -73,14 +73,15 @@ def _api_alive(url: str) -> bool:
         return False
 
 
-def _start_daemon(url: str) -> None:
+def _start_daemon(url: str, allow_host_access: bool = False) -> None:
     """Start `fogify-net api` in the background, marked as started by the CLI, and wait for it."""
     port = url.rsplit(":", 1)[-1].split("/")[0]
+    extra = ["--allow-host-access"] if allow_host_access else []
     RUN_DIR.mkdir(parents=True, exist_ok=True)
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     with open(LOG_DIR / "api.log", "a") as log_file:  # the child keeps its own copy of the descriptor
         subprocess.Popen(
-            [sys.executable, "-m", "fogify_net.cli", "api", "--port", port, "--pid-file", str(PID_FILE)],
+            [sys.executable, "-m", "fogify_net.cli", "api", "--port", port, "--pid-file", str(PID_FILE), *extra],
             stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
         )
     AUTO_FLAG.write_text("started by fogify-net deploy\n")
@@ -167,7 +168,7 @@ def cmd_deploy(args) -> int:
     if not _api_alive(args.url):
         if args.url != DEFAULT_URL and not args.url.startswith("http://127.0.0.1"):
             raise CliError(f"no fogify-net API answers at {args.url}")
-        _start_daemon(args.url)
+        _start_daemon(args.url, args.allow_host_access)
     _json(_call("POST", f"{args.url}/topology/", files={"file": (Path(args.file).name, text)}))
     report = _wait(args.url, "deploy", args.timeout, lambda r: r["status"] != "deploying")
     if report["status"] == "error":
@@ -334,6 +335,8 @@ def main(argv: list[str] | None = None) -> int:
     deploy.add_argument("--shaping", default="auto", choices=["auto", "netem", "userspace"],
                         help="with --dry-run: the mechanism to show")
     deploy.add_argument("--timeout", type=float, default=900)
+    deploy.add_argument("--allow-host-access", action="store_true",
+                        help="when deploy starts the API: let models use privileged, host binds, ... (see README)")
     deploy.set_defaults(func=cmd_deploy)
 
     undeploy = sub.add_parser("undeploy", help="tear the emulation down")
