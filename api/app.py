@@ -65,6 +65,10 @@ def create_app(controller: Controller, token: str | None = None, host: str = "12
     def model_error(error: ModelError):
         return jsonify(message=str(error), field=error.path), 400
 
+    @app.errorhandler(RecursionError)
+    def too_deep(error: RecursionError):  # a JSON body nested thousands of levels deep
+        return jsonify(message="the request body nests too deeply"), 400
+
     @app.errorhandler(FogifyError)
     def fogify_error(error: FogifyError):
         return jsonify(message=str(error)), error.status

@@ -26,6 +26,7 @@ from .host.capabilities import Capabilities, probe
 from .host.facts import read_host_facts
 from .model import ModelError, parse_model_text
 from .model.actions import Noop, parse_action
+from .model.errors import shown
 from .monitoring.flows import PERIOD_S as FLOW_PERIOD_S
 from .monitoring.flows import FlowRecorder
 from .monitoring.sampler import Sampler
@@ -112,16 +113,20 @@ class Controller:
     # --- deploy and undeploy ------------------------------------------------------------------
 
     def deploy(self, text: str | None) -> Plan:
-        """Validate now (errors are 400), then bring the plan up in a thread; returns the plan."""
+        """Validate now (errors are 400), then bring the plan up in a thread; returns the plan.
+
+        The model is parsed and compiled before the lock is taken: a slow or hostile upload
+        holds up nobody else's request (status, metrics, an undeploy).
+        """
+        text = text if text is not None else self._model_text
+        if text is None:
+            raise BadRequest("no model: send the fogified compose file in the form field 'file'")
+        model = parse_model_text(text)
+        self._refuse_host_access(model)
+        plan = compile_model(model, read_host_facts(self.host_mhz), self.pool)
         with self._lock:
             if self.status in ACTIVE or self.status == "undeploying":
                 raise Conflict("The system has a deployed instance.")
-            text = text if text is not None else self._model_text
-            if text is None:
-                raise BadRequest("no model: send the fogified compose file in the form field 'file'")
-            model = parse_model_text(text)
-            self._refuse_host_access(model)
-            plan = compile_model(model, read_host_facts(self.host_mhz), self.pool)
             emulation = self._new_backend(plan)
             emulation.check()
             self._model_text = text
@@ -329,7 +334,7 @@ class Controller:
         scenario = emulation.plan.model.scenarios.get(name)
         if scenario is None:
             known = ", ".join(emulation.plan.model.scenarios) or "none"
-            raise NotFound(f"unknown scenario {name!r} (in the deployed model: {known})")
+            raise NotFound(f"unknown scenario {shown(name)} (in the deployed model: {known})")
         if scenario.error:
             raise BadRequest(scenario.error)
         return self.scenarios.start(scenario)

@@ -8,6 +8,7 @@ from flask import Blueprint, jsonify, request
 
 from fogify_net.compile.flows import PROTOCOLS
 from fogify_net.errors import BadRequest, NotFound
+from fogify_net.model.errors import shown
 
 from . import controller
 
@@ -21,9 +22,9 @@ def _timestamp(name: str) -> float | None:
     try:
         number = float(value)
     except ValueError:
-        raise BadRequest(f"{name}: expected epoch seconds, got {value!r}") from None
+        raise BadRequest(f"{name}: expected epoch seconds, got {shown(value)}") from None
     if not math.isfinite(number):
-        raise BadRequest(f"{name}: expected epoch seconds, got {value!r}")
+        raise BadRequest(f"{name}: expected epoch seconds, got {shown(value)}")
     return number
 
 
@@ -36,7 +37,7 @@ def records():
     if service and service not in data:
         current = c.emulation.plan.instance(service) if c.emulation else None
         if current is None and not c.store.records(service):
-            raise NotFound(f"service: no instance {service!r} and no metrics recorded for it")
+            raise NotFound(f"service: no instance {shown(service)} and no metrics recorded for it")
         data[service] = []
     return jsonify(data)
 
@@ -66,10 +67,10 @@ def packets():
     service = request.args.get("service") or None
     protocol = (request.args.get("packet_type") or "").lower() or None
     if protocol is not None and protocol not in PROTOCOLS:
-        raise BadRequest(f"packet_type: expected one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+        raise BadRequest(f"packet_type: expected one of {', '.join(PROTOCOLS)}, got {shown(protocol)}")
     rows = c.store.packets(service, _timestamp("from_timestamp"), _timestamp("to_timestamp"), protocol)
     if service and not rows and not _known(c, service):
-        raise NotFound(f"service: no label or instance {service!r} deployed, and no packets recorded for it")
+        raise NotFound(f"service: no label or instance {shown(service)} deployed, and no packets recorded for it")
     return jsonify(res=rows)
 
 

@@ -27,6 +27,7 @@ from ..model.actions import (
     Stress,
     VerticalScaling,
 )
+from ..model.limits import MAX_INSTANCES
 from ..model.units import format_size
 from .targets import known_label, known_network, resolve, resolve_on_network
 
@@ -68,6 +69,10 @@ class ActionRunner:
         label = known_label(self.plan, request.target.label)
         annotation = ACTIONS["horizontal_scaling"].annotation
         if request.up:
+            total = len(self.plan.instances) + request.count
+            if total > MAX_INSTANCES:
+                raise BadRequest(f"params.instances: {request.count} more would make {total} instances; "
+                                 f"a deployment has at most {MAX_INSTANCES}")
             added = self.emulation.scale_out(label, request.count)
             return Outcome(f"{annotation}_UP", label, f"num of instances: {request.count}",
                            {"instances": [i.name for i in added]})

@@ -14,18 +14,19 @@ from __future__ import annotations
 from ..compile.plan import InstancePlan, Plan
 from ..errors import BadRequest, NotFound
 from ..model.actions import Target
+from ..model.errors import shown
 
 
 def known_label(plan: Plan, label: str) -> str:
     if plan.model.blueprint(label) is None:
         known = ", ".join(b.label for b in plan.model.blueprints)
-        raise NotFound(f"unknown label {label!r} (known: {known})")
+        raise NotFound(f"unknown label {shown(label)} (known: {known})")
     return label
 
 
 def known_network(plan: Plan, network: str) -> str:
     if network not in plan.networks:
-        raise NotFound(f"unknown network {network!r} (known: {', '.join(plan.networks)})")
+        raise NotFound(f"unknown network {shown(network)} (known: {', '.join(plan.networks)})")
     return network
 
 
@@ -39,7 +40,7 @@ def resolve(plan: Plan, target: Target) -> list[InstancePlan]:
             running = ", ".join(i.name for i in plan.instances_of(target.label)) or "none"
             raise NotFound(f"no instance {target} (running: {running})")
     if not instances:
-        raise NotFound(f"label {target.label!r} has no running replicas")
+        raise NotFound(f"label {shown(target.label)} has no running replicas")
     if target.count is not None:
         instances = instances[: target.count]
     return instances
@@ -52,5 +53,5 @@ def resolve_on_network(plan: Plan, target: Target, network: str) -> list[Instanc
     missing = [i.name for i in instances if i.interface(network) is None]
     if missing:
         raise BadRequest(f"params.network: {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
-                         f"not on network {network!r}")
+                         f"not on network {shown(network)}")
     return instances

@@ -15,7 +15,9 @@ import threading
 
 from docker.models.containers import Container
 
-DEFAULT_TIMEOUT = 60.0
+from ..model.limits import DEFAULT_COMMAND_TIMEOUT_S, MAX_COMMAND_TIMEOUT_S
+
+DEFAULT_TIMEOUT = DEFAULT_COMMAND_TIMEOUT_S
 MAX_OUTPUT = 1 << 20  # bytes kept from a command's output
 
 
@@ -38,7 +40,7 @@ def run_command(container: Container, command: str | tuple[str, ...], wait: bool
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
-    reader.join(timeout or DEFAULT_TIMEOUT)
+    reader.join(min(timeout or DEFAULT_TIMEOUT, MAX_COMMAND_TIMEOUT_S))  # the agent's callers too
     timed_out = reader.is_alive()
     if timed_out:
         pid = api.exec_inspect(exec_id).get("Pid")

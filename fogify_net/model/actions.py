@@ -14,7 +14,8 @@ import shlex
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from .errors import ModelError, join
+from .errors import ModelError, join, shown
+from .limits import MAX_COMMAND_TIMEOUT_S, MAX_INSTANCES
 from .networks import directions, parse_link
 from .schema import LinkRule, Model, QoSPatch
 from .units import parse_count, parse_percent, parse_seconds, parse_size
@@ -114,13 +115,13 @@ def parse_target(params: dict, path: str, model: Model | None, single_label: boo
         raise ModelError(join(path, "instance_type"), "missing (a blueprint label, or label.N for one replica)")
     match = _INSTANCE.match(str(raw))
     if not match:
-        raise ModelError(join(path, "instance_type"), f"invalid instance {raw!r} (write label or label.N)")
+        raise ModelError(join(path, "instance_type"), f"invalid instance {shown(raw)} (write label or label.N)")
     label, slot = match["label"], match["slot"]
     if model is not None and model.blueprint(label) is None:
         known = ", ".join(b.label for b in model.blueprints)
-        raise ModelError(join(path, "instance_type"), f"unknown label {label!r} (known: {known})")
+        raise ModelError(join(path, "instance_type"), f"unknown label {shown(label)} (known: {known})")
     if single_label and slot is not None:
-        raise ModelError(join(path, "instance_type"), f"this action takes a label, not one replica ({raw!r})")
+        raise ModelError(join(path, "instance_type"), f"this action takes a label, not one replica ({shown(raw)})")
     count = None
     if params.get("instances") not in (None, ""):
         count = parse_count(params["instances"], join(path, "instances"), minimum=1)
@@ -131,7 +132,7 @@ def _network_name(value: Any, path: str, model: Model | None) -> str:
     if not isinstance(value, str) or not value:
         raise ModelError(path, "missing (a network name)")
     if model is not None and value not in model.networks:
-        raise ModelError(path, f"unknown network {value!r} (known: {', '.join(model.networks)})")
+        raise ModelError(path, f"unknown network {shown(value)} (known: {', '.join(model.networks)})")
     return value
 
 
@@ -139,7 +140,7 @@ def parse_action(kind: str, params: Any, path: str = "params", model: Model | No
     """Parse one action's parameters. `kind` is the route's type, e.g. 'network'."""
     kind = kind.lower()
     if kind not in ACTION_TYPES:
-        raise ModelError("", f"unknown action type {kind!r} (use {', '.join(sorted(ACTION_TYPES))})")
+        raise ModelError("", f"unknown action type {shown(kind)} (use {', '.join(sorted(ACTION_TYPES))})")
     if not isinstance(params, dict):
         raise ModelError(path, "expected a mapping of parameters")
     return ACTIONS[kind].parse(params, path, model)
@@ -153,8 +154,10 @@ def _horizontal(params: dict, path: str, model: Model | None) -> HorizontalScali
     elif direction in ("down", "in", "scale-in", "scale_in"):
         up = False
     else:
-        raise ModelError(join(path, "type"), f"expected 'up' or 'down', got {params.get('type')!r}")
+        raise ModelError(join(path, "type"), f"expected 'up' or 'down', got {shown(params.get('type'))}")
     count = target.count if target.count is not None else 1
+    if count > MAX_INSTANCES:
+        raise ModelError(join(path, "instances"), f"at most {MAX_INSTANCES} instances in a deployment, got {count}")
     return HorizontalScaling(target=Target(target.label), up=up, count=count)
 
 
@@ -172,7 +175,7 @@ def _vertical(params: dict, path: str, model: Model | None) -> VerticalScaling:
         resource, value, value_path = given[0], params[given[0]], path
     resource = str(resource).lower()
     if resource not in ("cpu", "memory"):
-        raise ModelError(join(value_path, "action"), f"expected 'cpu' or 'memory', got {resource!r}")
+        raise ModelError(join(value_path, "action"), f"expected 'cpu' or 'memory', got {shown(resource)}")
     value_path = join(value_path, "value")
     if value is None or value == "":
         raise ModelError(value_path, "missing")
@@ -193,9 +196,9 @@ def _float(text: str, path: str, maximum: float = 1e6) -> float:
     try:
         number = float(text)
     except ValueError:
-        raise ModelError(path, f"expected a number, got {text[:40]!r}") from None
+        raise ModelError(path, f"expected a number, got {shown(text)}") from None
     if not math.isfinite(number) or abs(number) > maximum:
-        raise ModelError(path, f"expected a finite number of at most {maximum:g}, got {text[:40]!r}")
+        raise ModelError(path, f"expected a finite number of at most {maximum:g}, got {shown(text)}")
     return number
 
 
@@ -212,7 +215,7 @@ def _network(params: dict, path: str, model: Model | None) -> NetworkChange:
     if model is not None:
         blueprint = model.blueprint(target.label)
         if blueprint is not None and all(a.network != name for a in blueprint.networks):
-            raise ModelError(join(path, "network"), f"{target.label!r} is not on network {name!r}")
+            raise ModelError(join(path, "network"), f"{shown(target.label)} is not on network {shown(name)}")
     return NetworkChange(target=target, network=name, uplink=up, downlink=down)
 
 
@@ -228,7 +231,8 @@ def _links(params: dict, path: str, model: Model | None) -> LinksChange:
         for i, link in enumerate(links):
             for key, label in (("from_node", link.source), ("to_node", link.target)):
                 if label not in members:
-                    raise ModelError(join(join(links_path, i), key), f"{label!r} is not a label on network {name!r}")
+                    raise ModelError(join(join(links_path, i), key),
+                                     f"{shown(label)} is not a label on network {shown(name)}")
     return LinksChange(network=name, links=links)
 
 
@@ -269,6 +273,8 @@ def _command(params: dict, path: str, model: Model | None) -> Command:
     timeout = None
     if spec.get("timeout") is not None:
         timeout = float(parse_count(spec["timeout"], join(spec_path, "timeout"), minimum=1))
+        if timeout > MAX_COMMAND_TIMEOUT_S:
+            raise ModelError(join(spec_path, "timeout"), f"at most {MAX_COMMAND_TIMEOUT_S:g} seconds, got {timeout:g}")
     wait = spec.get("wait", params.get("wait", False))
     return Command(target=target, command=command, wait=bool(wait), timeout=timeout)
 
@@ -290,7 +296,7 @@ def _partition(heal: bool):
             if not value:
                 raise ModelError(join(path, key), "missing (a blueprint label)")
             if model is not None and model.blueprint(str(value)) is None:
-                raise ModelError(join(path, key), f"unknown label {value!r}")
+                raise ModelError(join(path, key), f"unknown label {shown(value)}")
             labels.append(str(value))
         network = None
         if params.get("network"):

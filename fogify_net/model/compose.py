@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .errors import ModelError, join
+from .errors import ModelError, join, shown
 from .fields import NAME, boolean, known_keys, mapping, optional_text, sequence, valid_name
 from .schema import Service, Volume
 
@@ -51,7 +51,8 @@ def parse_service(name: str, raw: Any, path: str, base_dir: Path | None, warning
         _volume(v, join(join(path, "volumes"), i), base_dir)
         for i, v in enumerate(sequence(raw.get("volumes"), join(path, "volumes")))
     )
-    cap_add = tuple(str(c) for c in sequence(raw.get("cap_add"), join(path, "cap_add")))
+    cap_add = tuple(_scalar_text(c, join(join(path, "cap_add"), i))
+                    for i, c in enumerate(sequence(raw.get("cap_add"), join(path, "cap_add"))))
     privileged = boolean(raw.get("privileged", False), join(path, "privileged"))
     return Service(
         name=name,
@@ -101,26 +102,31 @@ def _environment(raw: Any, path: str) -> tuple[tuple[str, str], ...]:
     if raw is None:
         return ()
     if isinstance(raw, dict):
-        pairs = [(str(k), "" if v is None else _scalar_text(v)) for k, v in raw.items()]
+        pairs = [(_scalar_text(k, path), "" if v is None else _scalar_text(v, join(path, str(k)[:80])))
+                 for k, v in raw.items()]
     elif isinstance(raw, list):
         pairs = []
         for i, item in enumerate(raw):
             if not isinstance(item, str) or "=" not in item:
-                raise ModelError(join(path, i), f"expected KEY=VALUE, got {item!r}")
+                raise ModelError(join(path, i), f"expected KEY=VALUE, got {shown(item)}")
             key, value = item.split("=", 1)
             pairs.append((key, value))
     else:
         raise ModelError(path, f"expected a mapping or a list of KEY=VALUE, got {type(raw).__name__}")
     for i, (key, _) in enumerate(pairs):
         if not key or "=" in key:
-            raise ModelError(join(path, i), f"invalid variable name {key!r}")
+            raise ModelError(join(path, i), f"invalid variable name {shown(key)}")
     return tuple(pairs)
 
 
-def _scalar_text(value: Any) -> str:
+def _scalar_text(value: Any, path: str) -> str:
+    """A scalar as compose writes it into the container; a mapping or list is refused, never str()-ed
+    (that would print, and send to Docker, whatever the value expands to)."""
     if isinstance(value, bool):
         return "true" if value else "false"
-    return str(value)
+    if isinstance(value, (str, int, float)):
+        return str(value)
+    raise ModelError(path, f"expected text or a number, got {type(value).__name__} {shown(value)}")
 
 
 def _command(raw: Any, path: str) -> tuple[str, ...] | str | None:
@@ -148,21 +154,21 @@ def _volume(raw: Any, path: str, base_dir: Path | None) -> Volume:
             source, target = parts[0], parts[1]
             mode = parts[2] if len(parts) == 3 else "rw"
             if mode not in ("ro", "rw"):
-                raise ModelError(path, f"unknown volume mode {mode!r} (use ro or rw)")
+                raise ModelError(path, f"unknown volume mode {shown(mode)} (use ro or rw)")
             read_only = mode == "ro"
         else:
-            raise ModelError(path, f"cannot read volume {raw!r} (write SOURCE:TARGET[:ro])")
+            raise ModelError(path, f"cannot read volume {shown(raw)} (write SOURCE:TARGET[:ro])")
     else:
         raise ModelError(path, f"expected a volume string or mapping, got {type(raw).__name__}")
     if not target.startswith("/"):
-        raise ModelError(path, f"the target {target!r} must be an absolute path in the container")
+        raise ModelError(path, f"the target {shown(target)} must be an absolute path in the container")
     if source.startswith(("./", "../", "~")) or source in (".", ".."):
         if source.startswith("~"):
             source = str(Path(source).expanduser())
         elif base_dir is None:
-            raise ModelError(path, f"relative path {source!r} needs the compose file's location")
+            raise ModelError(path, f"relative path {shown(source)} needs the compose file's location")
         else:
             source = str((base_dir / source).resolve())
     elif source and not source.startswith("/") and not NAME.match(source):
-        raise ModelError(path, f"invalid volume name {source!r}")
+        raise ModelError(path, f"invalid volume name {shown(source)}")
     return Volume(source=source, target=target, read_only=read_only)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any, Callable
 
-from .errors import ModelError, join
+from .errors import ModelError, join, shown
 
 # Names end up in DNS names (tasks.<label>.<network>) and instance names (<label>.<n>): no dots.
 # \Z, not $: "$" matches before a trailing newline, and a newline in an ip/tc/nft batch is a new command.
@@ -35,7 +35,7 @@ def sequence(value: Any, path: str) -> list:
 def known_keys(raw: dict, path: str, allowed: set[str]) -> None:
     for key in raw:
         if not isinstance(key, str):
-            raise ModelError(path, f"keys must be text, got {key!r}")
+            raise ModelError(path, f"keys must be text, got {shown(key)}")
         if key not in allowed and not key.startswith("x-"):
             raise ModelError(join(path, key), f"unknown field (expected one of: {', '.join(sorted(allowed))})")
 
@@ -47,7 +47,7 @@ MAX_NAME = 48
 def valid_name(value: Any, path: str) -> str:
     if not isinstance(value, str) or not NAME.match(value):
         raise ModelError(
-            path, f"invalid name {str(value)[:60]!r}: use letters, digits, '-' and '_' (no dots, no spaces)"
+            path, f"invalid name {shown(value)}: use letters, digits, '-' and '_' (no dots, no spaces)"
         )
     if len(value) > MAX_NAME:
         raise ModelError(path, f"name {value[:20]!r}... is {len(value)} characters long, at most {MAX_NAME}")
@@ -58,7 +58,7 @@ def unique(names: list[str], path: str, what: str) -> None:
     seen: set[str] = set()
     for i, name in enumerate(names):
         if name in seen:
-            raise ModelError(join(path, i), f"duplicate {what} {name!r}")
+            raise ModelError(join(path, i), f"duplicate {what} {shown(name)}")
         seen.add(name)
 
 
@@ -73,7 +73,7 @@ def boolean(value: Any, path: str) -> bool:
         return value
     if isinstance(value, str) and value.lower() in ("true", "false"):
         return value.lower() == "true"
-    raise ModelError(path, f"expected true or false, got {value!r}")
+    raise ModelError(path, f"expected true or false, got {shown(value)}")
 
 
 def optional_text(value: Any, path: str) -> str | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from ipaddress import IPv4Network, ip_network
 from typing import Any
 
-from .errors import ModelError, join
+from .errors import ModelError, join, shown
 from .fields import boolean, known_keys, mapping, sequence, valid_name
 from .schema import DISTRIBUTIONS, FirewallRule, LinkRule, Network, QoS, QoSPatch
 from .units import parse_count, parse_delay, parse_percent, parse_rate
@@ -41,7 +41,8 @@ def parse_qos_patch(raw: Any, path: str) -> QoSPatch:
             dist = latency["distribution"]
             if dist not in DISTRIBUTIONS:
                 raise ModelError(
-                    join(lat_path, "distribution"), f"unknown distribution {dist!r} (use {', '.join(DISTRIBUTIONS)})"
+                    join(lat_path, "distribution"),
+                    f"unknown distribution {shown(dist)} (use {', '.join(DISTRIBUTIONS)})"
                 )
             values["distribution"] = dist
         if values.get("correlation") and not values.get("jitter"):
@@ -105,11 +106,11 @@ def parse_subnet(value: Any, path: str) -> IPv4Network:
     try:
         subnet = ip_network(str(value), strict=True)
     except ValueError as error:
-        raise ModelError(path, f"invalid subnet {value!r}: {error}") from None
+        raise ModelError(path, f"invalid subnet {shown(value)}: {shown(str(error))}") from None
     if subnet.version != 4:
         raise ModelError(path, "only IPv4 subnets are supported")
     if subnet.prefixlen > 30:
-        raise ModelError(path, f"subnet {value} is too small (at most /30)")
+        raise ModelError(path, f"subnet {subnet} is too small (at most /30)")
     return subnet
 
 
@@ -148,12 +149,13 @@ def parse_firewall_rule(raw: Any, path: str) -> FirewallRule:
             raise ModelError(join(path, key), "missing")
     action = str(raw["type"]).lower()
     if action not in ("accept", "drop"):
-        raise ModelError(join(path, "type"), f"unknown rule type {raw['type']!r} (use ACCEPT or DROP)")
+        raise ModelError(join(path, "type"), f"unknown rule type {shown(raw['type'])} (use ACCEPT or DROP)")
     protocol = raw.get("protocol")
     if protocol is not None:
         protocol = str(protocol).lower()
         if protocol not in ("tcp", "udp", "icmp"):
-            raise ModelError(join(path, "protocol"), f"unknown protocol {raw['protocol']!r} (use tcp, udp or icmp)")
+            raise ModelError(join(path, "protocol"),
+                             f"unknown protocol {shown(raw['protocol'])} (use tcp, udp or icmp)")
     ports = {}
     for key in ("from_port", "to_port"):
         if raw.get(key) is not None:

@@ -13,11 +13,11 @@ from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .compose import parse_service
-from .errors import ModelError, join
-from .fields import known_keys, mapping, named_list, sequence, unique, valid_name
+from .errors import ModelError, join, shown
+from .fields import known_keys, mapping, named_list, optional_text, sequence, unique, valid_name
+from .limits import MAX_INSTANCES
+from .loader import load_yaml
 from .networks import parse_network
 from .scenarios import parse_scenario
 from .schema import Attachment, Blueprint, Model, NodeProfile
@@ -37,11 +37,7 @@ def load_model(path: str | Path) -> Model:
 
 
 def parse_model_text(text: str, base_dir: Path | None = None) -> Model:
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise ModelError("", f"not valid YAML: {error}") from None
-    return parse_model(data, base_dir=base_dir)
+    return parse_model(load_yaml(text), base_dir=base_dir)
 
 
 def parse_model(data: Any, base_dir: Path | None = None) -> Model:
@@ -65,12 +61,15 @@ def parse_model(data: Any, base_dir: Path | None = None) -> Model:
     if not blueprints:
         raise ModelError(topology_path, "the topology has no blueprints")
     unique([b.label for b in blueprints], topology_path, "label")
+    total = sum(b.replicas for b in blueprints)
+    if total > MAX_INSTANCES:
+        raise ModelError(topology_path, f"{total} instances; a deployment has at most {MAX_INSTANCES}")
     model = Model(services, nodes, networks, blueprints, {}, ())
     _check_network_references(model)
     scenarios = named_list(
         fog.get("scenarios", []), join(ROOT, "scenarios"), lambda raw, path: parse_scenario(raw, path, model)
     )
-    warnings += [f"{s.error} (scenario {s.name!r} cannot run)" for s in scenarios.values() if s.error]
+    warnings += [f"{s.error} (scenario {shown(s.name)} cannot run)" for s in scenarios.values() if s.error]
     used = {b.service for b in blueprints}
     warnings += [f"services.{name}: not used by any blueprint, so not deployed"
                  for name in services if name not in used]
@@ -115,10 +114,10 @@ def _blueprint(raw: Any, path: str, services: dict, nodes: dict, networks: dict)
             raise ModelError(join(path, key), "missing")
     label = valid_name(raw["label"], join(path, "label"))
     if raw["node"] not in nodes:
-        raise ModelError(join(path, "node"), f"unknown node {raw['node']!r} (known: {', '.join(nodes) or 'none'})")
+        raise ModelError(join(path, "node"), f"unknown node {shown(raw['node'])} (known: {', '.join(nodes) or 'none'})")
     if raw["service"] not in services:
         raise ModelError(
-            join(path, "service"), f"unknown service {raw['service']!r} (known: {', '.join(services) or 'none'})"
+            join(path, "service"), f"unknown service {shown(raw['service'])} (known: {', '.join(services) or 'none'})"
         )
     replicas = parse_count(raw.get("replicas", 1), join(path, "replicas"), minimum=0)
     nets_path = join(path, "networks")
@@ -139,7 +138,8 @@ def _blueprint(raw: Any, path: str, services: dict, nodes: dict, networks: dict)
         service=raw["service"],
         replicas=replicas,
         networks=attachments,
-        placement=tuple((str(k), str(v)) for k, v in placement.items()),
+        placement=tuple((str(k), optional_text(v, join(join(path, "placement"), str(k)[:80])) or "")
+                        for k, v in placement.items()),
     )
 
 
@@ -151,13 +151,13 @@ def _attachment(raw: Any, path: str, networks: dict) -> Attachment:
     raw = mapping(raw, path, "a network reference")
     name = raw.get("name")
     if name not in networks:
-        raise ModelError(name_path, f"unknown network {name!r} (known: {', '.join(networks) or 'none'})")
+        raise ModelError(name_path, f"unknown network {shown(name)} (known: {', '.join(networks) or 'none'})")
     ip = None
     if raw.get("ip") is not None:
         try:
             ip = IPv4Address(str(raw["ip"]).split("/")[0])
         except ValueError:
-            raise ModelError(join(path, "ip"), f"invalid IPv4 address {raw['ip']!r}") from None
+            raise ModelError(join(path, "ip"), f"invalid IPv4 address {shown(raw['ip'])}") from None
     inline = any(raw.get(key) is not None for key in ("uplink", "downlink", "bidirectional"))
     override = None
     if inline:
@@ -177,14 +177,14 @@ def _check_network_references(model: Model) -> None:
                 if label not in members:
                     raise ModelError(
                         join(join(join(path, "links"), j), key),
-                        f"{label!r} is not a blueprint label on network {network.name!r}",
+                        f"{shown(label)} is not a blueprint label on network {shown(network.name)}",
                     )
         for j, rule in enumerate(network.firewall_rules):
             for key, label in (("from", rule.source), ("to", rule.target)):
                 if label not in members:
                     raise ModelError(
                         join(join(join(path, "firewall_rules"), j), key),
-                        f"{label!r} is not a blueprint label on network {network.name!r}",
+                        f"{shown(label)} is not a blueprint label on network {shown(network.name)}",
                     )
         if network.capacity is not None:
             count = sum(b.replicas for b in model.blueprints if any(a.network == network.name for a in b.networks))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .actions import ACTION_TYPES, normalize, parse_action
-from .errors import ModelError, join
+from .errors import ModelError, join, shown
 from .fields import known_keys, mapping, sequence, valid_name
 from .schema import Model, Scenario, ScenarioAction
 from .units import parse_count, parse_seconds
@@ -31,7 +31,7 @@ def parse_scenario(raw: Any, path: str, model: Model) -> Scenario:
         if kind not in ACTION_TYPES:
             raise ModelError(
                 join(join(item_path, "action"), "type"),
-                f"unknown action type {action.get('type')!r} (use {', '.join(sorted(ACTION_TYPES))})",
+                f"unknown action type {shown(action.get('type'))} (use {', '.join(sorted(ACTION_TYPES))})",
             )
         time = parse_seconds(item.get("time", 0), join(item_path, "time"))
         instances = None

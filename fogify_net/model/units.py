@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 
-from .errors import ModelError
+from .errors import ModelError, shown
 
 _NUMBER = r"(?P<num>[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)"
 _SPLIT = re.compile(rf"^\s*{_NUMBER}\s*(?P<unit>[A-Za-z%]*)\s*$")
@@ -48,7 +48,7 @@ _CLOCK = {"": 1.0, "mhz": 1.0, "ghz": 1000.0}
 def _split(value: object, path: str, what: str) -> tuple[float, str]:
     """Split '10Mbps' into (10.0, 'Mbps'); numbers come back with an empty unit."""
     if isinstance(value, bool):
-        raise ModelError(path, f"expected a {what}, got {value!r}")
+        raise ModelError(path, f"expected a {what}, got {shown(value)}")
     if isinstance(value, (int, float)):
         try:
             number, unit = float(value), ""
@@ -57,14 +57,14 @@ def _split(value: object, path: str, what: str) -> tuple[float, str]:
     elif isinstance(value, str):
         match = _SPLIT.match(value)
         if not match:
-            raise ModelError(path, f"cannot read {value!r} as a {what}")
+            raise ModelError(path, f"cannot read {shown(value)} as a {what}")
         number, unit = float(match["num"]), match["unit"]
     else:
-        raise ModelError(path, f"expected a {what}, got {type(value).__name__} {value!r}")
+        raise ModelError(path, f"expected a {what}, got {type(value).__name__} {shown(value)}")
     if not math.isfinite(number):
-        raise ModelError(path, f"{value!r} is not a finite number")
+        raise ModelError(path, f"{shown(value)} is not a finite number")
     if number < 0:
-        raise ModelError(path, f"negative value {value!r}")
+        raise ModelError(path, f"negative value {shown(value)}")
     return number, unit
 
 
@@ -72,17 +72,18 @@ def parse_rate(value: object, path: str) -> int:
     """Rate in bits per second. '10Mbps' = 10 megabits/s, '1MBps' = 8 megabits/s."""
     number, unit = _split(value, path, "rate such as '10Mbps'")
     if not unit:
-        raise ModelError(path, f"rate {value!r} has no unit (write e.g. '{value}Mbps')")
+        raise ModelError(path, f"rate {shown(value)} has no unit (write e.g. '{number:g}Mbps')")
     multiplier = _rate_multiplier(unit)
     if multiplier is None:
         raise ModelError(
-            path, f"unknown rate unit {unit!r} (use bps, kbps, Mbps, Gbps for bits/s or KBps, MBps for bytes/s)"
+            path, f"unknown rate unit {shown(unit)} (use bps, kbps, Mbps, Gbps for bits/s or KBps, MBps for bytes/s)"
         )
     if number * multiplier > MAX_RATE:
-        raise ModelError(path, f"rate {value!r} is above {MAX_RATE // 10**12} Tbit/s")
+        raise ModelError(path, f"rate {shown(value)} is above {MAX_RATE // 10**12} Tbit/s")
     bits = round(number * multiplier)
     if bits < 8:
-        raise ModelError(path, f"rate {value!r} is below 8 bit/s; to cut a link use drop: 100% or a link_down action")
+        raise ModelError(path,
+                         f"rate {shown(value)} is below 8 bit/s; to cut a link use drop: 100% or a link_down action")
     return bits
 
 
@@ -92,10 +93,10 @@ def parse_duration(value: object, path: str) -> float:
     if not unit:
         if number == 0:
             return 0.0
-        raise ModelError(path, f"duration {value!r} has no unit (write e.g. '{value}ms')")
+        raise ModelError(path, f"duration {shown(value)} has no unit (write e.g. '{number:g}ms')")
     factor = _DURATION.get(unit.lower() if unit != "µs" else unit)
     if factor is None:
-        raise ModelError(path, f"unknown duration unit {unit!r} (use us, ms or s)")
+        raise ModelError(path, f"unknown duration unit {shown(unit)} (use us, ms or s)")
     return number * factor
 
 
@@ -103,7 +104,7 @@ def parse_delay(value: object, path: str) -> float:
     """A link's delay or jitter in seconds, at most MAX_DELAY (what netem and the delay line take)."""
     seconds = parse_duration(value, path)
     if seconds > MAX_DELAY:
-        raise ModelError(path, f"delay {value!r} is above {MAX_DELAY:g} s")
+        raise ModelError(path, f"delay {shown(value)} is above {MAX_DELAY:g} s")
     return seconds
 
 
@@ -117,9 +118,9 @@ def parse_percent(value: object, path: str) -> float:
     """Percentage in [0, 100]. '0.1%', 0.1 and '0.1' all mean 0.1 percent, as in tc."""
     number, unit = _split(value, path, "percentage such as '0.1%'")
     if unit not in ("", "%"):
-        raise ModelError(path, f"unknown unit {unit!r} for a percentage (use e.g. '0.1%')")
+        raise ModelError(path, f"unknown unit {shown(unit)} for a percentage (use e.g. '0.1%')")
     if number > 100:
-        raise ModelError(path, f"percentage {value!r} is above 100%")
+        raise ModelError(path, f"percentage {shown(value)} is above 100%")
     return number
 
 
@@ -132,14 +133,14 @@ def parse_size(value: object, path: str) -> int:
             low = low[: -len(tail)]
             break
     if low not in _SIZE:
-        raise ModelError(path, f"unknown size unit {unit!r} (use K, M, G or T, e.g. '512M')")
+        raise ModelError(path, f"unknown size unit {shown(unit)} (use K, M, G or T, e.g. '512M')")
     if _SIZE[low] is None:
-        raise ModelError(path, f"size {value!r} has no unit (write e.g. '{value}M' or '{value}G')")
+        raise ModelError(path, f"size {shown(value)} has no unit (write e.g. '{number:g}M' or '{number:g}G')")
     if number * _SIZE[low] > MAX_SIZE:
-        raise ModelError(path, f"size {value!r} is above 1 PiB")
+        raise ModelError(path, f"size {shown(value)} is above 1 PiB")
     size = round(number * _SIZE[low])
     if size <= 0:
-        raise ModelError(path, f"size {value!r} must be positive")
+        raise ModelError(path, f"size {shown(value)} must be positive")
     return size
 
 
@@ -148,26 +149,26 @@ def parse_clock(value: object, path: str) -> float:
     number, unit = _split(value, path, "clock speed in MHz such as 1400")
     factor = _CLOCK.get(unit.lower())
     if factor is None:
-        raise ModelError(path, f"unknown clock unit {unit!r} (use MHz or GHz)")
+        raise ModelError(path, f"unknown clock unit {shown(unit)} (use MHz or GHz)")
     if number <= 0:
-        raise ModelError(path, f"clock speed {value!r} must be positive")
+        raise ModelError(path, f"clock speed {shown(value)} must be positive")
     if number * factor > MAX_CLOCK_MHZ:
-        raise ModelError(path, f"clock speed {value!r} is above {MAX_CLOCK_MHZ} MHz")
+        raise ModelError(path, f"clock speed {shown(value)} is above {MAX_CLOCK_MHZ} MHz")
     return number * factor
 
 
 def parse_count(value: object, path: str, minimum: int = 0) -> int:
     """A whole number of things (cores, replicas, instances)."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise ModelError(path, f"expected a whole number, got {value!r}")
+        raise ModelError(path, f"expected a whole number, got {shown(value)}")
     try:
         number = float(value)
     except (ValueError, OverflowError):
-        raise ModelError(path, f"expected a whole number, got {str(value)[:40]!r}") from None
+        raise ModelError(path, f"expected a whole number, got {shown(value)}") from None
     if not number.is_integer():
-        raise ModelError(path, f"expected a whole number, got {str(value)[:40]!r}")
+        raise ModelError(path, f"expected a whole number, got {shown(value)}")
     if number < minimum:
-        raise ModelError(path, f"must be at least {minimum}, got {value!r}")
+        raise ModelError(path, f"must be at least {minimum}, got {shown(value)}")
     if number > MAX_COUNT:
         raise ModelError(path, f"{str(value)[:40]} is far too many (at most {MAX_COUNT})")
     return int(number)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ..errors import Conflict, NotFound
+from ..model.errors import shown
 from ..model.schema import Scenario
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ class ScenarioRunner:
         with self._lock:
             busy = [r.name for r in self._runs.values() if r.state == "running"]
             if busy:
-                raise Conflict(f"scenario {busy[0]!r} is still running; cancel it first")
+                raise Conflict(f"scenario {shown(busy[0])} is still running; cancel it first")
             start = time.time()
             planned, actions = start, []
             for action in scenario.actions:
@@ -76,7 +77,7 @@ class ScenarioRunner:
     def get(self, name: str) -> ScenarioRun:
         run = self._runs.get(name)
         if run is None:
-            raise NotFound(f"scenario {name!r} has not run")
+            raise NotFound(f"scenario {shown(name)} has not run")
         return run
 
     def runs(self) -> list[ScenarioRun]:

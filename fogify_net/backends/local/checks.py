@@ -11,7 +11,7 @@ from ...errors import Conflict
 from ...host import owner as owner_record
 from ...host.cleanup import cleanup, find_leftovers
 from ...host.containers import docker_client
-from ...model.errors import ModelError
+from ...model.errors import ModelError, shown
 
 log = logging.getLogger(__name__)
 
@@ -19,23 +19,24 @@ MAX_BRIDGE_PORTS = 1023  # a Linux bridge refuses the 1,024th port ("Exchange fu
 
 
 def check_images(plan: Plan) -> None:
-    """Every image the plan runs is here (or can be pulled); else a 400-style error naming the service."""
+    """Every image the plan runs is on this machine; else a 400 naming the service.
+
+    A missing image is not pulled here: a pull takes minutes (or forever, with no
+    registry in reach) and a deploy request holds the controller's lock meanwhile.
+    """
     client = docker_client()
     for name in sorted({i.service.name for i in plan.instances}):
         image = plan.model.services[name].image
         try:
             client.images.get(image)
         except docker.errors.ImageNotFound:
-            try:
-                client.images.pull(image)
-            except docker.errors.APIError:
-                raise ModelError(
-                    f"services.{name}.image",
-                    f"image {image!r} is not on this machine and cannot be pulled; build it first",
-                ) from None
+            raise ModelError(
+                f"services.{name}.image",
+                f"image {shown(image)} is not on this machine; build or pull it first (docker pull {shown(image)})",
+            ) from None
         except docker.errors.APIError as error:  # Docker's 400: "invalid reference format"
             raise ModelError(f"services.{name}.image",
-                             f"{image[:80]!r} is not an image reference ({error.explanation or error})") from None
+                             f"{shown(image)} is not an image reference ({error.explanation or error})") from None
 
 
 def check_leftovers(plan: Plan) -> None:
