@@ -317,11 +317,12 @@ class Controller:
 
     def act(self, kind: str, params: dict) -> dict:
         """Run one action now; returns what the API answers besides "OK"."""
-        emulation = self._running()
         request = parse_action(kind, params)
+        emulation = self._running()
         if isinstance(request, Noop):
             return {}
-        outcome = ActionRunner(emulation).run(request)
+        outcome = ActionRunner(emulation).execute(
+            request, lambda: self.emulation is emulation and self.status in ("running", "degraded"))
         self.record.applied(kind, params, [i.name for i in emulation.plan.instances])
         self.store.annotate(outcome.annotation, outcome.instance_name, outcome.params)
         return outcome.result

@@ -12,10 +12,19 @@ from . import controller
 bp = Blueprint("topology", __name__)
 
 
+_CONTROL = {code: " " for code in (*range(0x20), 0x7F)}
+
+
+def header_text(text: str, limit: int = 1000) -> str:
+    """`text` as a safe header value: control characters (\\r, \\n, ...) become spaces and anything
+    beyond ASCII a \\u escape (a header is Latin-1 on the wire; U+FFFD from container logs is not)."""
+    return text.translate(_CONTROL).encode("ascii", "backslashreplace").decode("ascii")[:limit]
+
+
 def _status_headers(response):
     c = controller()
     response.headers["X-Fogify-Status"] = c.status
-    response.headers["X-Fogify-Message"] = c.message.replace("\n", " ")[:1000]
+    response.headers["X-Fogify-Message"] = header_text(c.message)
     return response
 
 

@@ -1,14 +1,21 @@
 """Runtime actions on a running emulation, each recorded as an annotation.
 
-Every change goes into the plan first, so it persists: a later action starts
-from the current state, never from the model file (Fogify re-read its file
-and so reverted earlier changes). Then the emulation applies the difference.
+Every change goes into the plan, so it persists: a later action starts from
+the current state, never from the model file (Fogify re-read its file and so
+reverted earlier changes). The emulation applies the plan's difference; if
+that fails, the plan's change is undone and the previous state re-applied, so
+the plan never runs ahead of the kernel. Actions that change the plan hold the
+emulation's lock throughout (`execute`), so they are serialised against each
+other and against a deploy or teardown; commands and stress, which change
+nothing in the plan and may run for minutes, do not.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from ..backends.base import Backend
@@ -27,6 +34,7 @@ from ..model.actions import (
     Stress,
     VerticalScaling,
 )
+from ..model.errors import shown
 from ..model.limits import MAX_INSTANCES
 from ..model.units import format_size
 from .targets import known_label, known_network, resolve, resolve_on_network
@@ -44,9 +52,37 @@ class Outcome:
     result: dict = field(default_factory=dict)
 
 
+LONG_RUNNING = (Command, Stress)  # no plan change: they run without the emulation's lock
+
+
 class ActionRunner:
     def __init__(self, emulation: Backend):
         self.emulation = emulation
+
+    def execute(self, request, still_current: Callable[[], bool] = lambda: True) -> Outcome:
+        """Run `request`; one that changes the plan holds the emulation's lock, and runs only if
+        `still_current()` says, under that lock, that this emulation is still the deployed one."""
+        if isinstance(request, LONG_RUNNING):
+            return self.run(request)
+        with self.emulation.lock:
+            if not still_current():
+                raise Conflict("the deployment changed meanwhile (undeployed?); nothing was done")
+            return self.run(request)
+
+    @contextmanager
+    def _applied_or_restored(self, restore: Callable[[], None], reapply: bool = True) -> Iterator[None]:
+        """The block changes the plan and applies it; on failure `restore` puts the plan back and
+        (with `reapply`) the previous state is applied again, then the error goes on."""
+        try:
+            yield
+        except BaseException:
+            restore()
+            if reapply:
+                try:
+                    self.emulation.reshape()
+                except Exception as error:  # the original error is the one to report
+                    log.error("re-applying the previous shaping failed too: %s", error)
+            raise
 
     @property
     def plan(self):
@@ -108,11 +144,18 @@ class ActionRunner:
     @run.register
     def _(self, request: NetworkChange) -> Outcome:
         instances = resolve_on_network(self.plan, request.target, request.network)
-        for instance in instances:
-            interface = instance.interface(request.network)
-            interface.uplink = interface.uplink.patched(request.uplink)
-            interface.downlink = interface.downlink.patched(request.downlink)
-        self.emulation.reshape()
+        saved = [(i.interface(request.network), i.interface(request.network).uplink,
+                  i.interface(request.network).downlink) for i in instances]
+
+        def restore() -> None:
+            for interface, uplink, downlink in saved:
+                interface.uplink, interface.downlink = uplink, downlink
+
+        with self._applied_or_restored(restore):
+            for interface, uplink, downlink in saved:
+                interface.uplink = uplink.patched(request.uplink)
+                interface.downlink = downlink.patched(request.downlink)
+            self.emulation.reshape()
         sample = instances[0].interface(request.network)
         return Outcome(ACTIONS["network"].annotation, str(request.target),
                        f"Parameters: Network => {request.network}, uplink=> {sample.uplink.describe()} , "
@@ -127,10 +170,17 @@ class ActionRunner:
             for label in (link.source, link.target):
                 known_label(self.plan, label)
                 if label not in members:
-                    raise BadRequest(f"params.links: {label!r} has no instance on network {request.network!r}")
-        for link in request.links:
-            rules[:] = [r for r in rules if (r.source, r.target) != (link.source, link.target)] + [link]
-        self.emulation.reshape()
+                    raise BadRequest(f"params.links: {shown(label)} has no instance on network "
+                                     f"{shown(request.network)}")
+        saved = list(rules)
+
+        def restore() -> None:
+            rules[:] = saved
+
+        with self._applied_or_restored(restore):
+            for link in request.links:
+                rules[:] = [r for r in rules if (r.source, r.target) != (link.source, link.target)] + [link]
+            self.emulation.reshape()
         return Outcome(ACTIONS["links"].annotation, ",".join(sorted({link.source for link in request.links})),
                        f"parameters: Network => {request.network}, link number=> {len(request.links)}")
 
@@ -156,7 +206,14 @@ class ActionRunner:
     @run.register
     def _(self, request: LinkState) -> Outcome:
         instances = resolve_on_network(self.plan, request.target, request.network)
-        self.emulation.set_link_state(instances, request.network, request.up)
+        saved = [(i.interface(request.network), i.interface(request.network).up) for i in instances]
+
+        def restore() -> None:
+            for interface, up in saved:
+                interface.up = up
+
+        with self._applied_or_restored(restore, reapply=False):
+            self.emulation.set_link_state(instances, request.network, request.up)
         kind = "link_up" if request.up else "link_down"
         return Outcome(ACTIONS[kind].annotation, str(request.target), f"Parameters: Network => {request.network}",
                        {"instances": [i.name for i in instances]})
@@ -168,13 +225,18 @@ class ActionRunner:
         if request.network is not None:
             known_network(self.plan, request.network)
         key = (request.source, request.target, request.network)
-        if request.heal:
-            self.plan.partitions = {p for p in self.plan.partitions
-                                    if {p[0], p[1]} != {request.source, request.target}
-                                    or (request.network is not None and p[2] != request.network)}
-        else:
-            self.plan.partitions.add(key)
-        self.emulation.reshape()
+        saved = set(self.plan.partitions)
+
+        def restore() -> None:
+            self.plan.partitions = saved
+
+        with self._applied_or_restored(restore):
+            if request.heal:
+                self.plan.partitions = {p for p in saved if {p[0], p[1]} != {request.source, request.target}
+                                        or (request.network is not None and p[2] != request.network)}
+            else:
+                self.plan.partitions = saved | {key}
+            self.emulation.reshape()
         kind = "heal" if request.heal else "partition"
         where = request.network or "all networks"
         return Outcome(ACTIONS[kind].annotation, f"{request.source}|{request.target}",

@@ -8,3 +8,4 @@ each refusal names its field and the bound.
 MAX_INSTANCES = 1000  # instances of one deployment, at deploy and after any scale-out
 MAX_COMMAND_TIMEOUT_S = 600.0  # how long a `command` with `wait` may hold its request (and a server thread)
 DEFAULT_COMMAND_TIMEOUT_S = 60.0
+MAX_SCENARIO_S = 7 * 24 * 3600.0  # a scenario's whole length (the sum of its actions' `time` gaps)

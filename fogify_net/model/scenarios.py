@@ -7,6 +7,7 @@ from typing import Any
 from .actions import ACTION_TYPES, normalize, parse_action
 from .errors import ModelError, join, shown
 from .fields import known_keys, mapping, sequence, valid_name
+from .limits import MAX_SCENARIO_S
 from .schema import Model, Scenario, ScenarioAction
 from .units import parse_count, parse_seconds
 
@@ -18,6 +19,7 @@ def parse_scenario(raw: Any, path: str, model: Model) -> Scenario:
     actions_path = join(path, "actions")
     actions = []
     error = None
+    elapsed = 0.0
     for i, item in enumerate(sequence(raw.get("actions"), actions_path)):
         item_path = join(actions_path, i)
         item = mapping(item, item_path, "a scenario action")
@@ -34,6 +36,10 @@ def parse_scenario(raw: Any, path: str, model: Model) -> Scenario:
                 f"unknown action type {shown(action.get('type'))} (use {', '.join(sorted(ACTION_TYPES))})",
             )
         time = parse_seconds(item.get("time", 0), join(item_path, "time"))
+        elapsed += time
+        if elapsed > MAX_SCENARIO_S:
+            raise ModelError(join(item_path, "time"), f"the scenario would last {elapsed:g} s; "
+                                                      f"at most {MAX_SCENARIO_S:g} s (7 days)")
         instances = None
         if item.get("instances") not in (None, ""):
             instances = parse_count(item["instances"], join(item_path, "instances"), minimum=1)

@@ -20,6 +20,8 @@ from ..model.schema import Scenario
 
 log = logging.getLogger(__name__)
 
+WAIT_SLICE_S = 3600.0
+
 
 @dataclass
 class ActionRecord:
@@ -89,13 +91,31 @@ class ScenarioRunner:
             run._cancel.set()
 
     def _run(self, scenario: Scenario, run: ScenarioRun) -> None:
+        """Fire the actions; whatever happens (an action's error, a bug here), the run ends in a final
+        state, so a later scenario can start."""
+        crashed = None
+        try:
+            self._fire(scenario, run)
+        except BaseException as error:  # noqa: BLE001 (recorded, and the run must not stay "running")
+            log.exception("scenario %s stopped", run.name)
+            crashed = f"the scenario runner stopped: {type(error).__name__}: {error}"
+        cancelled = run._cancel.is_set()
+        for record in run.actions:
+            if record.result is None:
+                record.result = crashed or "cancelled"
+        run.end = time.time() if cancelled or crashed else max(run.end, time.time())
+        run.state = "cancelled" if cancelled and not crashed else (
+            "failed" if crashed or any(r.result not in ("OK",) for r in run.actions) else "finished")
+
+    def _fire(self, scenario: Scenario, run: ScenarioRun) -> None:
         for action, record in zip(scenario.actions, run.actions):
-            # Event.wait sleeps on the monotonic clock; the plan itself is in wall-clock time.
-            remaining = record.planned - time.time()
-            if remaining > 0 and run._cancel.wait(remaining):
-                break
+            # Event.wait sleeps on the monotonic clock; the plan itself is in wall-clock time. It waits
+            # in slices: one wait of 1e10 s overflows the platform's timeout.
+            while (remaining := record.planned - time.time()) > 0:
+                if run._cancel.wait(min(remaining, WAIT_SLICE_S)):
+                    return
             if run._cancel.is_set():
-                break
+                return
             record.fired = time.time()
             record.lateness_ms = round((record.fired - record.planned) * 1000, 3)
             if action.type == "noop":
@@ -110,10 +130,3 @@ class ScenarioRunner:
             except Exception as error:  # an action's failure is recorded; the scenario goes on, as in Fogify
                 log.warning("scenario %s, action %d (%s) failed: %s", run.name, action.position, action.type, error)
                 record.result = str(error) or type(error).__name__
-        cancelled = run._cancel.is_set()
-        for record in run.actions:
-            if record.result is None:
-                record.result = "cancelled"
-        run.end = time.time() if cancelled else max(run.end, time.time())
-        run.state = "cancelled" if cancelled else (
-            "failed" if any(r.result not in ("OK",) for r in run.actions) else "finished")

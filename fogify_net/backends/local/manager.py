@@ -286,7 +286,7 @@ class LocalBackend(Backend):
 
     def started(self) -> list[str]:
         """Instances whose container runs (deploy and undeploy progress); crashed ones do not."""
-        return [name for name in self._containers if name not in self.crashed]
+        return [name for name in list(self._containers) if name not in self.crashed]  # (a copy: starts add)
 
     def task_facts(self) -> dict[str, TaskFacts]:
         """Each instance's container as a Swarm task would name it; this machine is the only node."""

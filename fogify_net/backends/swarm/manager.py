@@ -183,7 +183,7 @@ class SwarmBackend(Backend):
                 self._set_state("stopped")
 
     def started(self) -> list[str]:
-        return [name for name in self._tasks if name not in self.crashed]
+        return [name for name in list(self._tasks) if name not in self.crashed]
 
     def task_facts(self) -> dict[str, TaskFacts]:
         """The Swarm tasks that hold the instances now (ids, nodes and containers are Swarm's own)."""
