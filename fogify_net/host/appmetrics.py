@@ -17,6 +17,8 @@ import stat
 log = logging.getLogger(__name__)
 
 MAX_BYTES = 64 * 1024
+MAX_KEYS = 100  # metrics kept from one file, in its order: bounds what one record adds to the store
+MAX_KEY_LENGTH = 64
 BUILTIN = frozenset({"cpu", "cpu_util", "memory", "memory_util", "disk_bytes", "count", "timestamp", "ts"})
 BUILTIN_PREFIXES = ("network_rx_", "network_tx_")
 
@@ -48,8 +50,11 @@ def parse_app_metrics(data: bytes) -> dict[str, float]:
     for key, value in document.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             continue
-        if key in BUILTIN or key.startswith(BUILTIN_PREFIXES):
+        if key in BUILTIN or key.startswith(BUILTIN_PREFIXES) or len(key) > MAX_KEY_LENGTH:
             continue
+        if len(metrics) == MAX_KEYS:
+            log.debug("/fogify/metrics has more than %d metrics; the rest are dropped", MAX_KEYS)
+            break
         try:
             number = float(value)
         except OverflowError:

@@ -67,7 +67,13 @@ CREATE TABLE IF NOT EXISTS meta (
 PACKET_COLUMNS = ("network", "src_ip", "dest_ip", "protocol", "src_port", "dest_port", "count", "size",
                   "src_instance", "dest_instance", "src_label", "dest_label", "src_watched", "dest_watched")
 HIDDEN_PACKET_COLUMNS = {"src_label", "dest_label", "src_watched", "dest_watched"}
-PRUNE_EVERY = 60.0  # seconds of record time between two retention passes (a pass scans the table)
+PRUNE_EVERY = 60.0  # seconds of record time between two retention passes
+# The default retention (README "Monitoring"): the oldest go first past either bound. An instance's record
+# is ~150 bytes of metrics plus its app's (at most appmetrics.MAX_KEYS keys), so 1,000,000 records are
+# 7 instances sampled every second for ~40 hours, and the metric text is at most 512 MiB whatever the apps write.
+MAX_RECORDS = 1_000_000
+MAX_RECORD_BYTES = 512 * 2**20
+MAX_PACKETS = 1_000_000  # flow rows (a busy network adds a few hundred every 5 s period)
 
 
 _decoder = json.JSONDecoder()
@@ -94,15 +100,21 @@ def rfc1123(ts: float) -> str:
 class MetricStore:
     """Sampling rounds and annotations of one controller, in one SQLite file.
 
-    Retention is off by default (Fogify keeps everything until DELETE
-    /monitorings/); `max_age` (seconds) and `max_rows` bound the records table,
-    enforced at most once per minute of record time, oldest rows first.
+    Fogify kept everything until DELETE /monitorings/; here the records are
+    bounded by `max_rows` rows and `max_bytes` bytes of metric text, and the
+    packet rows by `max_packets` (None: no bound), and optionally by
+    `max_age` seconds. Each bound is enforced at most once per minute of
+    record time (packets: per period), oldest rows first, so a table may
+    exceed it by one minute's worth.
     """
 
-    def __init__(self, path: str | Path, max_age: float | None = None, max_rows: int | None = None):
+    def __init__(self, path: str | Path, max_age: float | None = None, max_rows: int | None = MAX_RECORDS,
+                 max_bytes: int | None = MAX_RECORD_BYTES, max_packets: int | None = MAX_PACKETS):
         self.path = str(path)
         self.max_age = max_age
         self.max_rows = max_rows
+        self.max_bytes = max_bytes
+        self.max_packets = max_packets
         self._lock = threading.Lock()
         self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._conn.execute("PRAGMA journal_mode=WAL")
@@ -110,6 +122,8 @@ class MetricStore:
         self._conn.executescript(SCHEMA)
         self._counter = self._read_counter()
         self._pruned_at: float | None = None
+        (bytes_now,) = self._conn.execute("SELECT COALESCE(SUM(LENGTH(metrics)), 0) FROM records").fetchone()
+        self._record_bytes = int(bytes_now)  # kept current by add_round and the pruning
 
     def _read_counter(self) -> int:
         row = self._conn.execute("SELECT value FROM meta WHERE key = 'count'").fetchone()
@@ -140,23 +154,46 @@ class MetricStore:
             rows = [(name, count, ts, _encode(metrics)) for name, metrics in samples.items()]
             with self._transaction():
                 self._conn.executemany("INSERT INTO records (instance, count, ts, metrics) VALUES (?, ?, ?, ?)", rows)
+                self._record_bytes += sum(len(row[3]) for row in rows)
                 self._conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('count', ?)", (count,))
                 self._prune(ts)
             self._counter = count
             return count
 
     def _prune(self, ts: float) -> None:
-        if self.max_age is None and self.max_rows is None:
+        if self.max_age is None and self.max_rows is None and self.max_bytes is None:
             return
         if self._pruned_at is not None and ts - self._pruned_at < PRUNE_EVERY:
             return
         self._pruned_at = ts
+        cutoff = None  # the newest id to delete
         if self.max_age is not None:
-            self._conn.execute("DELETE FROM records WHERE ts < ?", (ts - self.max_age,))
+            (cutoff,) = self._conn.execute("SELECT MAX(id) FROM records WHERE ts < ?", (ts - self.max_age,)).fetchone()
         if self.max_rows is not None:
-            self._conn.execute(
-                "DELETE FROM records WHERE id <= (SELECT id FROM records ORDER BY id DESC LIMIT 1 OFFSET ?)",
-                (self.max_rows,))
+            row = self._conn.execute("SELECT id FROM records ORDER BY id DESC LIMIT 1 OFFSET ?",
+                                     (self.max_rows,)).fetchone()
+            cutoff = max(cutoff or 0, row[0]) if row else cutoff
+        if self.max_bytes is not None and self._record_bytes > self.max_bytes:
+            excess = self._record_bytes - self.max_bytes
+            freed = 0
+            for row_id, size in self._conn.execute("SELECT id, LENGTH(metrics) FROM records ORDER BY id"):
+                freed += size
+                if freed >= excess:
+                    cutoff = max(cutoff or 0, row_id)
+                    break
+        if cutoff is not None:
+            (freed,) = self._conn.execute("SELECT COALESCE(SUM(LENGTH(metrics)), 0) FROM records WHERE id <= ?",
+                                          (cutoff,)).fetchone()
+            self._conn.execute("DELETE FROM records WHERE id <= ?", (cutoff,))
+            self._record_bytes -= int(freed)
+            log.info("retention: removed records up to id %d", cutoff)
+
+    def _prune_packets(self) -> None:
+        if self.max_packets is None:
+            return
+        self._conn.execute(
+            "DELETE FROM packets WHERE id <= (SELECT id FROM packets ORDER BY id DESC LIMIT 1 OFFSET ?)",
+            (self.max_packets,))
 
     def records(self, instance: str | None = None, from_ts: float | None = None,
                 to_ts: float | None = None) -> dict[str, list[dict[str, Any]]]:
@@ -165,14 +202,28 @@ class MetricStore:
         `from_ts` and `to_ts` are strict bounds (`>`, `<`) as in Fogify;
         `instance` matches one name exactly.
         """
-        where, args = _where([("instance = ?", instance), ("ts > ?", from_ts), ("ts < ?", to_ts)])
-        sql = f"SELECT instance, count, ts, metrics FROM records{where} ORDER BY instance, count"
+        return self.records_page(instance, from_ts, to_ts)[0]
+
+    def records_page(self, instance: str | None = None, from_ts: float | None = None, to_ts: float | None = None,
+                     limit: int | None = None, after: int | None = None) -> tuple[dict[str, list[dict]], int | None]:
+        """`records` of at most `limit` records, those stored after the record `after`; and the `after`
+        of the next page (None when this is the last). Each instance's records stay in count order."""
+        where, args = _where([("instance = ?", instance), ("ts > ?", from_ts), ("ts < ?", to_ts),
+                              ("id > ?", after)])
+        sql = f"SELECT id, instance, count, ts, metrics FROM records{where} ORDER BY id"
+        if limit is not None:
+            sql += f" LIMIT {int(limit) + 1}"
         with self._lock:
             rows = self._conn.execute(sql, args).fetchall()
+        following = None
+        if limit is not None and len(rows) > limit:
+            rows = rows[:limit]
+            following = rows[-1][0]
+        rows.sort(key=lambda row: (row[1], row[2]))
         result: dict[str, list[dict[str, Any]]] = {}
         stamps: dict[float, str] = {}  # every instance of a round shares its ts: format it once
         decode = _decoder.decode
-        for name, count, ts, metrics in rows:
+        for _, name, count, ts, metrics in rows:
             record = decode(metrics)
             record["count"] = count
             stamp = stamps.get(ts)
@@ -181,7 +232,7 @@ class MetricStore:
             record["timestamp"] = stamp
             record["ts"] = ts
             result.setdefault(name, []).append(record)
-        return result
+        return result, following
 
     def clear_records(self) -> None:
         """Delete every record and restart the round counter at 1 (Fogify's DELETE /monitorings/)."""
@@ -190,6 +241,7 @@ class MetricStore:
             self._conn.execute("DELETE FROM meta WHERE key = 'count'")
             self._counter = 0
             self._pruned_at = None
+            self._record_bytes = 0
 
     # --- annotations ------------------------------------------------------------------------
 
@@ -221,6 +273,7 @@ class MetricStore:
                 f"INSERT INTO packets (ts, {', '.join(PACKET_COLUMNS)}) "
                 f"VALUES (?, {', '.join('?' * len(PACKET_COLUMNS))})",
                 [(ts, *(row[column] for column in PACKET_COLUMNS)) for row in rows])
+            self._prune_packets()
 
     def packets(self, service: str | None = None, from_ts: float | None = None, to_ts: float | None = None,
                 protocol: str | None = None) -> list[dict[str, Any]]:
@@ -230,10 +283,24 @@ class MetricStore:
         instances appeared under both. `service` is a label or an instance name
         (exact); the time bounds are strict, as for records.
         """
-        where, args = _where([("ts > ?", from_ts), ("ts < ?", to_ts), ("protocol = ?", protocol)])
+        return self.packets_page(service, from_ts, to_ts, protocol)[0]
+
+    def packets_page(self, service: str | None = None, from_ts: float | None = None, to_ts: float | None = None,
+                     protocol: str | None = None, limit: int | None = None,
+                     after: int | None = None) -> tuple[list[dict[str, Any]], int | None]:
+        """`packets` of at most `limit` stored flow rows after row `after` (each gives one or two
+        answer rows), and the `after` of the next page (None when this is the last)."""
+        where, args = _where([("ts > ?", from_ts), ("ts < ?", to_ts), ("protocol = ?", protocol),
+                              ("id > ?", after)])
         sql = f"SELECT id, ts, {', '.join(PACKET_COLUMNS)} FROM packets{where} ORDER BY id"
+        if limit is not None:
+            sql += f" LIMIT {int(limit) + 1}"
         with self._lock:
             rows = self._conn.execute(sql, args).fetchall()
+        following = None
+        if limit is not None and len(rows) > limit:
+            rows = rows[:limit]
+            following = rows[-1][0]
         result = []
         for row_id, ts, *values in rows:
             row = dict(zip(PACKET_COLUMNS, values))
@@ -247,7 +314,7 @@ class MetricStore:
                     "id": row_id, "service_id": label, "timestamp": rfc1123(ts), "ts": ts,
                     **{k: v for k, v in row.items() if k not in HIDDEN_PACKET_COLUMNS},
                 })
-        return result
+        return result, following
 
     def clear_packets(self) -> None:
         with self._lock:
