@@ -20,6 +20,7 @@ setup(
         "pyyaml>=5.4",
         "requests>=2.25",
         "tqdm>=4.60",
+        "waitress>=2.1",
     ],
     extras_require={"test": ["pytest>=7", "pandas>=1.5", "matplotlib>=3.6", "openapi-spec-validator>=0.7",
                              "openapi-schema-validator>=0.6"]},

@@ -1,14 +1,13 @@
-"""Serving the API: a threaded WSGI server (no debug server, no reloader), stopped cleanly by a signal."""
+"""Serving the API: waitress with bounded threads, connections, timeouts and sizes (fogify_net.host.wsgi);
+stopped cleanly by a signal, which undeploys whatever runs."""
 
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 
-from werkzeug.serving import make_server
-
 from fogify_net.controller import Controller
+from fogify_net.host.wsgi import serve_until_signal, wsgi_server
 
 from .app import create_app
 
@@ -21,23 +20,13 @@ def serve(controller: Controller, host: str = "127.0.0.1", port: int = 5000, tok
 
     `names`: more host names clients may use for this API (the Host header check).
     """
-    server = make_server(host, port, create_app(controller, token, host=host, names=names), threaded=True)
-    stop = threading.Event()
-
-    def shutdown(signum, _frame) -> None:
-        log.info("signal %d: shutting down", signum)
-        if not stop.is_set():
-            stop.set()
-            threading.Thread(target=server.shutdown, daemon=True).start()
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, shutdown)
-        signal.signal(signal.SIGINT, shutdown)
-    log.info("fogify-net API on http://%s:%d/%s", host, server.server_port, " (bearer token required)" if token else "")
+    server = wsgi_server(create_app(controller, token, host=host, names=names), host, port, name="fogify-net")
+    log.info("fogify-net API on http://%s:%d/%s", host, server.effective_port,
+             " (bearer token required)" if token else "")
     if ready is not None:
         ready.set()
     try:
-        server.serve_forever()
+        serve_until_signal(server)
     finally:
         controller.close()
-        server.server_close()
+        server.close()

@@ -87,13 +87,15 @@ def create_app(agent: Agent, token: str | None = None):
 
 def serve(docker_url: str | None, host: str, port: int, token: str | None,
           run_dir: str = "/run/fogify-net", exec_root: str = "/var/run/docker") -> None:
-    """Run the agent until interrupted (threaded: shaping one task must not block a health check)."""
-    from werkzeug.serving import make_server
+    """Run the agent until SIGTERM or SIGINT (waitress, bounded as the API: fogify_net.host.wsgi; several
+    threads, so shaping one task does not block a health check)."""
+    from ....host.wsgi import serve_until_signal, wsgi_server
 
     agent = Agent(docker_url, run_dir, exec_root)
-    server = make_server(host, port, create_app(agent, token), threaded=True)
+    server = wsgi_server(create_app(agent, token), host, port, threads=4, name="fogify-net-agent")
     log.info("agent for %s listening on %s:%d", docker_url or "the local dockerd", host, port)
     try:
-        server.serve_forever()
+        serve_until_signal(server)
     finally:
         agent.stop()
+        server.close()
