@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import logging
 import traceback
 
@@ -11,6 +10,7 @@ from werkzeug.exceptions import HTTPException
 
 from fogify_net.controller import Controller
 from fogify_net.errors import FogifyError
+from fogify_net.host.tokens import bearer_matches
 from fogify_net.model import ModelError
 
 from .routes import actions, monitoring, scenarios, status, topology
@@ -56,8 +56,7 @@ def create_app(controller: Controller, token: str | None = None, host: str = "12
     if token:
         @app.before_request
         def authenticate():
-            given = request.headers.get("Authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            if not bearer_matches(request.headers.get("Authorization"), token):
                 return jsonify(message="missing or wrong bearer token (Authorization: Bearer <token>)"), 401
             return None
 

@@ -13,7 +13,6 @@ import contextlib
 import json
 import logging
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from fogify_net.backends import REGISTRY
 
 DEFAULT_URL = os.environ.get("FOGIFY_URL", "http://127.0.0.1:5000")
 RUN_DIR = Path(os.environ.get("FOGIFY_RUN_DIR", "/run/fogify-net"))
+CONF_DIR = Path(os.environ.get("FOGIFY_CONF_DIR", "/etc/fogify-net"))
 LOG_DIR = Path(os.environ.get("FOGIFY_LOG_DIR", "/var/log/fogify-net"))
 PID_FILE = RUN_DIR / "api.pid"
 AUTO_FLAG = RUN_DIR / "api.auto"
@@ -117,17 +117,15 @@ def cmd_api(args) -> int:
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    token = args.token or _token()
-    if args.host not in ("127.0.0.1", "localhost", "::1") and not token:
-        token = secrets.token_urlsafe(24)
-        print(f"The API listens on {args.host}; every request needs: Authorization: Bearer {token}", flush=True)
+    token = _api_token(args)
     if args.pid_file:
         Path(args.pid_file).parent.mkdir(parents=True, exist_ok=True)
         Path(args.pid_file).write_text(str(os.getpid()))
     options = {}
     if args.backend == "swarm":
         options = {"manager_url": args.manager, "agents": dict(_pair(item, "--agent") for item in args.agent),
-                   "agent_port": args.agent_port, "token": os.environ.get("FOGIFY_AGENT_TOKEN")}
+                   "agent_port": args.agent_port, "token": os.environ.get("FOGIFY_AGENT_TOKEN", "").strip() or None,
+                   "tokens": _agent_tokens(args.agent_tokens)}
     try:
         controller = Controller(data_dir=args.data_dir, run_dir=str(RUN_DIR), shaping=args.shaping,
                                 interval=args.interval, host_mhz=args.host_mhz, backend=args.backend,
@@ -137,6 +135,73 @@ def cmd_api(args) -> int:
         if args.pid_file:
             Path(args.pid_file).unlink(missing_ok=True)
     return 0
+
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def _refuse_token_argument(args) -> None:
+    if args.token is not None:
+        raise CliError("--token would show the token to every user (ps); put it in a file only you can read "
+                       "and give --token-file PATH, or set the environment variable")
+
+
+def _api_token(args) -> str | None:
+    """FOGIFY_TOKEN, else the --token-file; off loopback a token is required: one is made in the
+    token file (default /etc/fogify-net/token, mode 0600) and only its path is printed."""
+    from fogify_net.host.tokens import TokenFileError, ensure_token_file, read_token_file
+
+    _refuse_token_argument(args)
+    try:
+        if _token():
+            return _token()
+        if args.token_file and Path(args.token_file).exists():
+            return read_token_file(args.token_file)
+        if args.host in LOOPBACK and not args.token_file:
+            return None
+        path = args.token_file or CONF_DIR / "token"
+        token = ensure_token_file(path)
+    except TokenFileError as error:
+        raise CliError(str(error)) from None
+    print(f"The API listens on {args.host}; every request needs Authorization: Bearer <the token in {path}>",
+          flush=True)
+    return token
+
+
+def _agent_token(args) -> str:
+    """The agent's own token, always required (also on loopback): FOGIFY_AGENT_TOKEN, else the
+    --token-file, made (mode 0600) if missing; the controller needs it (--agent-tokens)."""
+    from fogify_net.host.tokens import TokenFileError, ensure_token_file
+
+    _refuse_token_argument(args)
+    token = os.environ.get("FOGIFY_AGENT_TOKEN", "").strip()
+    if token:
+        return token
+    try:
+        return ensure_token_file(args.token_file)
+    except TokenFileError as error:
+        raise CliError(str(error)) from None
+
+
+def _agent_tokens(path: str | None) -> dict[str, str]:
+    """The controller's per-node agent tokens: lines `HOSTNAME TOKEN` in a file only root may read."""
+    from fogify_net.host.tokens import TokenFileError, read_secret_file
+
+    if not path:
+        return {}
+    try:
+        text = read_secret_file(path)
+    except TokenFileError as error:
+        raise CliError(str(error)) from None
+    tokens = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        fields = line.split()
+        if len(fields) != 2:
+            raise CliError(f"{path}, line {number}: expected HOSTNAME TOKEN")
+        tokens[fields[0]] = fields[1]
+    return tokens
 
 
 def _pair(item: str, option: str) -> tuple[str, str]:
@@ -151,9 +216,7 @@ def cmd_agent(args) -> int:
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    token = args.token or os.environ.get("FOGIFY_AGENT_TOKEN")
-    if args.host not in ("127.0.0.1", "localhost", "::1") and not token:
-        raise CliError("an agent that listens beyond loopback needs --token (or FOGIFY_AGENT_TOKEN)")
+    token = _agent_token(args)
     serve(args.docker, args.host, args.port, token, args.run_dir, args.exec_root)
     return 0
 
@@ -293,7 +356,10 @@ def main(argv: list[str] | None = None) -> int:
     api = sub.add_parser("api", help="serve the REST API (holds the emulation)")
     api.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
     api.add_argument("--port", type=int, default=5000)
-    api.add_argument("--token", help="bearer token required on every request (generated when not on loopback)")
+    api.add_argument("--token", help=argparse.SUPPRESS)  # refused: it would show in ps
+    api.add_argument("--token-file", help="a file only you can read holding the bearer token every request "
+                                          "must carry (env FOGIFY_TOKEN); off loopback one is made in "
+                                          "/etc/fogify-net/token if none is given")
     api.add_argument("--shaping", default=os.environ.get("FOGIFY_SHAPING", "auto"),
                      choices=["auto", "netem", "userspace"])
     api.add_argument("--interval", type=float, default=1.0, help="seconds between metric samples")
@@ -315,6 +381,9 @@ def main(argv: list[str] | None = None) -> int:
                      help="with --backend swarm: where a node's agent answers "
                           "(default http://<node address>:<agent port>); repeatable")
     api.add_argument("--agent-port", type=int, default=5500)
+    api.add_argument("--agent-tokens", default=os.environ.get("FOGIFY_AGENT_TOKENS"), metavar="FILE",
+                     help="with --backend swarm: each node's agent token, lines 'HOSTNAME TOKEN', in a file only "
+                          "root reads; FOGIFY_AGENT_TOKEN is the token of nodes not listed")
     api.add_argument("-v", "--verbose", action="store_true")
     api.set_defaults(func=cmd_api)
 
@@ -322,7 +391,10 @@ def main(argv: list[str] | None = None) -> int:
     agent.add_argument("--docker", help="this node's Docker endpoint (default: DOCKER_HOST or the local socket)")
     agent.add_argument("--host", default="127.0.0.1", help="address on the management network (default: loopback)")
     agent.add_argument("--port", type=int, default=5500)
-    agent.add_argument("--token", help="bearer token the controller must send (env FOGIFY_AGENT_TOKEN)")
+    agent.add_argument("--token", help=argparse.SUPPRESS)  # refused: it would show in ps
+    agent.add_argument("--token-file", default=str(CONF_DIR / "agent-token"),
+                       help="this node's bearer token, in a file only root reads (made if missing; "
+                            "default %(default)s; env FOGIFY_AGENT_TOKEN instead)")
     agent.add_argument("--run-dir", default=str(RUN_DIR), help="where the delay helpers' pid files go")
     agent.add_argument("--exec-root", default="/var/run/docker",
                        help="this node's dockerd --exec-root (where Docker keeps the overlay namespaces)")

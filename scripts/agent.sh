@@ -8,9 +8,11 @@
 #   sudo scripts/agent.sh stop
 #
 # ADDRESS is this node's address on the management network (the controller
-# reaches agents there, never over the emulated networks). The bearer token is
-# /etc/fogify-net/agent-token, made on first start; give the same file's
-# content to the controller as FOGIFY_AGENT_TOKEN.
+# reaches agents there, never over the emulated networks). Each node has its own
+# bearer token in /etc/fogify-net/agent-token (mode 0600), made on first start;
+# the controller keeps every node's as a line 'HOSTNAME TOKEN' in its
+# --agent-tokens file. The token is never on a command line. The agent speaks
+# plain HTTP: between machines, listen on a WireGuard address or an SSH tunnel.
 set -Eeuo pipefail
 
 VENV=${FOGIFY_NET_VENV:-/opt/fogify-net/venv}
@@ -39,11 +41,12 @@ start() {
     [ -x "$VENV/bin/fogify-net" ] || die "$VENV/bin/fogify-net is missing; run scripts/install.sh first"
     mkdir -p "$CONF" "$(dirname "$PID_FILE")" /var/log/fogify-net
     if [ ! -s "$TOKEN_FILE" ]; then
-        (umask 077 && head -c 24 /dev/urandom | base64 | tr -d '/+=\n' >"$TOKEN_FILE")
+        (umask 077 && head -c 32 /dev/urandom | base64 | tr -d '/+=\n' >"$TOKEN_FILE")
     fi
+    chown root: "$TOKEN_FILE" && chmod 600 "$TOKEN_FILE"  # the agent refuses a token file others can read
     printf 'FOGIFY_AGENT_HOST=%s\nFOGIFY_AGENT_PORT=%s\n' "$host" "$port" >"$ENV_FILE"
-    # The token travels in the environment, never on a command line (readable by every user).
-    local command="FOGIFY_AGENT_TOKEN=\$(cat $TOKEN_FILE) exec $VENV/bin/fogify-net agent --host $host --port $port"
+    # The agent reads its token from the file: never on a command line (readable by every user).
+    local command="exec $VENV/bin/fogify-net agent --host $host --port $port --token-file $TOKEN_FILE"
     if systemd; then
         cat >"$UNIT_FILE" <<EOF
 # Written by scripts/agent.sh: the fogify-net agent of this Swarm node.
@@ -72,8 +75,11 @@ EOF
     fi
     local url="http://$host:$port/health/"
     for _ in $(seq 1 50); do
-        if curl -fsS -H "Authorization: Bearer $(cat "$TOKEN_FILE")" "$url" >/dev/null 2>&1; then
-            echo "agent answers at $url; the controller needs FOGIFY_AGENT_TOKEN=\$(cat $TOKEN_FILE)"
+        # curl reads the header from its standard input (printf is a shell builtin: no command line)
+        if printf 'header = "Authorization: Bearer %s"\n' "$(cat "$TOKEN_FILE")" \
+                | curl -fsS -K - "$url" >/dev/null 2>&1; then
+            echo "agent answers at $url; give the controller the line '$(hostname) <the token in $TOKEN_FILE>'" \
+                "in its --agent-tokens file"
             return 0
         fi
         sleep 0.2
@@ -116,5 +122,5 @@ case ${1:-} in
     start) shift; start "$@" ;;
     stop) stop ;;
     status) status ;;
-    *) sed -n '2,13s/^# \{0,1\}//p' "$0"; exit 2 ;;
+    *) sed -n '2,15s/^# \{0,1\}//p' "$0"; exit 2 ;;
 esac

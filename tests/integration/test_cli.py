@@ -89,7 +89,12 @@ def test_agent_script_runs_the_swarm_agent_with_its_token_off_the_command_line(m
     import requests
 
     script = os.path.join(os.path.dirname(__file__), "..", "..", "scripts", "agent.sh")
-    env = {**os.environ, "FOGIFY_NET_CONF": str(tmp_path / "conf"), "FOGIFY_NET_RUN": str(tmp_path / "run")}
+    spy = tmp_path / "bin"  # a curl that records its arguments, then runs the real one
+    spy.mkdir()
+    (spy / "curl").write_text(f'#!/bin/sh\necho "$@" >>{tmp_path}/curl-argv\nexec /usr/bin/curl "$@"\n')
+    (spy / "curl").chmod(0o755)
+    env = {**os.environ, "FOGIFY_NET_CONF": str(tmp_path / "conf"), "FOGIFY_NET_RUN": str(tmp_path / "run"),
+           "PATH": f"{spy}:{os.environ['PATH']}"}
 
     def agent(*args):
         return subprocess.run([script, *args], env=env, capture_output=True, text=True, timeout=60)
@@ -105,6 +110,8 @@ def test_agent_script_runs_the_swarm_agent_with_its_token_off_the_command_line(m
         pid = (tmp_path / "run" / "agent.pid").read_text().strip()
         with open(f"/proc/{pid}/cmdline") as f:
             assert token not in f.read()
+        assert (tmp_path / "curl-argv").exists() and token not in (tmp_path / "curl-argv").read_text()
+        assert token not in started.stdout + started.stderr
         assert agent("status").returncode == 0
     finally:
         assert agent("stop").returncode == 0

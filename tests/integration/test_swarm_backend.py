@@ -52,25 +52,44 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+class AgentURLs(dict):
+    """{node hostname: agent URL}, with each agent's own token (`tokens`) and the controller's file of them."""
+
+    tokens: dict[str, str]
+    tokens_file: str
+
+
 @contextmanager
-def agents(daemons: list[Daemon]) -> Iterator[dict[str, str]]:
-    """One `fogify-net agent` per node, on loopback; {node hostname: URL}. Always stopped."""
+def agents(daemons: list[Daemon]) -> Iterator[AgentURLs]:
+    """One `fogify-net agent` per node, on loopback, each with its own token; always stopped."""
     import requests
 
-    procs, urls = [], {}
+    from fogify_net.host.tokens import ensure_token_file
+
+    procs, urls = [], AgentURLs()
+    urls.tokens = {}
     try:
         for daemon in daemons:
             port = _free_port()
+            token_file = daemon.run_dir / "agent-token"
+            urls.tokens[daemon.name] = ensure_token_file(token_file)
             with open(daemon.run_dir / "agent.log", "ab") as log:
                 procs.append(subprocess.Popen(
                     [sys.executable, "-m", "fogify_net.cli", "agent", "--docker", daemon.url, "--port", str(port),
-                     "--run-dir", str(daemon.run_dir / "agent"), "--exec-root", str(daemon.exec_root)],
+                     "--run-dir", str(daemon.run_dir / "agent"), "--exec-root", str(daemon.exec_root),
+                     "--token-file", str(token_file)],
                     stdout=subprocess.DEVNULL, stderr=log))
             urls[daemon.name] = f"http://127.0.0.1:{port}"
+        urls.tokens_file = str(daemons[0].run_dir / "agent-tokens")
+        fd = os.open(urls.tokens_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.writelines(f"{name} {token}\n" for name, token in urls.tokens.items())
 
         def healthy() -> bool:
             try:
-                return all(requests.get(f"{u}/health/", timeout=1).ok for u in urls.values())
+                return all(requests.get(f"{u}/health/", timeout=1,
+                                        headers={"Authorization": f"Bearer {urls.tokens[name]}"}).ok
+                           for name, u in urls.items())
             except requests.RequestException:
                 return False
 
@@ -227,7 +246,7 @@ def test_single_node_swarm(image_archive: Path, clean: None) -> None:
 
     with Cluster(1, image_archive=image_archive) as cluster, agents(cluster.daemons) as urls:
         cluster.init_swarm()
-        backend = SwarmBackend(plan, manager_url=cluster.manager.url, agents=urls)
+        backend = SwarmBackend(plan, manager_url=cluster.manager.url, agents=urls, tokens=urls.tokens)
         backend.check()
         started = time.monotonic()
         backend.deploy()
@@ -347,7 +366,8 @@ def test_two_node_swarm(image_archive: Path, clean: None) -> None:
         cluster.init_swarm()
         controller = Controller(data_dir=cluster.manager.run_dir / "controller", run_dir=str(cluster.manager.run_dir),
                                 host_mhz=2000, backend="swarm",
-                                backend_options={"manager_url": cluster.manager.url, "agents": urls})
+                                backend_options={"manager_url": cluster.manager.url, "agents": urls,
+                                                 "tokens": urls.tokens})
         try:
             started = time.monotonic()
             controller.deploy(text)
@@ -436,8 +456,9 @@ def test_cleanup_removes_a_crashed_swarm(clean: None) -> None:
     cluster.start()
     cluster.init_swarm()
     agent = subprocess.Popen([sys.executable, "-m", "fogify_net.cli", "agent", "--docker", cluster.manager.url,
-                              "--port", str(_free_port())], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                             start_new_session=True)
+                              "--port", str(_free_port()),
+                              "--token-file", str(cluster.manager.run_dir / "agent-token")],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         found = leftovers()
         assert any(line.startswith("process") and "dockerd" in line for line in found)
@@ -472,7 +493,8 @@ def test_api_cli_and_sdk_on_a_swarm(image_archive: Path, clean: None, tmp_path: 
         url = f"http://127.0.0.1:{port}"
         argv = [sys.executable, "-m", "fogify_net.cli", "api", "--port", str(port), "--host-mhz", "2000",
                 "--data-dir", str(cluster.manager.run_dir / "api"), "--backend", "swarm",
-                "--manager", cluster.manager.url, "--agent", f"fgts1={urls['fgts1']}"]
+                "--manager", cluster.manager.url, "--agent", f"fgts1={urls['fgts1']}",
+                "--agent-tokens", urls.tokens_file]
         with open(cluster.manager.run_dir / "api.log", "ab") as log:
             api = subprocess.Popen(argv, stdout=log, stderr=log, env={**os.environ, "FOGIFY_RUN_DIR": str(tmp_path)})
         try:

@@ -88,8 +88,10 @@ class SwarmBackend(Backend):
 
     def __init__(self, plan: Plan, on_state: StateCallback | None = None,
                  manager_url: str = "unix:///var/run/docker.sock", agents: dict[str, str] | None = None,
-                 agent_port: int = AGENT_PORT, token: str | None = None, timeout: float = CONVERGE_TIMEOUT):
+                 agent_port: int = AGENT_PORT, token: str | None = None, tokens: dict[str, str] | None = None,
+                 timeout: float = CONVERGE_TIMEOUT):
         """`agents`: node hostname -> agent URL; a node not named is reached at http://<its address>:<agent_port>.
+        `tokens`: node hostname -> its agent's token; `token` for the others.
 
         counts_flows (packet-level monitoring): the agents count on their overlay bridges.
         """
@@ -100,7 +102,7 @@ class SwarmBackend(Backend):
             self.client = docker.DockerClient(base_url=manager_url, timeout=60)
         except docker.errors.DockerException as error:
             raise Conflict(f"the Swarm manager at {manager_url} does not answer: {error}") from None
-        self.agents = AgentClient(self.client, agents, agent_port, token)
+        self.agents = AgentClient(self.client, agents, agent_port, token, tokens)
         self.timeout = timeout
         self._node_flows: dict[str, dict[Flow, tuple[int, int]]] = {}  # hostname -> its last counters
         self._services: dict[str, object] = {}  # label -> docker Service

@@ -2,30 +2,32 @@
 
 from __future__ import annotations
 
-import hmac
 import logging
 from typing import Any
 
 from ....compile.flows import flows_to_json
 from ....host.kernel import KernelError
+from ....host.tokens import bearer_matches
 from ..wire import ExecRequest, LinkRequest, ResourcesRequest, SampleRequest, StressRequest, TaskShaping
 from .worker import Agent
 
 log = logging.getLogger(__name__)
 
 
-def create_app(agent: Agent, token: str | None = None):
-    """The agent's Flask app: JSON in, JSON out, errors as {"message": ...}."""
+def create_app(agent: Agent, token: str):
+    """The agent's Flask app: JSON in, JSON out, errors as {"message": ...}. Every request carries
+    `Authorization: Bearer <token>`, also on loopback (another user of the node could call it)."""
     from flask import Flask, jsonify, request
+
+    if not token:
+        raise ValueError("the agent needs a token")
 
     app = Flask("fogify-net-agent")
 
     @app.before_request
     def authorise() -> Any:
-        if token is not None:
-            given = request.headers.get("Authorization", "")
-            if not hmac.compare_digest(given, f"Bearer {token}"):
-                return jsonify(message="missing or wrong bearer token"), 401
+        if not bearer_matches(request.headers.get("Authorization"), token):
+            return jsonify(message="missing or wrong bearer token"), 401
         return None
 
     @app.errorhandler(Exception)
@@ -85,7 +87,7 @@ def create_app(agent: Agent, token: str | None = None):
     return app
 
 
-def serve(docker_url: str | None, host: str, port: int, token: str | None,
+def serve(docker_url: str | None, host: str, port: int, token: str,
           run_dir: str = "/run/fogify-net", exec_root: str = "/var/run/docker") -> None:
     """Run the agent until SIGTERM or SIGINT (waitress, bounded as the API: fogify_net.host.wsgi; several
     threads, so shaping one task does not block a health check)."""
