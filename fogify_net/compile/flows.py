@@ -14,9 +14,10 @@ bridge as one frame, so `count` is frames forwarded, not wire packets.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Network
 
 from .plan import Plan
 
@@ -66,8 +67,16 @@ def flow_ruleset(plan: Plan, ports: str = "fgnh*") -> str | None:
     networks = monitored(plan)
     if not networks:
         return None
-    subnets = ", ".join(str(plan.networks[name].subnet) for name in sorted(networks))
-    match = f'iifname "{ports}" ip saddr {{ {subnets} }}'
+    return flow_ruleset_for([plan.networks[name].subnet for name in sorted(networks)], ports)
+
+
+def flow_ruleset_for(subnets: list[IPv4Network], ports: str) -> str:
+    """`flow_ruleset` from the monitored subnets alone (what a Swarm agent is sent: it renders the rules)."""
+    if not subnets or not all(isinstance(s, IPv4Network) for s in subnets):
+        raise ValueError("flow counting needs IPv4 subnets")
+    if not re.fullmatch(r"[A-Za-z0-9_*-]{1,15}", ports):
+        raise ValueError("bad port pattern")
+    match = f'iifname "{ports}" ip saddr {{ {", ".join(str(s) for s in subnets)} }}'
     key = "ip saddr . ip daddr . ip protocol"
     return "\n".join([
         f"table bridge {FLOW_TABLE}",

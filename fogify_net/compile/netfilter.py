@@ -49,35 +49,76 @@ def has_loss(direction: DirectionShaping) -> bool:
     return any(q.loss > 0 for q in direction.all())
 
 
-def _address_set(addresses: list[IPv4Address]) -> str:
+def _address_set(addresses: tuple[IPv4Address, ...]) -> str:
     return "{ " + ", ".join(str(a) for a in sorted(addresses)) + " }"
 
 
-def filter_rules(plan: Plan) -> list[str]:
+PROTOCOLS = ("tcp", "udp", "icmp")
+ACTIONS = ("drop", "accept")
+
+
+@dataclass(frozen=True)
+class Filter:
+    """One partition or firewall rule as data: packets from `sources` to `targets` (protocol and
+    destination ports optional) get `action`. The Swarm agents receive these, never rule text,
+    and render them themselves (`render`), so a request cannot smuggle nft syntax."""
+
+    sources: tuple[IPv4Address, ...]
+    targets: tuple[IPv4Address, ...]
+    action: str  # drop or accept
+    protocol: str | None = None
+    ports: tuple[int, int] | None = None  # destination ports, low..high
+
+    def __post_init__(self) -> None:
+        if not self.sources or not self.targets:
+            raise ValueError("a filter needs sources and targets")
+        if not all(isinstance(a, IPv4Address) for a in self.sources + self.targets):
+            raise ValueError("filter addresses must be IPv4 addresses")
+        if self.action not in ACTIONS:
+            raise ValueError(f"filter action must be one of {', '.join(ACTIONS)}")
+        if self.protocol is not None and self.protocol not in PROTOCOLS:
+            raise ValueError(f"filter protocol must be one of {', '.join(PROTOCOLS)}")
+        if self.ports is not None and not (len(self.ports) == 2 and all(
+                isinstance(p, int) and not isinstance(p, bool) and 0 <= p <= 65535 for p in self.ports)
+                and self.ports[0] <= self.ports[1]):
+            raise ValueError("filter ports must be two numbers 0..65535, low first")
+
+    def render(self) -> str:
+        text = f"ip saddr {_address_set(self.sources)} ip daddr {_address_set(self.targets)} "
+        if self.protocol:
+            text += f"meta l4proto {self.protocol} "
+        if self.ports is not None:
+            low, high = self.ports
+            text += f"th dport {low}-{high} " if low != high else f"th dport {low} "
+        return text + self.action
+
+
+def filters(plan: Plan) -> list[Filter]:
     """Partitions (drop both ways) and the model's firewall rules, in order."""
-    rules = []
+    found = []
     for source, target, network in sorted(plan.partitions, key=str):
         for net in [network] if network else sorted(plan.networks):
-            a = [i.interface(net).ip for i in plan.instances_of(source) if i.interface(net)]
-            b = [i.interface(net).ip for i in plan.instances_of(target) if i.interface(net)]
+            a = tuple(i.interface(net).ip for i in plan.instances_of(source) if i.interface(net))
+            b = tuple(i.interface(net).ip for i in plan.instances_of(target) if i.interface(net))
             if a and b:
-                rules.append(f"ip saddr {_address_set(a)} ip daddr {_address_set(b)} drop")
-                rules.append(f"ip saddr {_address_set(b)} ip daddr {_address_set(a)} drop")
+                found.append(Filter(a, b, "drop"))
+                found.append(Filter(b, a, "drop"))
     for name in plan.networks:
         for rule in plan.model.networks[name].firewall_rules:
-            a = [i.interface(name).ip for i in plan.instances_of(rule.source) if i.interface(name)]
-            b = [i.interface(name).ip for i in plan.instances_of(rule.target) if i.interface(name)]
+            a = tuple(i.interface(name).ip for i in plan.instances_of(rule.source) if i.interface(name))
+            b = tuple(i.interface(name).ip for i in plan.instances_of(rule.target) if i.interface(name))
             if not a or not b:
                 continue
-            text = f"ip saddr {_address_set(a)} ip daddr {_address_set(b)} "
-            if rule.protocol:
-                text += f"meta l4proto {rule.protocol} "
+            ports = None
             if rule.from_port is not None or rule.to_port is not None:
-                low = rule.from_port or rule.to_port
-                high = rule.to_port or rule.from_port
-                text += f"th dport {low}-{high} " if low != high else f"th dport {low} "
-            rules.append(text + rule.action)
-    return rules
+                ports = (rule.from_port or rule.to_port, rule.to_port or rule.from_port)
+            found.append(Filter(a, b, rule.action, rule.protocol or None, ports))
+    return found
+
+
+def filter_rules(plan: Plan) -> list[str]:
+    """The plan's `filters` as nft rule text."""
+    return [f.render() for f in filters(plan)]
 
 
 def nft_ruleset(plan: Plan, shaping: dict[str, InterfaceShaping], loss: bool) -> str:

@@ -57,7 +57,7 @@ def run_container(
         working_dir=working_dir,
         user=user,
         hostname=hostname,
-        labels={LABEL: "1", **(labels or {})},
+        labels={**(labels or {}), LABEL: "1"},  # ours last: a model's `fogify-net: "0"` must not unmark it
         network_mode="none",
         detach=True,
         cpu_quota=cpu_quota,

@@ -26,8 +26,8 @@ def test_shaping_travels_to_the_agent_unchanged() -> None:
     assert direction_from_json(direction_to_json(direction)) == direction
     from fogify_net.backends.swarm.wire import AttachmentShaping
 
-    task = TaskShaping("c1", "web.1", (AttachmentShaping("lan", "n1", SUBNET, direction, DirectionShaping(QoS()),
-                                                         (("10.98.1.5", 0.05),)),))
+    task = TaskShaping("c1" * 32, "web.1", (AttachmentShaping("lan", "n1" * 10, SUBNET, direction,
+                                                              DirectionShaping(QoS()), (("10.98.1.5", 0.05),)),))
     assert TaskShaping.from_json(json.loads(json.dumps(task.to_json()))) == task
 
 

@@ -33,7 +33,7 @@ def start_container(instance: InstancePlan):
         working_dir=instance.service.working_dir,
         user=instance.service.user,
         hostname=instance.hostname,
-        labels={"fogify-net.instance": instance.name, **dict(instance.service.labels)},
+        labels={**dict(instance.service.labels), "fogify-net.instance": instance.name},
         cpu_quota=instance.cpu_quota,
         cpu_period=instance.cpu_period,
         mem_limit=instance.memory,

@@ -43,8 +43,8 @@ from concurrent.futures import ThreadPoolExecutor
 from ipaddress import IPv4Address, IPv4Interface
 from typing import TYPE_CHECKING
 
-from ...compile.flows import Flow, flow_ruleset, flows_from_json, monitored, sum_counters
-from ...compile.netfilter import filter_rules
+from ...compile.flows import Flow, flows_from_json, monitored, sum_counters
+from ...compile.netfilter import filters
 from ...compile.plan import InstancePlan, InterfacePlan, Plan, add_instances
 from ...compile.shaping import interface_shaping
 from ...errors import BadRequest, Conflict
@@ -63,11 +63,13 @@ from .services import (
 from .wire import (
     AttachmentShaping,
     ExecRequest,
+    FlowsRequest,
     LinkRequest,
     ResourcesRequest,
     SampleRequest,
     StressRequest,
     TaskShaping,
+    filter_to_json,
 )
 
 if TYPE_CHECKING:
@@ -77,7 +79,6 @@ log = logging.getLogger(__name__)
 
 CONVERGE_TIMEOUT = 180.0
 RECONCILE_INTERVAL = 1.0
-SWARM_PORTS = "veth*"  # the tasks' ports on an overlay network's bridge (br0), as Docker names them
 
 
 class SwarmBackend(Backend):
@@ -152,7 +153,7 @@ class SwarmBackend(Backend):
             self._services[blueprint.label], self._spec_quota[blueprint.label] = service, quota
         self._converge(progress)
         self.reshape()
-        self.counts_flows = flow_ruleset(self.plan, SWARM_PORTS) is not None
+        self.counts_flows = bool(monitored(self.plan))
         if self.counts_flows:
             self.flow_counters()  # the agents start counting now, not one period later
 
@@ -284,9 +285,9 @@ class SwarmBackend(Backend):
                         self._senders_loss(instance, interface, uplinks)))
                 wanted = TaskShaping(task["container"], instance.name, tuple(interfaces))
                 per_node.setdefault(task["hostname"], []).append(wanted.to_json())
-            filters = filter_rules(self.plan)
+            rules = [filter_to_json(f) for f in filters(self.plan)]
             for hostname, tasks in per_node.items():
-                self._agent(hostname, "post", "/shape/", {"tasks": tasks, "filters": filters})
+                self._agent(hostname, "post", "/shape/", {"tasks": tasks, "filters": rules})
             fresh = [i for i in self.plan.instances
                      if i.name in self._tasks and self._tasks[i.name]["container"] not in self._shaped]
             for instance in fresh:
@@ -466,16 +467,14 @@ class SwarmBackend(Backend):
         """Every node's counters, summed. Each flow is counted on its sender's node only (frames
         from other nodes enter the bridge by vxlan0). A node that does not answer counts as its
         last answer, so that its flows are not counted again from zero when it answers next."""
-        ruleset = flow_ruleset(self.plan, SWARM_PORTS)
-        if ruleset is None:
-            return {}
-        networks = [self._networks[name].id for name in sorted(monitored(self.plan)) if name in self._networks]
+        names = sorted(monitored(self.plan))
+        networks = [self._networks[name].id for name in names if name in self._networks]
         nodes = sorted({task["hostname"] for task in self._tasks.values()})
         if not nodes or not networks:
             return {}
+        request = FlowsRequest(tuple(networks), tuple(self.plan.networks[name].subnet for name in names)).to_json()
         with ThreadPoolExecutor(max_workers=len(nodes)) as pool:
-            futures = {node: pool.submit(self._agent, node, "post", "/flows/",
-                                         {"networks": networks, "ruleset": ruleset}, 10) for node in nodes}
+            futures = {node: pool.submit(self._agent, node, "post", "/flows/", request, 10) for node in nodes}
             for node, future in futures.items():
                 try:
                     self._node_flows[node] = flows_from_json(future.result()["flows"])

@@ -64,7 +64,8 @@ def create_service(client, plan: Plan, label: str) -> tuple[object, tuple[int, i
         hostname="{{.Service.Name}}.{{.Task.Slot}}",
         env=[f"{k}={v}" for k, v in env.items()],
         labels={LABEL: "1"},
-        container_labels={LABEL: "1", "fogify-net.label": label, **dict(service.labels)},
+        # the model's labels first: ours must win (a model's `fogify-net: "0"` would hide its tasks from cleanup)
+        container_labels={**dict(service.labels), LABEL: "1", "fogify-net.label": label},
         networks=[NetworkAttachmentConfig(a.network) for a in blueprint.networks],
         endpoint_spec=EndpointSpec(mode="dnsrr"),
         mode=ServiceMode("replicated", replicas=len(plan.instances_of(label))),

@@ -7,9 +7,9 @@ KeyError or ValueError (the agent's 400) on a malformed body.
 
 Routes (all POST but /health/, answers are JSON):
   /health/               -> {node_id, hostname, tasks}
-  /shape/    {tasks: [TaskShaping], filters: [nft rule]} -> {applied: {instance: {network: device}}}
+  /shape/    {tasks: [TaskShaping], filters: [Filter]} -> {applied: {instance: {network: device}}}
   /samples/  {containers: {id: SampleRequest}}  -> {instance: {metric: value}}
-  /flows/    {networks: [overlay id], ruleset}  -> {flows: [...]}
+  /flows/    FlowsRequest                       -> {flows: [...]}
   /forget/   {containers: [id]}
   /link/     LinkRequest
   /exec/     ExecRequest                       -> {exit_code, output, timed_out} or {started}
@@ -19,12 +19,58 @@ Routes (all POST but /health/, answers are JSON):
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 from ipaddress import IPv4Address, IPv4Network
 
+from ...compile.netfilter import Filter
 from ...compile.shaping import DirectionShaping, PeerShaping
 from ...model.actions import Stress
 from ...model.schema import QoS
+
+SWARM_PORTS = "veth*"  # the tasks' ports on an overlay network's bridge (br0), as Docker names them
+_DOCKER_ID = re.compile(r"[0-9a-z]{10,64}")
+
+
+def docker_id(value: object) -> str:
+    """A Docker object id as sent (an overlay network's, a container's); anything else is a ValueError."""
+    if not isinstance(value, str) or not _DOCKER_ID.fullmatch(value):
+        raise ValueError(f"not a Docker id: {str(value)[:80]!r}")
+    return value
+
+
+def filter_to_json(rule: Filter) -> dict:
+    return {"sources": [str(a) for a in rule.sources], "targets": [str(a) for a in rule.targets],
+            "action": rule.action, "protocol": rule.protocol, "ports": list(rule.ports) if rule.ports else None}
+
+
+def filter_from_json(raw: dict) -> Filter:
+    """A Filter from its JSON; addresses, action, protocol and ports are checked (Filter's own checks),
+    so nothing but these fields reaches the rule the agent renders."""
+    if not (isinstance(raw, dict) and isinstance(raw.get("sources"), list) and isinstance(raw.get("targets"), list)):
+        raise ValueError("a filter is {sources: [address], targets: [address], action, protocol, ports}")
+    ports = raw.get("ports")
+    if ports is not None and not isinstance(ports, list):
+        raise ValueError("filter ports must be a list of two numbers")
+    return Filter(tuple(IPv4Address(str(a)) for a in raw["sources"]),
+                  tuple(IPv4Address(str(a)) for a in raw["targets"]),
+                  str(raw.get("action")), raw.get("protocol"), tuple(ports) if ports is not None else None)
+
+
+@dataclass(frozen=True)
+class FlowsRequest:
+    """Count the flows of these monitored subnets on these overlay networks' bridges (the agent renders
+    the counting table itself, fogify_net.compile.flows.flow_ruleset_for)."""
+
+    networks: tuple[str, ...]  # overlay network ids
+    subnets: tuple[IPv4Network, ...]
+
+    def to_json(self) -> dict:
+        return {"networks": list(self.networks), "subnets": [str(s) for s in self.subnets]}
+
+    @classmethod
+    def from_json(cls, raw: dict) -> FlowsRequest:
+        return cls(tuple(docker_id(n) for n in raw["networks"]), tuple(IPv4Network(str(s)) for s in raw["subnets"]))
 
 
 def optional(raw: dict, key: str, kind: type):
@@ -64,7 +110,8 @@ class AttachmentShaping:
 
     @classmethod
     def from_json(cls, raw: dict) -> AttachmentShaping:
-        return cls(str(raw["network"]), str(raw.get("network_id") or ""), IPv4Network(raw["subnet"]),
+        network_id = docker_id(raw["network_id"]) if raw.get("network_id") else ""
+        return cls(str(raw["network"]), network_id, IPv4Network(raw["subnet"]),
                    direction_from_json(raw["uplink"]), direction_from_json(raw["downlink"]),
                    tuple((str(address), float(loss)) for address, loss in raw.get("senders_loss", [])))
 
@@ -83,7 +130,7 @@ class TaskShaping:
 
     @classmethod
     def from_json(cls, raw: dict) -> TaskShaping:
-        return cls(str(raw["container"]), str(raw["instance"]),
+        return cls(docker_id(raw["container"]), str(raw["instance"]),
                    tuple(AttachmentShaping.from_json(i) for i in raw["interfaces"]))
 
 
@@ -116,7 +163,7 @@ class LinkRequest:
 
     @classmethod
     def from_json(cls, raw: dict) -> LinkRequest:
-        return cls(str(raw["container"]), str(raw["subnet"]), bool(raw["up"]))
+        return cls(docker_id(raw["container"]), str(raw["subnet"]), bool(raw["up"]))
 
 
 @dataclass(frozen=True)
@@ -133,7 +180,7 @@ class ExecRequest:
     @classmethod
     def from_json(cls, raw: dict) -> ExecRequest:
         command = raw["command"]
-        return cls(str(raw["container"]), command if isinstance(command, str) else tuple(map(str, command)),
+        return cls(docker_id(raw["container"]), command if isinstance(command, str) else tuple(map(str, command)),
                    bool(raw.get("wait")), optional(raw, "timeout", float))
 
 
@@ -149,7 +196,7 @@ class ResourcesRequest:
 
     @classmethod
     def from_json(cls, raw: dict) -> ResourcesRequest:
-        return cls(str(raw["container"]), optional(raw, "cpu_quota", int), optional(raw, "cpu_period", int),
+        return cls(docker_id(raw["container"]), optional(raw, "cpu_quota", int), optional(raw, "cpu_period", int),
                    optional(raw, "memory", int))
 
 
@@ -171,4 +218,4 @@ class StressRequest:
         stress = Stress(target=None, duration=float(raw["duration"]), cpu=optional(raw, "cpu", float),
                         io=optional(raw, "io", float), vm=optional(raw, "vm", float),
                         vm_bytes=optional(raw, "vm_bytes", int))
-        return cls(str(raw["container"]), float(raw["cpus"]), stress)
+        return cls(docker_id(raw["container"]), float(raw["cpus"]), stress)

@@ -8,7 +8,17 @@ from typing import Any
 from ....compile.flows import flows_to_json
 from ....host.kernel import KernelError
 from ....host.tokens import bearer_matches
-from ..wire import ExecRequest, LinkRequest, ResourcesRequest, SampleRequest, StressRequest, TaskShaping
+from ..wire import (
+    ExecRequest,
+    FlowsRequest,
+    LinkRequest,
+    ResourcesRequest,
+    SampleRequest,
+    StressRequest,
+    TaskShaping,
+    docker_id,
+    filter_from_json,
+)
 from .worker import Agent
 
 log = logging.getLogger(__name__)
@@ -32,8 +42,9 @@ def create_app(agent: Agent, token: str):
 
     @app.errorhandler(Exception)
     def error(exc: Exception) -> Any:
-        status = 404 if isinstance(exc, LookupError) else 400 if isinstance(exc, (KeyError, ValueError)) else 500
-        if not isinstance(exc, (LookupError, KeyError, ValueError, KernelError)):
+        status = (403 if isinstance(exc, PermissionError) else 400 if isinstance(exc, (KeyError, ValueError, TypeError))
+                  else 404 if isinstance(exc, LookupError) else 500)  # (a KeyError is a LookupError too)
+        if not isinstance(exc, (PermissionError, LookupError, KeyError, ValueError, TypeError, KernelError)):
             log.exception("agent request failed")
         return jsonify(message=f"{type(exc).__name__}: {exc}"), status
 
@@ -44,21 +55,21 @@ def create_app(agent: Agent, token: str):
     @app.post("/shape/")
     def shape() -> Any:
         body = request.get_json()
-        return jsonify(applied=agent.shape([TaskShaping.from_json(t) for t in body["tasks"]], body.get("filters")))
+        return jsonify(applied=agent.shape([TaskShaping.from_json(t) for t in body["tasks"]],
+                                           [filter_from_json(f) for f in body.get("filters") or []]))
 
     @app.post("/samples/")
     def samples() -> Any:
         wanted = request.get_json()["containers"]
-        return jsonify(agent.samples({cid: SampleRequest.from_json(raw) for cid, raw in wanted.items()}))
+        return jsonify(agent.samples({docker_id(cid): SampleRequest.from_json(raw) for cid, raw in wanted.items()}))
 
     @app.post("/flows/")
     def flows() -> Any:
-        body = request.get_json()
-        return jsonify(flows=flows_to_json(agent.flows(body["networks"], body["ruleset"])))
+        return jsonify(flows=flows_to_json(agent.flows(FlowsRequest.from_json(request.get_json()))))
 
     @app.post("/forget/")
     def forget() -> Any:
-        agent.forget(request.get_json()["containers"])
+        agent.forget([docker_id(c) for c in request.get_json()["containers"]])
         return jsonify(message="OK")
 
     @app.post("/link/")

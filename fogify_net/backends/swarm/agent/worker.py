@@ -7,7 +7,17 @@ import threading
 from ipaddress import IPv4Network
 from pathlib import Path
 
-from ....compile.flows import FLOW_SET, FLOW_TABLE, Flow, flow_teardown, parse_flow_set, sum_counters
+from ....compile.flows import (
+    FLOW_SET,
+    FLOW_TABLE,
+    Flow,
+    flow_ruleset_for,
+    flow_teardown,
+    parse_flow_set,
+    sum_counters,
+)
+from ....compile.naming import LABEL
+from ....compile.netfilter import Filter
 from ....compile.shaping import DirectionShaping, InterfaceShaping
 from ....host.cgroups import cgroup_dirs
 from ....host.command import run_command
@@ -16,10 +26,21 @@ from ....host.kernel import KernelError, in_netns, run
 from ....host.stress import StressRunner
 from .. import tasks
 from ..delay import NetworkDelay, in_namespace, network_namespace
-from ..wire import ExecRequest, LinkRequest, ResourcesRequest, SampleRequest, StressRequest, TaskShaping
+from ..wire import (
+    SWARM_PORTS,
+    ExecRequest,
+    FlowsRequest,
+    LinkRequest,
+    ResourcesRequest,
+    SampleRequest,
+    StressRequest,
+    TaskShaping,
+)
 from .shaping import IFB, Installed, loss_ruleset, net_dev, shaping_commands
 
 log = logging.getLogger(__name__)
+
+TASK_LABEL = "fogify-net.label"  # the label (service) a task container of fogify-net belongs to
 
 
 class Agent:
@@ -40,8 +61,18 @@ class Agent:
         self.rulesets: dict[str, str] = {}  # container id -> the nft ruleset installed in its namespace
         self.counting: set[str] = set()  # overlay namespaces where our flow table counts
 
-    def _pid(self, container_id: str) -> int:
+    def _container(self, container_id: str):
+        """The container, if it is one of fogify-net's Swarm tasks (our label on a Swarm task of the
+        service its label names); else PermissionError (a 403): the agent acts on nothing else."""
         container = self.client.containers.get(container_id)
+        labels = container.labels or {}
+        if not (labels.get(LABEL) == "1" and labels.get(tasks.TASK_ID_LABEL)
+                and labels.get(tasks.SERVICE_LABEL) and labels.get(tasks.SERVICE_LABEL) == labels.get(TASK_LABEL)):
+            raise PermissionError(f"container {container_id[:12]} is not a task of fogify-net")
+        return container
+
+    def _pid(self, container_id: str) -> int:
+        container = self._container(container_id)
         pid = int(container.attrs["State"].get("Pid") or 0)
         if not pid:
             raise LookupError(f"container {container_id[:12]} does not run")
@@ -52,10 +83,10 @@ class Agent:
         return {"node_id": swarm.get("NodeID"), "hostname": self.client.info().get("Name"),
                 "tasks": [t.instance for t in tasks.local_tasks(self.client)]}
 
-    def shape(self, wanted: list[TaskShaping], filters: list[str] | None = None) -> dict:
+    def shape(self, wanted: list[TaskShaping], filters: list[Filter] | None = None) -> dict:
         """Install the wanted shaping of every given task, and the partition and firewall rules
-        `filters` in each; {instance: {network: device}}."""
-        filters = tuple(filters or ())
+        `filters` (rendered here, from data) in each; {instance: {network: device}}."""
+        rules = tuple(f.render() for f in filters or ())
         applied: dict[str, dict[str, str]] = {}
         delayed: set[str] = set()
         with self.lock:
@@ -93,7 +124,7 @@ class Agent:
                     run(in_netns(pid, ["ip", "-batch", "-"]), "\n".join(ip_lines) + "\n")
                 if tc_lines:
                     run(in_netns(pid, ["tc", "-batch", "-"]), "\n".join(tc_lines) + "\n")
-                ruleset = loss_ruleset(downlinks, filters, senders)
+                ruleset = loss_ruleset(downlinks, rules, senders)
                 if self.rulesets.get(task.container) != ruleset:
                     run(in_netns(pid, ["nft", "-f", "-"]), ruleset)
                     self.rulesets[task.container] = ruleset
@@ -101,15 +132,16 @@ class Agent:
                 self.delays[network_id].apply()
         return applied
 
-    def flows(self, network_ids: list[str], ruleset: str) -> dict[Flow, tuple[int, int]]:
+    def flows(self, request: FlowsRequest) -> dict[Flow, tuple[int, int]]:
         """Counters of the flows this node's tasks send on these overlay networks.
 
         The table goes on each network's bridge in its namespace the first time
         (and again if Docker made the namespace anew); a network without a task
         here has no namespace and nothing to count.
         """
+        ruleset = flow_ruleset_for(list(request.subnets), SWARM_PORTS)
         parts = []
-        for network_id in network_ids:
+        for network_id in request.networks:
             try:
                 netns = network_namespace(network_id, self.exec_root)
             except LookupError:
@@ -174,7 +206,7 @@ class Agent:
             try:
                 target = self.counters.target(container)
                 if target is None:
-                    attrs = self.client.containers.get(container).attrs
+                    attrs = self._container(container).attrs
                     target = SampleTarget(want.instance, container, int(attrs["State"]["Pid"]), want.cpus,
                                           want.memory,
                                           upper_dir=attrs.get("GraphDriver", {}).get("Data", {}).get("UpperDir"))
@@ -198,8 +230,7 @@ class Agent:
         run(in_netns(pid, ["ip", "link", "set", device, "up" if request.up else "down"]))
 
     def exec(self, request: ExecRequest) -> dict:
-        return run_command(self.client.containers.get(request.container), request.command, request.wait,
-                           request.timeout)
+        return run_command(self._container(request.container), request.command, request.wait, request.timeout)
 
     def resources(self, request: ResourcesRequest) -> None:
         """The cgroup limits, written directly: Swarm starts tasks with NanoCpus, and Docker refuses
