@@ -5,7 +5,8 @@ both. Here the host's stress-ng runs in a child cgroup of the container: the
 kernel caps it at the asked share of the instance's allocation (a CFS quota
 on the child), and its CPU time and memory count against the container, so
 cpu_util and memory show the stress. The io stressor writes inside the
-container's own file system (through /proc/<pid>/root).
+container's own /tmp without following its symlinks (iostress.py), not with
+stress-ng, which resolved the container's paths as host root.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import logging
 import math
 import shlex
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -24,6 +26,7 @@ from .cgroups import cgroup_dirs
 log = logging.getLogger(__name__)
 
 _STRESSORS = {"cpu": "--cpu", "io": "--hdd", "vm": "--vm"}
+IO_FILE_BYTES = 64 * 2**20
 
 
 class StressRunner:
@@ -44,13 +47,18 @@ class StressRunner:
                 continue
             cpus = allocation * percent / 100
             workers = max(1, math.ceil(cpus))
-            argv = ["stress-ng", flag, str(workers), "--timeout", f"{math.ceil(request.duration)}s", "--quiet"]
-            if kind == "vm" and request.vm_bytes:
-                argv += ["--vm-bytes", str(max(4096, request.vm_bytes // workers)), "--vm-keep"]
             if kind == "io":
-                argv += ["--hdd-bytes", "64M", "--temp-path", f"/proc/{pid}/root/tmp"]
+                argv = [sys.executable, "-m", "fogify_net.host.iostress", "--pid", str(pid), "--workers",
+                        str(workers), "--seconds", str(math.ceil(request.duration)), "--bytes", str(IO_FILE_BYTES)]
+                described = f"io: {workers} writers of {IO_FILE_BYTES >> 20}M files in /tmp for " \
+                            f"{math.ceil(request.duration)}s"
+            else:
+                argv = ["stress-ng", flag, str(workers), "--timeout", f"{math.ceil(request.duration)}s", "--quiet"]
+                if kind == "vm" and request.vm_bytes:
+                    argv += ["--vm-bytes", str(max(4096, request.vm_bytes // workers)), "--vm-keep"]
+                described = " ".join(argv)
             self._spawn(argv, dirs, cpus, f"fogify-stress-{kind}-{time.monotonic_ns()}")
-            commands.append(" ".join(argv))
+            commands.append(described)
         return commands
 
     def _spawn(self, argv: list[str], dirs: dict[str, Path], cpus: float, name: str) -> None:
