@@ -17,12 +17,20 @@ from .delayline import DelayLine
 
 
 class DelayQueues:
-    """Slot -> queue number and each queue's delay, on `line`; `restore` runs iptables-restore --noflush text."""
+    """Slot -> queue number and each queue's delay, on `line`; `restore` runs iptables-restore --noflush text.
 
-    def __init__(self, line: DelayLine, restore: Callable[[str], None], first_queue: int, bypass: bool = False):
+    The rules carry --queue-bypass on both backends: while the helper is down
+    (a crash, a restart, a helper that cannot start) packets pass undelayed
+    instead of being dropped. Fail open, and flagged: the deployment reports
+    `degraded` and annotates DEGRADED ... RECOVERED around the window, so an
+    analysis can leave it out; without bypass a dead helper would cut every
+    delayed link, a partition the experiment never asked for, and a helper
+    that cannot start would cut them for good.
+    """
+
+    def __init__(self, line: DelayLine, restore: Callable[[str], None], first_queue: int):
         self.line = line
         self._restore = restore
-        self._bypass = bypass
         self.queues: dict[DelaySlot, int] = {}
         self._config: dict[int, QoS] = {}
         self._free: list[int] = []
@@ -45,7 +53,7 @@ class DelayQueues:
                 self.line.set_queue(queue, qos.delay * 1000, qos.jitter * 1000, qos.correlation, qos.distribution)
                 self._config[queue] = qos
         rules = iptables_delay_rules({slot: None if qos is None else self.queues[slot] for slot, qos in slots.items()},
-                                     jumps=jumps, bypass=self._bypass)
+                                     jumps=jumps, bypass=True)
         if rules != self._rules:
             self._restore(rules)
             self._rules = rules

@@ -95,7 +95,7 @@ class NetworkDelay:
         self.line = NetnsDelayLine(self.netns, run_dir=run_dir, name=f"fogify-delayd-{network_id[:10]}")
         self.ports: dict[str, InterfaceShaping] = {}  # bridge port -> the wanted shaping of its task
         # Queues are per namespace. Bypass: if the agent and its helper die, the overlay still carries traffic.
-        self.queues = DelayQueues(self.line, self._restore, first_queue=1, bypass=True)
+        self.queues = DelayQueues(self.line, self._restore, first_queue=1)
         self._jumps = False
 
     def port_of(self, ifindex: int) -> str:

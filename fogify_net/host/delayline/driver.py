@@ -309,8 +309,9 @@ class DelayLine:
         """Wait for the helper to die; then report, restart and replay.
 
         The first restart is immediate: until it is back, the rules' --queue-bypass
-        lets traffic through undelayed. Helpers that die young back off, so a crash
-        loop does not spin.
+        lets traffic through undelayed (see DelayQueues). Helpers that die young back
+        off, and so does a restart that fails to start one (it counts as a death at
+        once): a crash loop or a missing binary does not spin.
         """
         quick_deaths = 0
         while True:
@@ -334,6 +335,7 @@ class DelayLine:
                     self._replay()
                 except (OSError, DelayLineError) as exc:
                     log.error("restarting fogify-delayd failed: %s", exc)
+                    self._started_at = time.monotonic()  # a start that failed is a quick death: back off
                     if self._proc is not proc and self._proc.poll() is None:
                         self._proc.kill()  # the next loop sees it dead and backs off
                     continue
