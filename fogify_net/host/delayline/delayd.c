@@ -54,6 +54,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <math.h>
 #include <poll.h>
 #include <signal.h>
@@ -538,23 +539,58 @@ static void release_and_unbind(struct queue *q)
 /* Each command returns NULL for "ok" or the reason for "err <reason>". */
 static char errbuf[128];
 
+/*
+ * One decimal number from *p, at most max, moving *p past it; false if there
+ * is none, it has a sign, or it overflows (strtoull sets ERANGE; sscanf's
+ * behaviour on overflow is undefined, and strtoull alone accepts "-1").
+ */
+static bool parse_number(const char **p, unsigned long long max, unsigned long long *out)
+{
+	const char *s = *p;
+	char *end;
+	while (*s == ' ')
+		s++;
+	if (*s < '0' || *s > '9')
+		return false;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno == ERANGE || end == s || v > max || (*end != ' ' && *end != '\0'))
+		return false;
+	*out = v;
+	*p = end;
+	return true;
+}
+
+/* The rest of the line after spaces is empty. */
+static bool at_end(const char *p)
+{
+	while (*p == ' ')
+		p++;
+	return *p == '\0';
+}
+
 static const char *cmd_set(const char *args)
 {
-	unsigned int num, permille;
-	long long delay_us, jitter_us;
-	char name[32];
+	unsigned long long num, delay_us, jitter_us, permille;
+	const char *p = args;
 	int d;
 
-	if (sscanf(args, "%u %lld %lld %u %31s", &num, &delay_us, &jitter_us, &permille, name) != 5)
+	if (!parse_number(&p, ULLONG_MAX, &num) || !parse_number(&p, ULLONG_MAX, &delay_us) ||
+	    !parse_number(&p, ULLONG_MAX, &jitter_us) || !parse_number(&p, ULLONG_MAX, &permille))
 		return "usage: set <queue> <delay_us> <jitter_us> <correlation_permille> <distribution>";
 	if (num >= NQUEUES)
 		return "queue must be 0..65535";
-	if (delay_us < 0 || jitter_us < 0 || delay_us > 3600000000LL || jitter_us > 3600000000LL)
+	if (delay_us > 3600000000ULL || jitter_us > 3600000000ULL)
 		return "delay and jitter must be 0..3600000000 us";
 	if (permille > 1000)
 		return "correlation must be 0..1000 permille";
-	for (d = 0; d < D_COUNT && strcmp(name, dist_names[d]) != 0; d++)
-		;
+	while (*p == ' ')
+		p++;
+	for (d = 0; d < D_COUNT; d++) {
+		size_t n = strlen(dist_names[d]);
+		if (strncmp(p, dist_names[d], n) == 0 && at_end(p + n))
+			break;
+	}
 	if (d == D_COUNT)
 		return "distribution must be uniform, normal, pareto or paretonormal";
 
@@ -570,12 +606,12 @@ static const char *cmd_set(const char *args)
 		if (err) {
 			queues[num] = NULL;
 			free(q);
-			snprintf(errbuf, sizeof errbuf, "binding queue %u: %s", num, strerror(err));
+			snprintf(errbuf, sizeof errbuf, "binding queue %llu: %s", num, strerror(err));
 			return errbuf;
 		}
 	}
-	q->delay_ns = delay_us * 1000;
-	q->jitter_ns = jitter_us * 1000;
+	q->delay_ns = (int64_t)delay_us * 1000;
+	q->jitter_ns = (int64_t)jitter_us * 1000;
 	q->rho = permille / 1000.0;
 	q->dist = (enum dist)d;
 	return NULL;
@@ -583,8 +619,9 @@ static const char *cmd_set(const char *args)
 
 static const char *cmd_del(const char *args)
 {
-	unsigned int num;
-	if (sscanf(args, "%u", &num) != 1 || num >= NQUEUES)
+	unsigned long long num;
+	const char *p = args;
+	if (!parse_number(&p, NQUEUES - 1, &num) || !at_end(p))
 		return "usage: del <queue>";
 	if (!queues[num])
 		return "queue is not bound";
