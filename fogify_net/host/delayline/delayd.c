@@ -3,9 +3,12 @@
  *
  * The kernel we run on has no netem, so iptables rules (-j NFQUEUE) hand
  * packets to numbered queues and this helper holds each one (by packet id
- * only: copy mode META, no payload) until its release time, then accepts it.
+ * only: one byte of payload is copied, for its length) until its release time,
+ * then accepts it.
  * One netlink socket serves every queue, so thousands of links cost one
  * process and one poll loop.
+ *
+ * Usage: fogify-delayd [--budget-bytes N]
  *
  * Control protocol: one command per line on stdin, one reply line on stdout
  * ("ok", "err <reason>", "pong", or for stats several "q ..." lines then
@@ -16,6 +19,13 @@
  *   ping
  * On stdin EOF or SIGTERM every held packet is accepted, the queues are
  * unbound and the helper exits 0.
+ *
+ * Memory: the packets themselves stay in the kernel until their verdict. Beside
+ * each queue's 65,536 packets, all queues together hold at most --budget-bytes
+ * (default 256 MiB) of packet length (the kernel's NFQA_CAP_LEN, sent because
+ * one byte of each packet is copied); a packet that
+ * would go past it is dropped at once, as a full queue drops, and counted as
+ * `overbudget` in the stats.
  *
  * Delay model (netem's, so users get what they know):
  *   - jitter 0: FIFO.  release = max(arrival + delay, previous release), so a
@@ -78,12 +88,14 @@
 #define QUEUE_MAXLEN 65536          /* kernel-side packets per queue */
 #define RCVBUF_BYTES (64 << 20)     /* netlink receive buffer */
 #define RX_BATCH 64                 /* messages per recvmmsg() */
-#define RX_MSG_BYTES 2048           /* META packet messages are ~200 bytes */
+#define RX_MSG_BYTES 2048           /* packet messages (1 payload byte) are ~200 bytes */
 #define RX_PER_WAKEUP 4096          /* then release due packets before more */
 #define TX_BYTES 65536              /* verdicts per sendto(): ~2000 */
 #define TABLE_N 4096
 #define ACK_TIMEOUT_MS 2000
 #define RELEASE_ALL_SPAN 0x40000000u /* batch verdict id span: "all held" */
+#define DEFAULT_BUDGET_BYTES (256ULL << 20) /* packet bytes held by all queues together */
+#define UNKNOWN_LEN 1500          /* a packet whose length the kernel did not say */
 
 enum dist { D_UNIFORM, D_NORMAL, D_PARETO, D_PARETONORMAL, D_COUNT };
 static const char *dist_names[D_COUNT] = {"uniform", "normal", "pareto", "paretonormal"};
@@ -98,7 +110,7 @@ struct queue {
 	int64_t last_release;     /* latest release time scheduled so far */
 	uint32_t last_id;         /* newest packet id seen */
 	uint32_t held, ooo_held, maxheld; /* ooo: scheduled before an older one */
-	uint64_t pkts, released;
+	uint64_t pkts, released, overbudget;
 	double late_sum_ns;
 	int64_t late_max_ns;
 	/* state of the current release pass */
@@ -112,6 +124,7 @@ struct held {
 	int64_t t;                /* release time, CLOCK_MONOTONIC ns */
 	uint32_t seq;             /* arrival order, breaks ties */
 	uint32_t id;
+	uint32_t len;             /* packet bytes, for the budget */
 	uint16_t q;
 	uint8_t ooo;
 };
@@ -122,6 +135,7 @@ static struct held *heap;
 static size_t nheap, capheap;
 static uint32_t arrival_seq;
 static uint64_t pass_no;
+static uint64_t budget_bytes = DEFAULT_BUDGET_BYTES, held_bytes;
 
 static int nl_fd = -1;
 static uint32_t nl_portid, nl_seq;
@@ -265,6 +279,8 @@ static void heap_remove_queue(uint16_t num)
 	for (size_t i = 0; i < nheap; i++)
 		if (heap[i].q != num)
 			heap[j++] = heap[i];
+		else
+			held_bytes -= heap[i].len;
 	nheap = j;
 	for (size_t i = nheap / 2; i-- > 0;)
 		sift_down(i);
@@ -329,22 +345,34 @@ static void put_u32_attr(struct nlmsghdr *nlh, uint16_t type, uint32_t value)
 	nlh->nlmsg_len = NLMSG_ALIGN(nlh->nlmsg_len) + NLA_ALIGN(a->nla_len);
 }
 
-static void verdict(int type, uint16_t num, uint32_t id)
+static void verdict_as(int type, uint16_t num, uint32_t id, int what)
 {
 	struct nlmsghdr *nlh = tx_msg(type, num);
-	nfq_nlmsg_verdict_put(nlh, (int)id, NF_ACCEPT);
+	nfq_nlmsg_verdict_put(nlh, (int)id, what);
 	tx_done(nlh);
+}
+
+static void verdict(int type, uint16_t num, uint32_t id)
+{
+	verdict_as(type, num, id, NF_ACCEPT);
 }
 
 /* ---- packets in --------------------------------------------------------- */
 
-static void schedule(struct queue *q, uint32_t id, int64_t now)
+static void schedule(struct queue *q, uint32_t id, uint32_t len, int64_t now)
 {
 	int64_t t = now + draw_delay(q);
 	bool ooo = false;
 
 	q->pkts++;
 	q->last_id = id;
+	if (held_bytes + len > budget_bytes) {
+		/* past the budget: dropped at once, as by a full queue (the packet
+		 * stays out of the heap, so the queue's release batches skip its id) */
+		q->overbudget++;
+		verdict_as(NFQNL_MSG_VERDICT, q->num, id, NF_DROP);
+		return;
+	}
 	if (t < q->last_release) {
 		if (q->jitter_ns == 0)
 			t = q->last_release; /* FIFO: never overtake */
@@ -353,7 +381,7 @@ static void schedule(struct queue *q, uint32_t id, int64_t now)
 	}
 	if (!ooo)
 		q->last_release = t;
-	if (!heap_push((struct held){t, arrival_seq++, id, q->num, ooo})) {
+	if (!heap_push((struct held){t, arrival_seq++, id, len, q->num, ooo})) {
 		static bool warned;
 		if (!warned)
 			logmsg("out of memory: passing packets undelayed");
@@ -362,6 +390,7 @@ static void schedule(struct queue *q, uint32_t id, int64_t now)
 		return;
 	}
 	q->ooo_held += ooo;
+	held_bytes += len;
 	if (++q->held > q->maxheld)
 		q->maxheld = q->held;
 }
@@ -388,8 +417,11 @@ static void on_message(struct nlmsghdr *nlh, int64_t now)
 	if (nfq_nlmsg_parse(nlh, attr) < 0 || !attr[NFQA_PACKET_HDR])
 		return;
 	const struct nfqnl_msg_packet_hdr *ph = (void *)((char *)attr[NFQA_PACKET_HDR] + NLA_HDRLEN);
+	uint32_t len = UNKNOWN_LEN;
+	if (attr[NFQA_CAP_LEN]) /* the whole packet's length (we copy one byte of it) */
+		len = ntohl(*(uint32_t *)((char *)attr[NFQA_CAP_LEN] + NLA_HDRLEN));
 	if (q && !q->closing)
-		schedule(q, ntohl(ph->packet_id), now);
+		schedule(q, ntohl(ph->packet_id), len, now);
 	/* else: released in bulk by del/shutdown already */
 }
 
@@ -454,6 +486,7 @@ static void release_due(void)
 		}
 		q->ooo_held -= h.ooo;
 		q->held--;
+		held_bytes -= h.len;
 		q->pass_cnt++;
 		q->pass_late_sum += now - h.t;
 		if (now - h.t > q->pass_late_max)
@@ -492,7 +525,9 @@ static int config(uint16_t num, uint8_t cmd, bool setup)
 	nlh->nlmsg_seq = ack_seq = nl_seq;
 	nfq_nlmsg_cfg_put_cmd(nlh, AF_INET, cmd);
 	if (setup) {
-		nfq_nlmsg_cfg_put_params(nlh, NFQNL_COPY_META, 0);
+		/* one byte of payload: the kernel then tells each packet's length
+		 * (NFQA_CAP_LEN, for the byte budget), which META mode leaves out */
+		nfq_nlmsg_cfg_put_params(nlh, NFQNL_COPY_PACKET, 1);
 		nfq_nlmsg_cfg_put_qmaxlen(nlh, QUEUE_MAXLEN);
 		/* GSO: hold super-packets whole; fail-open off: a full queue drops */
 		put_u32_attr(nlh, NFQA_CFG_MASK, htonl(NFQA_CFG_F_GSO | NFQA_CFG_F_FAIL_OPEN));
@@ -648,8 +683,9 @@ static void cmd_stats(void)
 		const struct queue *q = queues[i];
 		if (!q)
 			continue;
-		printf("q %u pkts=%" PRIu64 " held=%u maxheld=%u dropped=%u late_avg_us=%.1f late_max_us=%.1f\n",
-		       i, q->pkts, q->held, q->maxheld, kdropped[i],
+		printf("q %u pkts=%" PRIu64 " held=%u maxheld=%u dropped=%u overbudget=%" PRIu64
+		       " late_avg_us=%.1f late_max_us=%.1f\n",
+		       i, q->pkts, q->held, q->maxheld, kdropped[i], q->overbudget,
 		       q->released ? q->late_sum_ns / q->released / 1000 : 0.0, q->late_max_ns / 1000.0);
 	}
 	puts("end");
@@ -707,8 +743,20 @@ static bool read_commands(void)
 	return true;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+	if (argc == 3 && strcmp(argv[1], "--budget-bytes") == 0) {
+		const char *p = argv[2];
+		unsigned long long v;
+		if (!parse_number(&p, ULLONG_MAX, &v) || !at_end(p) || v == 0) {
+			logmsg("--budget-bytes wants a positive whole number");
+			return 2;
+		}
+		budget_bytes = v;
+	} else if (argc != 1) {
+		logmsg("usage: fogify-delayd [--budget-bytes N]");
+		return 2;
+	}
 	sigset_t sigs;
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGTERM);
