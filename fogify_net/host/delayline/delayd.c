@@ -8,7 +8,8 @@
  * One netlink socket serves every queue, so thousands of links cost one
  * process and one poll loop.
  *
- * Usage: fogify-delayd [--budget-bytes N]
+ * Usage: fogify-delayd [--budget-bytes N]; started as root, it keeps only
+ * CAP_NET_ADMIN and runs as nobody (drop_privileges).
  *
  * Control protocol: one command per line on stdin, one reply line on stdout
  * ("ok", "err <reason>", "pong", or for stats several "q ..." lines then
@@ -74,7 +75,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <linux/capability.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/random.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -96,6 +101,7 @@
 #define RELEASE_ALL_SPAN 0x40000000u /* batch verdict id span: "all held" */
 #define DEFAULT_BUDGET_BYTES (256ULL << 20) /* packet bytes held by all queues together */
 #define UNKNOWN_LEN 1500          /* a packet whose length the kernel did not say */
+#define NOBODY 65534              /* the user and group the helper runs as */
 
 enum dist { D_UNIFORM, D_NORMAL, D_PARETO, D_PARETONORMAL, D_COUNT };
 static const char *dist_names[D_COUNT] = {"uniform", "normal", "pareto", "paretonormal"};
@@ -569,6 +575,31 @@ static void release_and_unbind(struct queue *q)
 	free(q);
 }
 
+/* ---- privileges --------------------------------------------------------- */
+
+/*
+ * Started as root, keep only what binding queues and giving verdicts needs:
+ * user and group nobody (65534), no supplementary groups, CAP_NET_ADMIN alone
+ * (effective and permitted), and no way to gain more (no_new_privs). The
+ * netlink socket is open already; the kernel checks CAP_NET_ADMIN on every
+ * config message. Run without root, there is nothing to give up.
+ */
+static int drop_privileges(void)
+{
+	if (geteuid() != 0)
+		return 0;
+	if (prctl(PR_SET_KEEPCAPS, 1L, 0L, 0L, 0L) < 0 || setgroups(0, NULL) < 0 ||
+	    setresgid(NOBODY, NOBODY, NOBODY) < 0 || setresuid(NOBODY, NOBODY, NOBODY) < 0)
+		return -1;
+	struct __user_cap_header_struct header = {_LINUX_CAPABILITY_VERSION_3, 0};
+	struct __user_cap_data_struct data[2];
+	memset(data, 0, sizeof data);
+	data[CAP_NET_ADMIN / 32].effective = data[CAP_NET_ADMIN / 32].permitted = 1u << (CAP_NET_ADMIN % 32);
+	if (syscall(SYS_capset, &header, data) < 0)
+		return -1;
+	return prctl(PR_SET_NO_NEW_PRIVS, 1L, 0L, 0L, 0L);
+}
+
 /* ---- commands ----------------------------------------------------------- */
 
 /* Each command returns NULL for "ok" or the reason for "err <reason>". */
@@ -664,11 +695,19 @@ static const char *cmd_del(const char *args)
 	return NULL;
 }
 
+static int queue_proc_fd = -1; /* /proc/net/netfilter/nfnetlink_queue */
+
 static void cmd_stats(void)
 {
 	static uint32_t kdropped[NQUEUES];
 	char line[256];
-	FILE *f = fopen("/proc/net/netfilter/nfnetlink_queue", "r");
+	/* the file is root's: opened before the privileges went, read from the start each time */
+	int fd = queue_proc_fd >= 0 ? dup(queue_proc_fd) : -1;
+	FILE *f = NULL;
+	if (fd >= 0 && lseek(fd, 0, SEEK_SET) == 0)
+		f = fdopen(fd, "r");
+	else if (fd >= 0)
+		close(fd);
 
 	memset(kdropped, 0, sizeof kdropped);
 	while (f && fgets(line, sizeof line, f)) {
@@ -772,6 +811,11 @@ int main(int argc, char **argv)
 	build_tables();
 	if (sfd < 0 || nl_open() < 0)
 		return 1;
+	queue_proc_fd = open("/proc/net/netfilter/nfnetlink_queue", O_RDONLY | O_CLOEXEC);
+	if (drop_privileges() < 0) {
+		logmsg("cannot drop privileges: %s", strerror(errno));
+		return 1;
+	}
 	logmsg("ready (netlink port %u)", nl_portid);
 
 	bool running = true;
