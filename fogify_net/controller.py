@@ -300,7 +300,9 @@ class Controller:
                 "service": instance.service.name,
                 "node": instance.node.name,
                 "state": ("crashed" if instance.name in emulation.crashed
+                          else "down" if instance.name in emulation.lost
                           else "up" if instance.name in started else "pending"),
+                **({"reason": emulation.lost[instance.name]} if instance.name in emulation.lost else {}),
                 "container": instance.container,
                 "pid": emulation.instance_pid(instance.name),
                 "cpus": round(instance.cpus, 4),
@@ -373,7 +375,8 @@ class Controller:
         Both are annotated too, so a plot of the experiment shows when shaping was not as declared.
         """
         with self._lock:
-            if self.status in ("running", "degraded") and state in ("running", "degraded") and state != self.status:
+            if self.status in ("running", "degraded") and state in ("running", "degraded") and (
+                    state != self.status or detail != self.message):
                 self._set(state, detail)
                 self.store.annotate("DEGRADED" if state == "degraded" else "RECOVERED", "Topology", detail or None)
 

@@ -90,7 +90,7 @@ class ActionRunner:
 
     def _running(self, instances: list, what: str) -> list:
         """Refuse to act inside crashed instances: they have no processes and no namespace."""
-        down = [i.name for i in instances if i.name in self.emulation.crashed]
+        down = [i.name for i in instances if i.name in self.emulation.crashed or i.name in self.emulation.lost]
         if down:
             raise Conflict(f"{', '.join(down)} {'is' if len(down) == 1 else 'are'} crashed: "
                            f"restart {'it' if len(down) == 1 else 'them'} before {what}")

@@ -71,6 +71,7 @@ class Backend(ABC):
         self.state = "created"  # created, deploying, running, degraded, error, stopped
         self.detail = ""  # why, when degraded or error
         self.crashed: set[str] = set()  # instances stopped by the crash action, until they restart
+        self.lost: dict[str, str] = {}  # instances whose container stopped without us (OOM, dockerd), and why
         self.counts_flows = False  # its networks count flows for packet-level monitoring (/packets/)
         self.notices: list[str] = []  # what a deploy did besides the plan, for the user (leftovers it removed)
         self.lock = threading.RLock()  # one change at a time; deploy and teardown hold it throughout

@@ -40,6 +40,7 @@ from .checks import check_images, check_leftovers, remove_leftovers
 from .containers import first_stopped, kill_init, remove_container, start_container
 from .dockerhost import DockerHost
 from .shaper import Shaper
+from .watch import DockerWatcher
 
 if TYPE_CHECKING:
     from ...model.actions import Stress
@@ -72,6 +73,8 @@ class LocalBackend(Backend):
         self._stress = StressRunner()
         Path(run_dir).mkdir(parents=True, exist_ok=True)
         self.shaper = Shaper(self.mechanism, run_dir, on_state=self._delayline_state)
+        self._watcher: DockerWatcher | None = None
+        self._delayline_detail = ""  # why the delay line is not ok, "" when it is
 
     # --- bring-up and tear-down ----------------------------------------------------------
 
@@ -86,8 +89,15 @@ class LocalBackend(Backend):
         self.shaper.apply(self.plan, self.pids())
         self.write_hosts()
 
+    def _after_bring_up(self) -> None:
+        self._watcher = DockerWatcher(docker_client().api, self.reconcile)
+        self._watcher.start()
+
     def teardown(self) -> None:
         """Remove everything this emulation made; safe on a partial deployment and when called twice."""
+        if self._watcher is not None:
+            self._watcher.stop()
+            self._watcher = None
         with self.lock:
             errors = []
             self._stress.stop_all()
@@ -285,8 +295,9 @@ class LocalBackend(Backend):
         self._parallel(remove, [name for name in names if name in self._containers])
 
     def started(self) -> list[str]:
-        """Instances whose container runs (deploy and undeploy progress); crashed ones do not."""
-        return [name for name in list(self._containers) if name not in self.crashed]  # (a copy: starts add)
+        """Instances whose container runs (deploy and undeploy progress); crashed and lost ones do not."""
+        return [name for name in list(self._containers)  # (a copy: starts add)
+                if name not in self.crashed and name not in self.lost]
 
     def task_facts(self) -> dict[str, TaskFacts]:
         """Each instance's container as a Swarm task would name it; this machine is the only node."""
@@ -312,7 +323,8 @@ class LocalBackend(Backend):
 
     def pids(self) -> dict[str, int]:
         """Init pids of the instances that run; a crashed instance has no namespace to act in."""
-        return {name: host.cpid for name, host in self.hosts.items() if name not in self.crashed}
+        return {name: host.cpid for name, host in self.hosts.items()
+                if name not in self.crashed and name not in self.lost}
 
     def reshape(self) -> None:
         """Apply the plan's current shaping, partitions and firewall rules."""
@@ -369,15 +381,22 @@ class LocalBackend(Backend):
 
     def restart(self, instances: list[InstancePlan]) -> None:
         """Start (or restart) the containers and rebuild their links, shaping and names."""
+        self._reattach(instances, restart=True)
+
+    def _reattach(self, instances: list[InstancePlan], restart: bool) -> None:
+        """Rebuild the links, shaping and names of these instances' containers, (re)started first
+        with `restart`, else running again already (started by someone else after a loss)."""
         with self.lock:
             bridges = {name: network.bridge for name, network in self.plan.networks.items()}
             root = []
             for instance in instances:
                 old = self.hosts[instance.name]
                 old.stop_shell()
-                old.container.restart(timeout=2)
+                if restart:
+                    old.container.restart(timeout=2)
                 old.container.reload()
                 self.crashed.discard(instance.name)
+                self.lost.pop(instance.name, None)
                 self.net.hosts = [h for h in self.net.hosts if h is not old]
                 self.net.links = [link for link in self.net.links if old not in (link.intf1.node, link.intf2.node)]
                 host = DockerHost(instance.host_node, container=old.container, ip=None, lo=None)
@@ -396,6 +415,58 @@ class LocalBackend(Backend):
             self.shaper.forget([i.port for instance in instances for i in instance.interfaces])
             self.reshape()
             self.write_hosts()
+            self._refresh_state()
+
+    # --- following Docker ------------------------------------------------------------------------
+
+    def reconcile(self, container_id: str | None = None) -> None:
+        """Bring what we know in line with Docker's view of one container (None: all of ours).
+
+        A container of ours that stopped without us (OOM killer, `docker kill`, a dockerd
+        restart) makes its instance lost: `down` in /status/, out of sampling, and the
+        deployment degraded (annotated). When it runs again (`docker start`, or after
+        dockerd), its links, shaping and names are rebuilt as the restart action does.
+        """
+        with self.lock:
+            if self.state not in ("running", "degraded"):
+                return
+            names = [name for name, c in self._containers.items()
+                     if container_id is None or c.id == container_id]
+            back = []
+            for name in names:
+                if name in self.crashed or name not in self.hosts:
+                    continue
+                container = self._containers[name]
+                try:
+                    container.reload()
+                    state = container.attrs.get("State", {})
+                except docker.errors.NotFound:
+                    state = {"Running": False, "Error": "the container was removed"}
+                running, pid = bool(state.get("Running")), int(state.get("Pid") or 0)
+                if not running and name not in self.lost:
+                    error = f", {state['Error']}" if state.get("Error") else ""
+                    reason = ("was OOM-killed" if state.get("OOMKilled")
+                              else f"stopped (exit code {state.get('ExitCode')}{error})")
+                    log.warning("%s %s without fogify-net", name, reason)
+                    self.lost[name] = reason
+                    self.shaper.forget([i.port for i in self.plan.instance(name).interfaces])
+                elif running and (name in self.lost or pid != self.hosts[name].cpid):
+                    back.append(self.plan.instance(name))
+            if back:
+                log.info("%s running again: rebuilding links and shaping", ", ".join(i.name for i in back))
+                self._reattach(back, restart=False)
+            self._refresh_state()
+
+    def _refresh_state(self) -> None:
+        """running, or degraded while an instance is lost or the delay line is down (with why)."""
+        if self.state not in ("running", "degraded"):
+            return
+        reasons = [f"{name} {why}" for name, why in sorted(self.lost.items())]
+        if self._delayline_detail:
+            reasons.append(self._delayline_detail)
+        wanted = ("degraded", "; ".join(reasons)) if reasons else ("running", "")
+        if (self.state, self.detail) != wanted:
+            self._set_state(*wanted)
 
     def update_resources(self, instance: InstancePlan, cpu_quota: int | None = None, memory: int | None = None) -> None:
         with self.lock:
@@ -446,7 +517,7 @@ class LocalBackend(Backend):
         targets = []
         for instance in list(self.plan.instances):
             host = self.hosts.get(instance.name)
-            if host is None or instance.name in self.crashed:
+            if host is None or instance.name in self.crashed or instance.name in self.lost:
                 continue
             targets.append(SampleTarget(
                 name=instance.name,
@@ -469,5 +540,5 @@ class LocalBackend(Backend):
 
     def _delayline_state(self, state: str, detail: str) -> None:
         """The delay-line supervisor reports: a dead helper means traffic is not shaped as declared."""
-        if self.state in ("running", "degraded"):
-            self._set_state("running" if state == "ok" else "degraded", "" if state == "ok" else detail)
+        self._delayline_detail = "" if state == "ok" else detail
+        self._refresh_state()
