@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 
-from fogify_net.backends.base import Backend, Samples
+from fogify_net.backends.base import Backend, Samples, TaskFacts
 from fogify_net.compile.plan import add_instances, remove_instances
 
 
@@ -29,6 +29,13 @@ class FakeBackend(Backend):
 
     def check(self) -> None:
         pass
+
+    @classmethod
+    def remove_remains(cls, **options) -> list[str]:
+        return []
+
+    def task_facts(self) -> dict:
+        return {name: TaskFacts(name, "here", name, 0, "running") for name in self.running}
 
     def _bring_up(self, progress) -> None:
         self.running = [i.name for i in self.plan.instances]

@@ -34,7 +34,7 @@ def wait_for(predicate, timeout: float = 5.0) -> bool:
 def controller(tmp_path, monkeypatch):
     monkeypatch.setitem(backends.REGISTRY, "fake", "tests.support.fakebackend:FakeBackend")
     c = Controller(data_dir=tmp_path, run_dir=str(tmp_path / "run"), capabilities=NOTHING, host_mhz=2000.0,
-                   backend="fake", interval=3600)
+                   backend="fake", interval=3600, allow_host_access=True)
     yield c
     c.close()
 
