@@ -3,8 +3,7 @@
  *
  * The kernel we run on has no netem, so iptables rules (-j NFQUEUE) hand
  * packets to numbered queues and this helper holds each one (by packet id
- * only: one byte of payload is copied, for its length) until its release time,
- * then accepts it.
+ * only: copy mode META, no payload) until its release time, then accepts it.
  * One netlink socket serves every queue, so thousands of links cost one
  * process and one poll loop.
  *
@@ -23,8 +22,9 @@
  *
  * Memory: the packets themselves stay in the kernel until their verdict. Beside
  * each queue's 65,536 packets, all queues together hold at most --budget-bytes
- * (default 256 MiB) of packet length (the kernel's NFQA_CAP_LEN, sent because
- * one byte of each packet is copied); a packet that
+ * (default 256 MiB) of packets, each counted as PACKET_BYTES (META mode
+ * copies nothing, so the kernel does not say a packet's length; the
+ * NFQA_CAP_LEN it sends in copy-packet mode is used when present); a packet that
  * would go past it is dropped at once, as a full queue drops, and counted as
  * `overbudget` in the stats.
  *
@@ -93,14 +93,14 @@
 #define QUEUE_MAXLEN 65536          /* kernel-side packets per queue */
 #define RCVBUF_BYTES (64 << 20)     /* netlink receive buffer */
 #define RX_BATCH 64                 /* messages per recvmmsg() */
-#define RX_MSG_BYTES 2048           /* packet messages (1 payload byte) are ~200 bytes */
+#define RX_MSG_BYTES 2048           /* META packet messages are ~200 bytes */
 #define RX_PER_WAKEUP 4096          /* then release due packets before more */
 #define TX_BYTES 65536              /* verdicts per sendto(): ~2000 */
 #define TABLE_N 4096
 #define ACK_TIMEOUT_MS 2000
 #define RELEASE_ALL_SPAN 0x40000000u /* batch verdict id span: "all held" */
 #define DEFAULT_BUDGET_BYTES (256ULL << 20) /* packet bytes held by all queues together */
-#define UNKNOWN_LEN 1500          /* a packet whose length the kernel did not say */
+#define PACKET_BYTES 1500         /* a held packet whose length the kernel did not say: an MTU */
 #define NOBODY 65534              /* the user and group the helper runs as */
 
 enum dist { D_UNIFORM, D_NORMAL, D_PARETO, D_PARETONORMAL, D_COUNT };
@@ -423,8 +423,8 @@ static void on_message(struct nlmsghdr *nlh, int64_t now)
 	if (nfq_nlmsg_parse(nlh, attr) < 0 || !attr[NFQA_PACKET_HDR])
 		return;
 	const struct nfqnl_msg_packet_hdr *ph = (void *)((char *)attr[NFQA_PACKET_HDR] + NLA_HDRLEN);
-	uint32_t len = UNKNOWN_LEN;
-	if (attr[NFQA_CAP_LEN]) /* the whole packet's length (we copy one byte of it) */
+	uint32_t len = PACKET_BYTES;
+	if (attr[NFQA_CAP_LEN]) /* the whole packet's length, in copy-packet mode only */
 		len = ntohl(*(uint32_t *)((char *)attr[NFQA_CAP_LEN] + NLA_HDRLEN));
 	if (q && !q->closing)
 		schedule(q, ntohl(ph->packet_id), len, now);
@@ -531,9 +531,7 @@ static int config(uint16_t num, uint8_t cmd, bool setup)
 	nlh->nlmsg_seq = ack_seq = nl_seq;
 	nfq_nlmsg_cfg_put_cmd(nlh, AF_INET, cmd);
 	if (setup) {
-		/* one byte of payload: the kernel then tells each packet's length
-		 * (NFQA_CAP_LEN, for the byte budget), which META mode leaves out */
-		nfq_nlmsg_cfg_put_params(nlh, NFQNL_COPY_PACKET, 1);
+		nfq_nlmsg_cfg_put_params(nlh, NFQNL_COPY_META, 0);
 		nfq_nlmsg_cfg_put_qmaxlen(nlh, QUEUE_MAXLEN);
 		/* GSO: hold super-packets whole; fail-open off: a full queue drops */
 		put_u32_attr(nlh, NFQA_CFG_MASK, htonl(NFQA_CFG_F_GSO | NFQA_CFG_F_FAIL_OPEN));
