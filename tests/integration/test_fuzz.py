@@ -114,10 +114,6 @@ def _alias_bomb() -> bytes:
     return "\n".join(lines).encode()
 
 
-# Cases whose fix belongs to the hardening issue (16): expected to fail until that branch is merged.
-OWNED_BY_ISSUE_16 = {"YAML alias bomb", "deeply nested YAML", "deeply nested JSON"}
-
-
 def action_cases() -> list[tuple[str, str, object]]:
     """(what, action type, JSON body) for every hostile action request; the deployment runs meanwhile."""
     cases: list[tuple[str, str, object]] = []
@@ -241,7 +237,7 @@ def send(method: str, url: str, **kwargs) -> tuple[requests.Response, float]:
 
 def test_hostile_models_are_refused_and_nothing_is_deployed(api):
     url, controller = api
-    failures, known = [], []
+    failures = []
     cases = model_cases()
     for what, body in cases:
         response, seconds = send("POST", f"{url}/topology/", files={"file": ("m.yaml", body)})
@@ -251,12 +247,10 @@ def test_hostile_models_are_refused_and_nothing_is_deployed(api):
             wait_until(lambda: controller.status in ("running", "error", "degraded"), timeout=60)
             controller.undeploy(wait=True)
         if problem:
-            (known if what in OWNED_BY_ISSUE_16 else failures).append(f"{what}: {problem}")
+            failures.append(f"{what}: {problem}")
     assert len(cases) >= 100
     assert not failures, f"{len(failures)} of {len(cases)} models fall short:\n" + "\n".join(failures)
     assert requests.get(f"{url}/topology/").json() == {}
-    if known:
-        pytest.xfail(f"issue 16 (hardening part two): {'; '.join(known)}")
 
 
 @pytest.fixture(scope="module")
