@@ -94,7 +94,8 @@ class Filter:
 
 
 def filters(plan: Plan) -> list[Filter]:
-    """Partitions (drop both ways) and the model's firewall rules, in order."""
+    """Partitions (drop both ways), then each network's firewall rules in the order they are checked
+    (blueprints' overrides' rules before the network's own, Model.firewall_rules_of)."""
     found = []
     for source, target, network in sorted(plan.partitions, key=str):
         for net in [network] if network else sorted(plan.networks):
@@ -104,7 +105,7 @@ def filters(plan: Plan) -> list[Filter]:
                 found.append(Filter(a, b, "drop"))
                 found.append(Filter(b, a, "drop"))
     for name in plan.networks:
-        for rule in plan.model.networks[name].firewall_rules:
+        for rule in plan.model.firewall_rules_of(name):
             a = tuple(i.interface(name).ip for i in plan.instances_of(rule.source) if i.interface(name))
             b = tuple(i.interface(name).ip for i in plan.instances_of(rule.target) if i.interface(name))
             if not a or not b:

@@ -127,7 +127,7 @@ def compile_model(model: Model, host: HostFacts, pool: IPv4Network = DEFAULT_POO
         taken.add(bridge)
         reserved = [address for address, _ in statics[name]]
         addresses = AddressBook(subnet, reserved)
-        networks[name] = NetworkPlan(name, bridge, subnet, list(model.networks[name].links), addresses)
+        networks[name] = NetworkPlan(name, bridge, subnet, list(model.links_of(name)), addresses)
     plan = Plan(model=model, host=host, networks=networks)
     for blueprint in model.blueprints:
         add_instances(plan, blueprint.label, blueprint.replicas)

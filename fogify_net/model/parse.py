@@ -20,7 +20,7 @@ from .limits import MAX_INSTANCES
 from .loader import load_yaml
 from .networks import parse_network
 from .scenarios import parse_scenario
-from .schema import Attachment, Blueprint, Model, NodeProfile
+from .schema import Attachment, Blueprint, Model, Network, NodeProfile
 from .units import parse_clock, parse_count, parse_size
 
 ROOT = "x-fogify"
@@ -122,7 +122,7 @@ def _blueprint(raw: Any, path: str, services: dict, nodes: dict, networks: dict)
     replicas = parse_count(raw.get("replicas", 1), join(path, "replicas"), minimum=0)
     nets_path = join(path, "networks")
     attachments = tuple(
-        _attachment(item, join(nets_path, i), networks)
+        _attachment(item, join(nets_path, i), networks, label)
         for i, item in enumerate(sequence(raw.get("networks"), nets_path))
     )
     unique([a.network for a in attachments], nets_path, "network")
@@ -143,7 +143,7 @@ def _blueprint(raw: Any, path: str, services: dict, nodes: dict, networks: dict)
     )
 
 
-def _attachment(raw: Any, path: str, networks: dict) -> Attachment:
+def _attachment(raw: Any, path: str, networks: dict, label: str) -> Attachment:
     """A network entry of a blueprint: a name, {name, ip}, or a full inline definition."""
     name_path = path if isinstance(raw, str) else join(path, "name")
     if isinstance(raw, str):
@@ -162,35 +162,65 @@ def _attachment(raw: Any, path: str, networks: dict) -> Attachment:
     override = None
     if inline:
         override = parse_network({k: v for k, v in raw.items() if k != "ip"}, path)
+        _check_override(override, networks[name], path, label)
     else:
         known_keys(raw, path, {"name", "ip"})
     return Attachment(network=name, ip=ip, override=override)
 
 
+def _check_override(override: Network, network: Network, path: str, label: str) -> None:
+    """What an inline override may say: its own shaping, and rules about its own blueprint's traffic.
+
+    Its links and firewall rules are rules of the network that must name the
+    blueprint (they are applied as if written under x-fogify.networks, see
+    Model.links_of); subnet and capacity belong to the whole network, so the
+    override may repeat them but not change them.
+    """
+    for key, mine, shared in (("subnet", override.subnet, network.subnet),
+                              ("capacity", override.capacity, network.capacity)):
+        if mine is not None and mine != shared:
+            raise ModelError(join(path, key), f"{key} belongs to network {shown(network.name)} as a whole "
+                                              f"(it is {shared if shared is not None else 'not set'} there): "
+                                              f"a blueprint's override may repeat it but not change it")
+    for kind, rules, ends in (("links", override.links, ("from_node", "to_node")),
+                              ("firewall_rules", override.firewall_rules, ("from", "to"))):
+        for j, rule in enumerate(rules):
+            if label not in (rule.source, rule.target):
+                raise ModelError(join(join(join(path, kind), j), ends[0]),
+                                 f"a rule in blueprint {shown(label)}'s override of network "
+                                 f"{shown(network.name)} must name {shown(label)} as {ends[0]} or {ends[1]} "
+                                 f"(rules between other labels belong in x-fogify.networks)")
+
+
 def _check_network_references(model: Model) -> None:
-    """Links and firewall rules must name labels that sit on that network."""
+    """Links and firewall rules, the network's and its overrides', must name labels that sit on that network."""
     for i, network in enumerate(model.networks.values()):
         members = {b.label for b in model.blueprints if any(a.network == network.name for a in b.networks)}
         path = join(join(ROOT, "networks"), i)
-        for j, link in enumerate(network.links):
-            for key, label in (("from_node", link.source), ("to_node", link.target)):
-                if label not in members:
-                    raise ModelError(
-                        join(join(join(path, "links"), j), key),
-                        f"{shown(label)} is not a blueprint label on network {shown(network.name)}",
-                    )
-        for j, rule in enumerate(network.firewall_rules):
-            for key, label in (("from", rule.source), ("to", rule.target)):
-                if label not in members:
-                    raise ModelError(
-                        join(join(join(path, "firewall_rules"), j), key),
-                        f"{shown(label)} is not a blueprint label on network {shown(network.name)}",
-                    )
+        _check_rule_labels(network, path, members)
+        for b, blueprint in enumerate(model.blueprints):
+            for k, attachment in enumerate(blueprint.networks):
+                if attachment.network == network.name and attachment.override is not None:
+                    where = join(join(join(join(ROOT, "topology"), b), "networks"), k)
+                    _check_rule_labels(attachment.override, where, members)
         if network.capacity is not None:
             count = sum(b.replicas for b in model.blueprints if any(a.network == network.name for a in b.networks))
             if count > network.capacity:
                 raise ModelError(join(path, "capacity"),
                                  f"{count} instances join a network of capacity {network.capacity}")
+
+
+def _check_rule_labels(network: Network, path: str, members: set[str]) -> None:
+    for j, link in enumerate(network.links):
+        for key, label in (("from_node", link.source), ("to_node", link.target)):
+            if label not in members:
+                raise ModelError(join(join(join(path, "links"), j), key),
+                                 f"{shown(label)} is not a blueprint label on network {shown(network.name)}")
+    for j, rule in enumerate(network.firewall_rules):
+        for key, label in (("from", rule.source), ("to", rule.target)):
+            if label not in members:
+                raise ModelError(join(join(join(path, "firewall_rules"), j), key),
+                                 f"{shown(label)} is not a blueprint label on network {shown(network.name)}")
 
 
 __all__ = ["load_model", "parse_model", "parse_model_text"]

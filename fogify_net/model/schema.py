@@ -229,3 +229,21 @@ class Model:
             if attachment.network == network and attachment.override is not None:
                 return attachment.override
         return self.networks[network]
+
+    def _overrides(self, network: str) -> list[Network]:
+        return [a.override for b in self.blueprints for a in b.networks
+                if a.network == network and a.override is not None]
+
+    def links_of(self, network: str) -> tuple[LinkRule, ...]:
+        """Every per-pair link of `network`: its own, then those of blueprints' inline overrides of it.
+
+        An override's links name its blueprint (the parser checks) and act as if
+        written on the network; coming later, they win over the network's for the same pair.
+        """
+        return self.networks[network].links + tuple(r for o in self._overrides(network) for r in o.links)
+
+    def firewall_rules_of(self, network: str) -> tuple[FirewallRule, ...]:
+        """Every firewall rule of `network`, in the order they are checked: overrides' rules first
+        (a blueprint's own rule wins where the network's would also match), then the network's."""
+        own = tuple(r for o in self._overrides(network) for r in o.firewall_rules)
+        return own + self.networks[network].firewall_rules
