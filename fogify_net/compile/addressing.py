@@ -52,6 +52,11 @@ def assign_subnets(model: Model, pool: IPv4Network = DEFAULT_POOL) -> dict[str, 
         else:
             continue
         _check_overlap(subnets, network.name, join(path, "subnet"))
+        room = subnets[network.name].num_addresses - 3  # network, broadcast and the gateway's .1
+        if sizes[network.name] > room:
+            raise ModelError(join(path, "subnet"), f"{sizes[network.name]} instances join network "
+                                                   f"{network.name!r}; its subnet {subnets[network.name]} has "
+                                                   f"{room} addresses for them (.1 stays free)")
     for network in model.networks.values():
         if network.name in subnets:
             continue
@@ -106,6 +111,11 @@ class AddressBook:
                 self.used.add(candidate)
                 return candidate
         raise ModelError("", f"subnet {self.subnet} has no free address left")
+
+    def free(self) -> int:
+        """Addresses `take` can still hand out."""
+        first, last = int(self.subnet.network_address) + 2, int(self.subnet.broadcast_address) - 1
+        return max(0, last - first + 1 - sum(1 for a in self.used if first <= int(a) <= last))
 
     def release(self, address: IPv4Address) -> None:
         self.used.discard(address)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 
+from ..errors import Conflict
 from ..model.schema import LinkRule, Model, NodeProfile, QoS, Service
 from .addressing import DEFAULT_POOL, AddressBook, assign_subnets, static_addresses
 from .naming import bridge_name, container_name, host_node_name, instance_name, port_name
@@ -150,12 +151,37 @@ def capacity_warnings(plan: Plan) -> list[str]:
     return warnings
 
 
+def check_room(plan: Plan, label: str, count: int) -> None:
+    """Refuse `count` more replicas of `label` that one of its networks cannot take, before anything changes.
+
+    A network's `capacity` is the most instances it may hold (crashed ones keep
+    their place); its subnet has only so many free addresses.
+    """
+    blueprint = plan.model.blueprint(label)
+    if blueprint is None:
+        raise KeyError(label)
+    for attachment in blueprint.networks:
+        name = attachment.network
+        capacity = plan.model.networks[name].capacity
+        members = len(plan.members(name))
+        if capacity is not None and members + count > capacity:
+            raise Conflict(f"network {name!r} has capacity {capacity} and holds {members} instances: "
+                           f"{count} more of {label!r} would make {members + count}")
+        free = plan.networks[name].addresses.free()
+        if count > free:
+            raise Conflict(f"network {name!r} (subnet {plan.networks[name].subnet}) has {free} free addresses: "
+                           f"{count} more of {label!r} do not fit")
+
+
 def add_instances(plan: Plan, label: str, count: int) -> list[InstancePlan]:
     """Plan `count` more replicas of `label` in the next free slots, all or none.
 
-    When the subnets run out of addresses part way, the replicas planned so far
-    are taken out again, so a refused scale-out leaves the plan as it was.
+    check_room refuses at once what a network's capacity or free addresses
+    cannot take (409, naming the network). Should anything still fail part way,
+    the replicas planned so far are taken out again, so a refused scale-out
+    leaves the plan as it was.
     """
+    check_room(plan, label, count)
     next_index = plan.next_index
     added: list[InstancePlan] = []
     try:
@@ -169,8 +195,6 @@ def add_instances(plan: Plan, label: str, count: int) -> list[InstancePlan]:
 
 def _add_instances(plan: Plan, label: str, count: int, added: list[InstancePlan]) -> None:
     blueprint = plan.model.blueprint(label)
-    if blueprint is None:
-        raise KeyError(label)
     node = plan.model.nodes[blueprint.node]
     quota = cpu_quota(node_cpus(node.cores, node.clock_mhz, plan.host))
     slots = {i.slot for i in plan.instances_of(label)}

@@ -30,7 +30,7 @@ MODEL = {
         "networks": [
             {"name": "lan", "bidirectional": {"bandwidth": "50Mbps", "latency": {"delay": "2ms"}}},
             {"name": "wan", "uplink": {"bandwidth": "10Mbps", "latency": {"delay": "5ms"}},
-             "downlink": {"bandwidth": "10Mbps", "latency": {"delay": "5ms"}}},
+             "downlink": {"bandwidth": "10Mbps", "latency": {"delay": "5ms"}}, "capacity": 3},
         ],
         "topology": [
             {"node": "small", "service": "web", "label": "server", "replicas": 1, "networks": ["lan", "wan"]},
@@ -270,6 +270,19 @@ def test_scale_out_is_reachable_shaped_and_named_then_scale_in(deployed):
     assert r.json()["instances"] == ["client.3"]
     assert instance_names(requests.get(f"{url}/topology/").json())["client"] == ["client.1", "client.2"]
     assert host(controller, "server.1").dexec(["getent", "hosts", "client.3"])[0] != 0
+
+
+def test_scale_out_beyond_a_networks_capacity_is_409_and_changes_nothing(deployed):
+    url, controller = deployed
+    before = requests.get(f"{url}/status/").json()["instances"]
+    r = act(url, "horizontal_scaling", instance_type="edge", instances=2, type="up")  # wan: 2 of 3 taken
+    assert r.status_code == 409
+    assert r.json()["message"] == ("network 'wan' has capacity 3 and holds 2 instances: "
+                                   "2 more of 'edge' would make 4")
+    assert requests.get(f"{url}/status/").json()["instances"] == before
+    assert [i.name for i in controller.emulation.plan.instances_of("edge")] == ["edge.1"]
+    assert not [a for a in requests.get(f"{url}/annotations/").json() if a["instance_name"] == "edge"
+                and a["annotation"].startswith("H_SCALE")]
 
 
 def test_crash_and_restart_rebuild_links_and_shaping(deployed):
