@@ -14,6 +14,7 @@
  * ("ok", "err <reason>", "pong", or for stats several "q ..." lines then
  * "end").  Logs go to stderr.
  *   set <queue> <delay_us> <jitter_us> <correlation_permille> <distribution>
+ *   table <queue> <v1> ... <vn>
  *   del <queue>
  *   stats
  *   ping
@@ -42,6 +43,11 @@
  *       pareto        netem's table: 4/3 * (x - 1.5), x Pareto(alpha 3, xm 1)
  *                     (mean 0, range -2/3 .. clamped at +4)
  *       paretonormal  0.25 * normal + 0.75 * pareto at the same quantile
+ *       table         the queue's own table, loaded by `table` (n values,
+ *                     1 <= n <= 4096, each -32768..32767): entry
+ *                     floor(u * n) / 8192, netem's format for a custom
+ *                     distribution (8192 = one deviation; a .dist file's
+ *                     numbers, e.g. made from a ping trace)
  *     The normal quantile is found by bisection on erfc() once at start-up
  *     into a 4096-entry table.  An inverse-CDF table (rather than e.g.
  *     Box-Muller) keeps netem's meaning of correlation for every distribution.
@@ -103,9 +109,19 @@
 #define PACKET_BYTES 1500         /* a held packet whose length the kernel did not say: an MTU */
 #define NOBODY 65534              /* the user and group the helper runs as */
 
-enum dist { D_UNIFORM, D_NORMAL, D_PARETO, D_PARETONORMAL, D_COUNT };
-static const char *dist_names[D_COUNT] = {"uniform", "normal", "pareto", "paretonormal"};
-static double tables[D_COUNT][TABLE_N]; /* inverse CDFs; [D_UNIFORM] unused */
+enum dist { D_UNIFORM, D_NORMAL, D_PARETO, D_PARETONORMAL, D_TABLE, D_COUNT };
+static const char *dist_names[D_COUNT] = {"uniform", "normal", "pareto", "paretonormal", "table"};
+static double tables[D_COUNT][TABLE_N]; /* inverse CDFs; [D_UNIFORM] and [D_TABLE] unused */
+
+#define CUSTOM_MAX 4096            /* values of a loaded table */
+#define CUSTOM_SCALE 8192.0        /* netem's NETEM_DIST_SCALE: one deviation */
+
+/* A queue's own inverse CDF (distribution "table"), in netem's units. */
+struct custom_table {
+	uint32_t n;
+	int16_t v[];
+};
+static struct custom_table *custom[NQUEUES];
 
 struct queue {
 	uint16_t num;
@@ -222,7 +238,16 @@ static int64_t draw_delay(struct queue *q)
 		q->last_u = u;
 	}
 	int i = (int)(u * TABLE_N);
-	double t = q->dist == D_UNIFORM ? 2 * u - 1 : tables[q->dist][i < TABLE_N ? i : TABLE_N - 1];
+	double t;
+	if (q->dist == D_UNIFORM) {
+		t = 2 * u - 1;
+	} else if (q->dist == D_TABLE) {
+		const struct custom_table *c = custom[q->num];
+		uint32_t k = (uint32_t)(u * c->n);
+		t = c->v[k < c->n ? k : c->n - 1] / CUSTOM_SCALE;
+	} else {
+		t = tables[q->dist][i < TABLE_N ? i : TABLE_N - 1];
+	}
 	double d = (double)q->delay_ns + (double)q->jitter_ns * t;
 	return d < 0 ? 0 : (int64_t)d;
 }
@@ -656,7 +681,9 @@ static const char *cmd_set(const char *args)
 			break;
 	}
 	if (d == D_COUNT)
-		return "distribution must be uniform, normal, pareto or paretonormal";
+		return "distribution must be uniform, normal, pareto, paretonormal or table";
+	if (d == D_TABLE && (num >= NQUEUES || !custom[num]))
+		return "distribution table needs the queue's table first (table <queue> <values>)";
 
 	struct queue *q = queues[num];
 	if (!q) {
@@ -678,6 +705,43 @@ static const char *cmd_set(const char *args)
 	q->jitter_ns = (int64_t)jitter_us * 1000;
 	q->rho = permille / 1000.0;
 	q->dist = (enum dist)d;
+	return NULL;
+}
+
+/* Load (or replace) queue <num>'s own inverse CDF; a queue whose
+ * distribution is "table" samples it from its next packet on. */
+static const char *cmd_table(const char *args)
+{
+	static const char *usage = "usage: table <queue> <v1> ... <vn> (1 <= n <= 4096, each -32768..32767)";
+	int16_t values[CUSTOM_MAX];
+	uint32_t n = 0;
+	char *end;
+
+	errno = 0;
+	unsigned long num = strtoul(args, &end, 10);
+	if (end == args || errno || num >= NQUEUES || (*end && *end != ' '))
+		return usage;
+	for (const char *p = end;;) {
+		while (*p == ' ')
+			p++;
+		if (!*p)
+			break;
+		errno = 0;
+		long v = strtol(p, &end, 10);
+		if (end == p || errno || v < -32768 || v > 32767 || (*end && *end != ' ') || n == CUSTOM_MAX)
+			return usage;
+		values[n++] = (int16_t)v;
+		p = end;
+	}
+	if (n == 0)
+		return usage;
+	struct custom_table *t = malloc(sizeof *t + n * sizeof t->v[0]);
+	if (!t)
+		return "out of memory";
+	t->n = n;
+	memcpy(t->v, values, n * sizeof values[0]);
+	free(custom[num]);
+	custom[num] = t;
 	return NULL;
 }
 
@@ -738,6 +802,8 @@ static void command(char *line)
 		err = cmd_set(line + 4);
 	else if (strncmp(line, "del ", 4) == 0)
 		err = cmd_del(line + 4);
+	else if (strncmp(line, "table ", 6) == 0)
+		err = cmd_table(line + 6);
 	else if (strcmp(line, "stats") == 0)
 		cmd_stats();
 	else if (strcmp(line, "ping") == 0)
@@ -746,7 +812,7 @@ static void command(char *line)
 		err = "unknown command";
 	if (err)
 		printf("err %s\n", err);
-	else if (strncmp(line, "set ", 4) == 0 || strncmp(line, "del ", 4) == 0)
+	else if (strncmp(line, "set ", 4) == 0 || strncmp(line, "del ", 4) == 0 || strncmp(line, "table ", 6) == 0)
 		puts("ok");
 	fflush(stdout);
 }
