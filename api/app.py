@@ -17,6 +17,13 @@ from .routes import actions, monitoring, scenarios, status, topology
 
 log = logging.getLogger(__name__)
 
+# Fogify's routes we leave out on purpose, and why (a client that calls one learns it from the 404).
+LEFT_OUT = {
+    "/control/": "fogify-net leaves out Fogify's /control/ routes on purpose: /control/controller-properties/ "
+                 "handed out the Swarm join token without authentication, and /control/<labels>/ was for "
+                 "agents to ask for link rules again, which fogify-net applies itself whenever an instance starts",
+}
+
 
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1", "controller")  # `controller`: the getting-started guide's name
 STATE_CHANGING = ("POST", "PUT", "PATCH", "DELETE")
@@ -74,6 +81,10 @@ def create_app(controller: Controller, token: str | None = None, host: str = "12
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):
+        if error.code == 404:
+            for prefix, reason in LEFT_OUT.items():
+                if request.path.rstrip("/") + "/" == prefix or request.path.startswith(prefix):
+                    return jsonify(message=reason), 404
         return jsonify(message=error.description or error.name), error.code or 500
 
     @app.errorhandler(Exception)

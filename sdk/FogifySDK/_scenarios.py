@@ -189,6 +189,11 @@ class ScenariosMixin(ModelMixin, ActionsMixin, MetricsMixin):
                 logger.warning("Could not fetch the metrics after scenario %s: %s", label, error)
         return start, stop
 
+    def execute_scenario(self, name: str | None = None,
+                         remove_previous_metrics: bool = True) -> tuple[datetime, datetime]:
+        """:meth:`scenario_execution` under the name Fogify's documentation gives it."""
+        return self.scenario_execution(name, remove_previous_metrics)
+
     def _sleep_until(self, moment: float, bar: tqdm, origin: float) -> None:
         while True:
             now = time.monotonic()

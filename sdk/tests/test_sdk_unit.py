@@ -392,6 +392,14 @@ def test_scenario_execution_checks_everything_before_waiting(fogify, api):
     assert api.sent() == []
 
 
+def test_execute_scenario_is_scenario_execution_under_the_name_fogifys_docs_use(fogify, api):
+    fogify.scenarios = [{"name": "bad", "actions": [{"time": 100, "action": "NOOP"},
+                                                     {"time": 0, "action": {"type": "teleport"}}]}]
+    with pytest.raises(ExceptionFogifySDK, match="teleport"):
+        fogify.execute_scenario("bad")
+    assert api.sent() == []
+
+
 # --------------------------------------------------------------------------- effect() on synthetic data
 
 T0 = datetime(2024, 5, 1, 12, 0, 0)
