@@ -13,7 +13,7 @@ from fogify_net.errors import FogifyError
 from fogify_net.host.tokens import bearer_matches
 from fogify_net.model import ModelError
 
-from .routes import actions, monitoring, scenarios, status, topology
+from .routes import actions, distributions, monitoring, scenarios, status, topology
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def create_app(controller: Controller, token: str | None = None, host: str = "12
     app.config["CONTROLLER"] = controller
     app.config["MAX_CONTENT_LENGTH"] = 16 * 2**20
     app.json.sort_keys = False
-    for blueprint in (topology.bp, monitoring.bp, actions.bp, scenarios.bp, status.bp):
+    for blueprint in (topology.bp, monitoring.bp, actions.bp, scenarios.bp, status.bp, distributions.bp):
         app.register_blueprint(blueprint)
 
     allowed = {name.lower().strip("[]") for name in (*LOOPBACK_NAMES, host, *names)}

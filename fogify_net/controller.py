@@ -23,10 +23,13 @@ from .compile.addressing import DEFAULT_POOL
 from .compile.plan import InstancePlan, Plan, compile_model
 from .errors import BadRequest, Conflict, Forbidden, NotFound
 from .host.capabilities import Capabilities, probe
+from .host.distributions import DistributionStore
 from .host.facts import read_host_facts
 from .model import ModelError, parse_model_text
 from .model.actions import Noop, parse_action
+from .model.distributions import check_name, known_distributions, make_distribution, parse_trace
 from .model.errors import shown
+from .model.schema import DelayDistribution
 from .monitoring.flows import PERIOD_S as FLOW_PERIOD_S
 from .monitoring.flows import FlowRecorder
 from .monitoring.sampler import Sampler
@@ -67,6 +70,7 @@ class Controller:
             self.backend_options.update(capabilities=self.capabilities, shaping=shaping, run_dir=run_dir)
         self.store = MetricStore(Path(data_dir) / "fogify.db")
         self.record = DeploymentRecord(data_dir)
+        self.distributions = DistributionStore(data_dir)
         self.scenarios = ScenarioRunner(self._scenario_action)
         self.emulation: Backend | None = None
         self.status = "idle"
@@ -121,7 +125,7 @@ class Controller:
         text = text if text is not None else self._model_text
         if text is None:
             raise BadRequest("no model: send the fogified compose file in the form field 'file'")
-        model = parse_model_text(text)
+        model = parse_model_text(text, distributions=self.distributions.all())
         self._refuse_host_access(model)
         plan = compile_model(model, read_host_facts(self.host_mhz), self.pool)
         with self._lock:
@@ -319,8 +323,9 @@ class Controller:
 
     def act(self, kind: str, params: dict) -> dict:
         """Run one action now; returns what the API answers besides "OK"."""
-        request = parse_action(kind, params)
         emulation = self._running()
+        with known_distributions(emulation.plan.distributions):
+            request = parse_action(kind, params)
         if isinstance(request, Noop):
             return {}
         outcome = ActionRunner(emulation).execute(
@@ -328,6 +333,29 @@ class Controller:
         self.record.applied(kind, params, [i.name for i in emulation.plan.instances])
         self.store.annotate(outcome.annotation, outcome.instance_name, outcome.params)
         return outcome.result
+
+    def generate_distribution(self, name: str, trace: str) -> DelayDistribution:
+        """Make the custom delay distribution `name` from a trace (ping output) and keep it.
+
+        A running deployment can use it in actions at once. One it was deployed
+        with cannot be replaced while it runs: its queues and tables hold the old one.
+        """
+        check_name(name)
+        distribution = make_distribution(name, parse_trace(trace))
+        with self._lock:
+            emulation = self.emulation if self.status in ACTIVE else None
+        if emulation is None:
+            self.distributions.save(distribution)
+        else:  # not under self._lock: a bring-up holds the emulation's lock and reports its state to us
+            with emulation.lock:
+                if name in emulation.plan.distributions:
+                    raise Conflict(f"distribution {name!r} belongs to the running deployment: undeploy first, "
+                                   f"or make it under another name")
+                self.distributions.save(distribution)
+                emulation.plan.distributions[name] = distribution
+        log.info("delay distribution %r: %d samples, mean %.3f ms, deviation %.3f ms", name,
+                 distribution.samples, distribution.mean_ms, distribution.std_ms)
+        return distribution
 
     def _scenario_action(self, kind: str, params: dict) -> None:
         self.act(kind, params)

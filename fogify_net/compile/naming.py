@@ -17,6 +17,7 @@ LABEL = "fogify-net"  # containers carry fogify-net=1
 VOLUME_LABEL = "volume"  # named volumes a deploy made carry fogify-net=volume
 ALIAS = "fogify-net"
 SHELL_PREFIX = "mininet:"
+DISTRIBUTION_PREFIX = "fogify-net-"  # tc's table files of custom delay distributions: <prefix><name>.dist
 
 _BRIDGE_SAFE = re.compile(r"^[A-Za-z0-9_-]+\Z")
 BRIDGE_PATTERN = re.compile(r"^fgn-[A-Za-z0-9_-]{1,11}\Z")
@@ -35,6 +36,11 @@ def bridge_name(network: str, taken: set[str] = frozenset()) -> str:
         if candidate not in taken:
             return candidate
     raise ValueError(f"no free bridge name for network {network!r}")
+
+
+def netem_distribution(name: str, builtin: bool) -> str:
+    """The name netem's `distribution` takes: a built-in table's own, else our table file's stem."""
+    return name if builtin else f"{DISTRIBUTION_PREFIX}{name}"
 
 
 def host_node_name(index: int) -> str:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 
 from ..errors import Conflict
-from ..model.schema import LinkRule, Model, NodeProfile, QoS, Service
+from ..model.schema import DelayDistribution, LinkRule, Model, NodeProfile, QoS, Service
 from .addressing import DEFAULT_POOL, AddressBook, assign_subnets, static_addresses
 from .naming import bridge_name, container_name, host_node_name, instance_name, port_name
 from .resources import CPU_PERIOD, HostFacts, cpu_quota, node_cpus
@@ -100,6 +100,7 @@ class Plan:
     partitions: set[tuple[str, str, str | None]] = field(default_factory=set)
     next_index: int = 1
     warnings: list[str] = field(default_factory=list)
+    distributions: dict[str, DelayDistribution] = field(default_factory=dict)  # custom ones the shaping may name
 
     def instance(self, name: str) -> InstancePlan | None:
         return next((i for i in self.instances if i.name == name), None)
@@ -129,7 +130,7 @@ def compile_model(model: Model, host: HostFacts, pool: IPv4Network = DEFAULT_POO
         reserved = [address for address, _ in statics[name]]
         addresses = AddressBook(subnet, reserved)
         networks[name] = NetworkPlan(name, bridge, subnet, list(model.links_of(name)), addresses)
-    plan = Plan(model=model, host=host, networks=networks)
+    plan = Plan(model=model, host=host, networks=networks, distributions=dict(model.distributions))
     for blueprint in model.blueprints:
         add_instances(plan, blueprint.label, blueprint.replicas)
     plan.warnings = capacity_warnings(plan)

@@ -15,7 +15,8 @@ from __future__ import annotations
 import math
 from ipaddress import IPv4Address, IPv4Network
 
-from ..model.schema import QoS
+from ..model.schema import DISTRIBUTIONS, DelayDistribution, QoS
+from .naming import netem_distribution
 from .shaping import DirectionShaping
 
 UNLIMITED = 100 * 10**9  # bit/s: the rate of a class that only exists to carry a leaf or a filter
@@ -74,7 +75,8 @@ def leaf_spec(qos: QoS, kernel_delay: bool) -> str:
                 if qos.correlation:
                     parts.append(f"{qos.correlation:g}%")
                 if qos.distribution != "uniform":
-                    parts.append(f"distribution {qos.distribution}")
+                    builtin = qos.distribution in DISTRIBUTIONS
+                    parts.append(f"distribution {netem_distribution(qos.distribution, builtin)}")
         if qos.loss > 0:
             parts.append(f"loss {qos.loss:.6g}%")
         rate_pps = (qos.rate or 10**9) / 8 / MTU
@@ -130,3 +132,17 @@ def direction_commands(
                 f"u32 match ip {match} {peer}/32 flowid 1:{minor:x}"
             )
     return lines
+
+
+def distribution_file(distribution: DelayDistribution) -> str:
+    """A custom distribution's table as tc reads it from `<its lib dir>/<netem name>.dist`.
+
+    The format (iproute2's tc/q_netem.c get_distribution): lines starting with
+    '#' are comments, every other line holds whitespace-separated integers; we
+    write 8 a line, as netem/maketable.c does.
+    """
+    d = distribution
+    lines = [f"# fogify-net delay distribution {d.name!r}: {d.samples} samples, mean {d.mean_ms:.6f} ms, "
+             f"standard deviation {d.std_ms:.6f} ms, lag-1 correlation {d.rho:.6f}"]
+    lines += [" ".join(str(v) for v in d.table[i:i + 8]) for i in range(0, len(d.table), 8)]
+    return "\n".join(lines) + "\n"

@@ -4,9 +4,10 @@ For the remains of a crash: containers labelled `fogify-net` and the named
 volumes a deploy made (`fogify-net=volume`), interfaces whose
 alias starts with `fogify-net:`, iptables rules with the `fogify-net` comment
 and our own chains, the `fogify_net` and `fogify_net_flows` nftables tables,
-Mininet shells of our nodes, stress runs in our cgroups and helpers named in
-our pid files. Nothing is matched by a broad process name or an interface
-prefix alone.
+Mininet shells of our nodes, stress runs in our cgroups, helpers named in
+our pid files and our delay distribution tables in tc's lib dir
+(`fogify-net-*.dist`). Nothing is matched by a broad process name or an
+interface prefix alone.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 from ..compile.flows import FLOW_TABLE, flow_teardown
 from ..compile.naming import ALIAS, LABEL, VOLUME_LABEL
 from ..compile.netfilter import CHAIN_DOWN, CHAIN_UP, COMMENT, NFT_TABLE, bridge_rules, iptables_jumps, nft_teardown
+from .distributions import remove_tc_tables
 from .kernel import ip_batch, iptables_delete_chain, iptables_remove, run
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,7 @@ def cleanup(run_dir: str = "/run/fogify-net", keep_apis: bool = False) -> list[s
     removed += _remove_volumes()
     removed += _remove_interfaces()
     removed += _remove_rules()
+    removed += remove_tc_tables()
     return removed
 
 

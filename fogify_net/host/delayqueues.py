@@ -12,8 +12,17 @@ from collections.abc import Callable, Mapping
 
 from ..compile.netfilter import DelaySlot, delay_slots, iptables_delay_rules
 from ..compile.shaping import InterfaceShaping
-from ..model.schema import QoS
+from ..model.schema import DISTRIBUTIONS, DelayDistribution, QoS
 from .delayline import DelayLine
+
+
+def custom_table(name: str, distributions: Mapping[str, DelayDistribution] | None) -> tuple[int, ...] | None:
+    """The table of a custom distribution by name; None for a built-in one. A missing one is our fault."""
+    if name in DISTRIBUTIONS:
+        return None
+    if not distributions or name not in distributions:
+        raise LookupError(f"the shaping names delay distribution {name!r} but its table was not given")
+    return distributions[name].table
 
 
 class DelayQueues:
@@ -37,11 +46,13 @@ class DelayQueues:
         self._next = first_queue
         self._rules = ""
 
-    def apply(self, shaping: Mapping[str, InterfaceShaping], jumps: bool = False) -> None:
+    def apply(self, shaping: Mapping[str, InterfaceShaping], jumps: bool = False,
+              distributions: Mapping[str, DelayDistribution] | None = None) -> None:
         """Queues first, then the rules that feed them; queues no rule feeds any more go last.
 
         `jumps` adds the rules that lead into our chains (for a namespace where
-        nothing else would add them).
+        nothing else would add them). `distributions` holds the tables of the
+        custom distributions the shaping names; a queue samples its own copy.
         """
         slots = delay_slots(shaping)
         wanted = {slot: qos for slot, qos in slots.items() if qos is not None}
@@ -50,7 +61,8 @@ class DelayQueues:
             if queue is None:
                 queue = self.queues[slot] = self._take()
             if self._config.get(queue) != qos:
-                self.line.set_queue(queue, qos.delay * 1000, qos.jitter * 1000, qos.correlation, qos.distribution)
+                self.line.set_queue(queue, qos.delay * 1000, qos.jitter * 1000, qos.correlation, qos.distribution,
+                                    custom_table(qos.distribution, distributions))
                 self._config[queue] = qos
         rules = iptables_delay_rules({slot: None if qos is None else self.queues[slot] for slot, qos in slots.items()},
                                      jumps=jumps, bypass=True)

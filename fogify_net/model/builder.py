@@ -7,11 +7,12 @@ exactly like one read from a file.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from .parse import parse_model
-from .schema import Model
+from .schema import DelayDistribution, Model
 
 
 class ModelBuilder:
@@ -81,5 +82,7 @@ class ModelBuilder:
             fog["scenarios"] = self.scenarios
         return {"version": "3.7", "services": self.services, "x-fogify": fog}
 
-    def build(self, base_dir: Path | None = None) -> Model:
-        return parse_model(self.document(), base_dir=base_dir)
+    def build(self, base_dir: Path | None = None,
+              distributions: Mapping[str, DelayDistribution] | None = None) -> Model:
+        """The validated model; `distributions` are the custom delay distributions its latencies may name."""
+        return parse_model(self.document(), base_dir=base_dir, distributions=distributions)

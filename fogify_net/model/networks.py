@@ -10,9 +10,10 @@ from __future__ import annotations
 from ipaddress import IPv4Network, ip_network
 from typing import Any
 
+from .distributions import lookup
 from .errors import ModelError, join, shown
 from .fields import boolean, known_keys, mapping, sequence, valid_name
-from .schema import DISTRIBUTIONS, FirewallRule, LinkRule, Network, QoS, QoSPatch
+from .schema import FirewallRule, LinkRule, Network, QoS, QoSPatch
 from .units import parse_count, parse_delay, parse_percent, parse_rate
 
 
@@ -38,13 +39,10 @@ def parse_qos_patch(raw: Any, path: str) -> QoSPatch:
         if latency.get("correlation") is not None:
             values["correlation"] = parse_percent(latency["correlation"], join(lat_path, "correlation"))
         if latency.get("distribution") is not None:
-            dist = latency["distribution"]
-            if dist not in DISTRIBUTIONS:
-                raise ModelError(
-                    join(lat_path, "distribution"),
-                    f"unknown distribution {shown(dist)} (use {', '.join(DISTRIBUTIONS)})"
-                )
-            values["distribution"] = dist
+            values["distribution"], custom = lookup(latency["distribution"], join(lat_path, "distribution"))
+            if custom is not None:  # a trace's distribution: its own mean and deviation unless given
+                values.setdefault("delay", custom.mean_ms / 1000)
+                values.setdefault("jitter", custom.std_ms / 1000)
         if values.get("correlation") and not values.get("jitter"):
             raise ModelError(join(lat_path, "correlation"), "a correlation needs a deviation (jitter) to correlate")
     return QoSPatch(**values)

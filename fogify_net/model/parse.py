@@ -9,18 +9,21 @@ services, networks.py the networks, scenarios.py the scenarios.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import replace
 from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
 from .compose import parse_service
+from .distributions import known_distributions
 from .errors import ModelError, join, shown
 from .fields import known_keys, mapping, named_list, optional_text, sequence, unique, valid_name
 from .limits import MAX_INSTANCES
 from .loader import load_yaml
 from .networks import parse_network
 from .scenarios import parse_scenario
-from .schema import Attachment, Blueprint, Model, Network, NodeProfile
+from .schema import Attachment, Blueprint, DelayDistribution, Model, Network, NodeProfile
 from .units import parse_clock, parse_count, parse_size
 
 ROOT = "x-fogify"
@@ -36,12 +39,24 @@ def load_model(path: str | Path) -> Model:
     return parse_model_text(text, base_dir=path.resolve().parent)
 
 
-def parse_model_text(text: str, base_dir: Path | None = None) -> Model:
-    return parse_model(load_yaml(text), base_dir=base_dir)
+def parse_model_text(text: str, base_dir: Path | None = None,
+                     distributions: Mapping[str, DelayDistribution] | None = None) -> Model:
+    return parse_model(load_yaml(text), base_dir=base_dir, distributions=distributions)
 
 
-def parse_model(data: Any, base_dir: Path | None = None) -> Model:
-    """Validate a compose document already loaded into Python objects."""
+def parse_model(data: Any, base_dir: Path | None = None,
+                distributions: Mapping[str, DelayDistribution] | None = None) -> Model:
+    """Validate a compose document already loaded into Python objects.
+
+    `distributions` are the custom delay distributions its latencies may name
+    (made by POST /generate-network-distribution/<name>/); the model keeps them.
+    """
+    with known_distributions(distributions or {}):
+        model = _parse_model(data, base_dir)
+    return replace(model, distributions=dict(distributions or {}))
+
+
+def _parse_model(data: Any, base_dir: Path | None) -> Model:
     doc = mapping(data, "", "a docker-compose document")
     warnings: list[str] = []
     services = {

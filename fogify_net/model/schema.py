@@ -11,7 +11,8 @@ from dataclasses import dataclass, field, fields, replace
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
-DISTRIBUTIONS = ("uniform", "normal", "pareto", "paretonormal")
+DISTRIBUTIONS = ("uniform", "normal", "pareto", "paretonormal")  # built in (netem's tables, fogify-delayd's)
+TABLE_SCALE = 8192  # a delay table entry of 8192 is one standard deviation (netem's NETEM_DIST_SCALE)
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,25 @@ class QoS:
         if self.loss:
             parts.append(f"{self.loss:.3g}% loss")
         return " ".join(parts)
+
+
+@dataclass(frozen=True)
+class DelayDistribution:
+    """A custom delay distribution made from a trace of delays (e.g. ping times), under its own name.
+
+    `table` is the trace's inverse cumulative distribution, normalised to mean 0
+    and standard deviation 1 and scaled by TABLE_SCALE, in netem's table format:
+    a delay is `delay + jitter * table[k] / TABLE_SCALE` for a uniformly drawn k.
+    The trace's own mean and deviation (ms) are what a latency that names the
+    distribution gets when it gives no delay or deviation of its own.
+    """
+
+    name: str
+    mean_ms: float
+    std_ms: float
+    rho: float  # lag-1 autocorrelation of the trace
+    samples: int
+    table: tuple[int, ...] = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -219,6 +239,7 @@ class Model:
     blueprints: tuple[Blueprint, ...]
     scenarios: dict[str, Scenario] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+    distributions: dict[str, DelayDistribution] = field(default_factory=dict)  # custom ones known at parse time
 
     def blueprint(self, label: str) -> Blueprint | None:
         return next((b for b in self.blueprints if b.label == label), None)

@@ -7,14 +7,24 @@ clock; ``info`` and ``status`` hand the API's own answers back.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
 from tqdm import tqdm
 
 from ._errors import ExceptionFogifySDK
-from ._http import ANNOTATIONS_URL, MONITORING_URL, STATUS_URL, TOPOLOGY_URL, decode_json, is_ok
+from ._http import (
+    ANNOTATIONS_URL,
+    DISTRIBUTION_URL,
+    MONITORING_URL,
+    STATUS_URL,
+    TOPOLOGY_URL,
+    decode_json,
+    is_ok,
+)
 from ._metrics import MetricsMixin
 from ._model import ModelMixin
 
@@ -37,7 +47,8 @@ _DEPLOYMENT_ACTIVE = ("deploying", "running", "degraded", "undeploying")
 
 
 class DeploymentMixin(ModelMixin, MetricsMixin):
-    """deploy/undeploy (uploading the model, clearing the metrics of a finished run), info, status."""
+    """deploy/undeploy (uploading the model, clearing the metrics of a finished run), info, status, and
+    deploy_network_distribution (a custom delay distribution from a ping trace)."""
 
     def deploy(self, timeout: float = 120, undeploy_on_timeout: bool = True) -> dict:
         """Upload the model, start it, and wait until every instance runs.
@@ -179,6 +190,26 @@ class DeploymentMixin(ModelMixin, MetricsMixin):
         body = decode_json(response) or {}
         count = sum(len(value) for value in body.values() if isinstance(value, (list, dict)))
         return count, status, message
+
+    def deploy_network_distribution(self, name: str, file: Any) -> dict:
+        """Make the custom delay distribution ``name`` on the API from a ping trace (Fogify's call).
+
+        ``file`` is a path, an open file, or the trace's text or bytes: the output
+        of ``ping`` (or one delay in ms a line). Returns the API's answer,
+        ``{"generated-distribution": {"mu", "sigma", "rho", "samples"}}``; a model's
+        latency can then name it: ``latency: {distribution: <name>}``.
+        """
+        if isinstance(file, (str, os.PathLike)) and not (isinstance(file, str) and "\n" in file):
+            with open(file, "rb") as handle:
+                content = handle.read()
+        elif hasattr(file, "read"):
+            content = file.read()
+        else:
+            content = file
+        if isinstance(content, str):
+            content = content.encode()
+        return self._call("POST", f"{DISTRIBUTION_URL}{quote(name, safe='')}/",
+                          files={"file": ("trace.txt", content)})
 
     def info(self) -> Any:
         """The API's ``GET /topology/`` answer, unchanged, as Fogify gives it on Swarm.

@@ -20,6 +20,7 @@ ANNOTATIONS_URL = "/annotations/"
 PACKETS_URL = "/packets/"
 STATUS_URL = "/status/"
 SCENARIOS_URL = "/scenarios/"
+DISTRIBUTION_URL = "/generate-network-distribution/"
 
 
 def normalise_base_url(url: str) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Callable
 
 from ...compile.netfilter import CHAIN_DOWN, CHAIN_UP, iptables_delay_rules, iptables_jumps, nft_ruleset, nft_teardown
@@ -20,6 +21,7 @@ from ...compile.tc import direction_commands
 from ...host.capabilities import NETEM, RATE_ONLY, USERSPACE
 from ...host.delayline import DelayLine
 from ...host.delayqueues import DelayQueues
+from ...host.distributions import install_tc_tables, remove_tc_tables
 from ...host.kernel import (
     KernelError,
     iptables_delete_chain,
@@ -30,6 +32,7 @@ from ...host.kernel import (
     run,
     tc_batch,
 )
+from ...model.schema import DISTRIBUTIONS
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +50,7 @@ class Shaper:
         self._lock = threading.RLock()
         self.delayline = DelayLine(run_dir=run_dir, on_state=on_state) if mechanism == USERSPACE else None
         self.delay = DelayQueues(self.delayline, iptables_restore, QUEUE_BASE) if self.delayline else None
+        self.tables: set[Path] = set()  # custom distributions' tables written for tc
 
     def start(self) -> None:
         if self.delayline is not None:
@@ -63,14 +67,22 @@ class Shaper:
         """
         with self._lock:
             desired = {port: s for port, s in plan_shaping(plan).items() if s.instance in pids}
+            if self.kernel_delay:
+                self._install_tables(plan, desired)
             self._apply_tc(plan, desired, pids)
             if self.delay is not None:
-                self.delay.apply(desired)
+                self.delay.apply(desired, distributions=plan.distributions)
             ruleset = nft_ruleset(plan, desired, loss=self.mechanism == USERSPACE)
             if ruleset != self._nft:
                 nft_apply(ruleset)
                 self._nft = ruleset
             self.applied = desired
+
+    def _install_tables(self, plan: Plan, desired: dict[str, InterfaceShaping]) -> None:
+        """netem reads a custom distribution's table from a file when tc names it: write those first."""
+        names = {q.distribution for s in desired.values() for q in s.uplink.all() + s.downlink.all()}
+        wanted = [plan.distributions[name] for name in sorted(names) if name not in DISTRIBUTIONS]
+        self.tables.update(install_tc_tables(wanted))
 
     def forget(self, ports: list[str]) -> None:
         """These links were recreated (an instance restarted): their tc state is gone, reinstall it."""
@@ -114,12 +126,13 @@ class Shaper:
         """Remove every rule and queue; the tc state goes away with the links."""
         with self._lock:
             errors = []
-            for step in (self._stop_delay, lambda: run(["nft", "-f", "-"], nft_teardown(), check=False)):
+            for step in (self._stop_delay, lambda: run(["nft", "-f", "-"], nft_teardown(), check=False),
+                         lambda: remove_tc_tables(self.tables)):
                 try:
                     step()
                 except (KernelError, OSError) as error:
                     errors.append(str(error))
-            self.applied, self._nft = {}, ""
+            self.applied, self._nft, self.tables = {}, "", set()
             if errors:
                 raise KernelError("; ".join(errors))
 

@@ -24,6 +24,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 DISTRIBUTIONS = ("uniform", "normal", "pareto", "paretonormal")
+TABLE_MAX = 4096  # values of a queue's own table (the helper's limit)
 BUILT_BINARY = Path(__file__).with_name("fogify-delayd")
 REPLY_TIMEOUT_S = 10.0
 RESTART_BACKOFF_S = (0.0, 0.1, 0.5, 2.0, 5.0)  # by deaths within 1 s of a start
@@ -39,17 +40,22 @@ class HelperDown(DelayLineError):
 
 @dataclass(frozen=True)
 class QueueConfig:
+    """A queue's delay. With a `table` (a custom distribution's, in netem's units: 8192 is one
+    deviation) the queue samples it; `distribution` then only names it for people."""
+
     delay_ms: float
     jitter_ms: float = 0.0
     correlation_pct: float = 0.0
     distribution: str = "uniform"
+    table: tuple[int, ...] | None = None
 
-    def command(self, queue: int) -> str:
-        """The helper's `set` line; it speaks whole microseconds and permille."""
-        return (
-            f"set {queue} {round(self.delay_ms * 1000)} {round(self.jitter_ms * 1000)} "
-            f"{round(self.correlation_pct * 10)} {self.distribution}"
-        )
+    def commands(self, queue: int) -> list[str]:
+        """The helper's lines: the queue's own table first if it has one, then `set` (whole
+        microseconds and permille)."""
+        lines = [f"table {queue} " + " ".join(map(str, self.table))] if self.table is not None else []
+        lines.append(f"set {queue} {round(self.delay_ms * 1000)} {round(self.jitter_ms * 1000)} "
+                     f"{round(self.correlation_pct * 10)} {'table' if self.table is not None else self.distribution}")
+        return lines
 
 
 @dataclass(frozen=True)
@@ -96,8 +102,12 @@ def validate(queue: int, config: QueueConfig) -> None:
         raise ValueError("delay_ms and jitter_ms must be at most one hour")
     if not 0 <= config.correlation_pct <= 100:
         raise ValueError(f"correlation_pct must be 0..100, got {config.correlation_pct}")
-    if config.distribution not in DISTRIBUTIONS:
-        raise ValueError(f"distribution must be one of {', '.join(DISTRIBUTIONS)}, got {config.distribution!r}")
+    if config.table is not None:
+        if not 1 <= len(config.table) <= TABLE_MAX or any(not -32768 <= v <= 32767 for v in config.table):
+            raise ValueError(f"a distribution table has 1 to {TABLE_MAX} values in -32768..32767")
+    elif config.distribution not in DISTRIBUTIONS:
+        raise ValueError(f"distribution must be one of {', '.join(DISTRIBUTIONS)} or come with its table, "
+                         f"got {config.distribution!r}")
 
 
 class DelayLine:
@@ -186,19 +196,23 @@ class DelayLine:
         jitter_ms: float = 0,
         correlation_pct: float = 0,
         distribution: str = "uniform",
+        table: tuple[int, ...] | None = None,
     ) -> None:
         """Bind `queue` if new and delay packets arriving from now on.
 
         Packets already held keep their release time, so nothing is dropped or
-        reordered (without jitter) by a change.
+        reordered (without jitter) by a change. A `table` is a custom
+        distribution's (named `distribution`), sampled instead of a built-in one.
         """
-        config = QueueConfig(float(delay_ms), float(jitter_ms), float(correlation_pct), distribution)
+        config = QueueConfig(float(delay_ms), float(jitter_ms), float(correlation_pct), distribution,
+                             tuple(table) if table is not None else None)
         validate(queue, config)
         with self._lock:
             previous = self._queues.get(queue)
             self._queues[queue] = config
             try:
-                self._command(config.command(queue))
+                for line in config.commands(queue):
+                    self._command(line)
             except HelperDown as exc:
                 log.warning("queue %d: %s; it is applied when the helper is back", queue, exc)
             except DelayLineError:
@@ -299,7 +313,8 @@ class DelayLine:
     def _replay(self) -> None:
         for queue, config in self._queues.items():
             try:
-                self._command(config.command(queue))
+                for line in config.commands(queue):
+                    self._command(line)
             except HelperDown:
                 raise
             except DelayLineError as exc:  # e.g. another process took the queue: keep the rest
@@ -356,7 +371,8 @@ class DelayLine:
         self._send(line)
         reply = self._read_line()
         if reply != "ok":
-            raise DelayLineError(f"{line!r}: {reply}")
+            shown = line if len(line) <= 80 else f"{line[:60]} ... ({len(line.split()) - 2} values)"
+            raise DelayLineError(f"{shown!r}: {reply}")
 
     def _send(self, line: str) -> None:
         proc = self._proc
