@@ -312,6 +312,23 @@ def test_single_node_swarm(image_archive: Path, clean: None) -> None:
             rtts = ping(web1, ip_db)
             assert len(rtts) == 20 and median(rtts) < 5, rtts
 
+            # A custom delay distribution (a trace's table) travels to the agent and its delay line samples
+            # it: a trace spread evenly over 40..50 ms on web.1's uplink.
+            from fogify_net.model.distributions import make_distribution
+
+            spread = plan.distributions["spread"] = make_distribution("spread", [40 + i % 11 for i in range(550)])
+            interface = plan.instance("web.1").interface("lan")
+            before_spread = interface.uplink
+            interface.uplink = interface.uplink.patched(QoSPatch(delay=spread.mean_ms / 1000,
+                                                                 jitter=spread.std_ms / 1000, distribution="spread"))
+            backend.reshape()
+            rtts = ping(web1, ip_db, count=60)
+            report("ping web.1 -> db.1, uplink drawn from a trace even over 40..50 ms: min/median/max ms",
+                   f"{min(rtts):.2f}/{median(rtts):.2f}/{max(rtts):.2f}")
+            assert len(rtts) == 60 and min(rtts) >= 39.5 and 43.5 <= median(rtts) <= 47.5 and max(rtts) <= 53, rtts
+            interface.uplink = before_spread
+            backend.reshape()
+
             # Stress from the node's agent, without tools in the image: its CPU counts against web.1.
             from fogify_net.model.actions import Stress
 

@@ -168,3 +168,22 @@ def test_the_store_keeps_distributions_by_name_and_skips_a_broken_file(tmp_path)
     (tmp_path / "distributions" / "broken.json").write_text("{")
     assert store.all() == {"bimodal": d}
 
+
+def test_swarm_agents_get_the_tables_their_tasks_shaping_names():
+    from ipaddress import IPv4Network
+
+    from fogify_net.backends.swarm.wire import (
+        AttachmentShaping,
+        TaskShaping,
+        custom_names,
+        distributions_from_json,
+        distributions_to_json,
+    )
+    from fogify_net.compile.shaping import DirectionShaping
+
+    d = make_distribution("bimodal", trace())
+    up = DirectionShaping(QoS(delay=0.03, jitter=0.01, distribution="bimodal"))
+    down = DirectionShaping(QoS(delay=0.01, jitter=0.001, distribution="normal"))
+    task = TaskShaping("c0ffee", "a.1", (AttachmentShaping("net", "id", IPv4Network("10.0.0.0/24"), up, down),))
+    assert custom_names([TaskShaping.from_json(task.to_json())]) == {"bimodal"}
+    assert distributions_from_json(distributions_to_json({"bimodal": d})) == {"bimodal": d}

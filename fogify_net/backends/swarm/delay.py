@@ -24,12 +24,14 @@ import re
 import subprocess
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from ...compile.shaping import InterfaceShaping
 from ...host.delayline import DelayLine
 from ...host.delayqueues import DelayQueues
 from ...host.kernel import run
+from ...model.schema import DelayDistribution
 
 log = logging.getLogger(__name__)
 
@@ -107,13 +109,15 @@ class NetworkDelay:
     def drop(self, port: str) -> None:
         self.ports.pop(port, None)
 
-    def apply(self) -> None:
-        """Rules and queues for the ports that need a delay (per peer too); no helper when none does."""
+    def apply(self, distributions: Mapping[str, DelayDistribution] | None = None) -> None:
+        """Rules and queues for the ports that need a delay (per peer too); no helper when none does.
+
+        `distributions` holds the tables of the custom delay distributions the ports' shaping names."""
         wanted = any(q.needs_delay for s in self.ports.values() for q in s.uplink.all() + s.downlink.all())
         if wanted and not self.line.alive():
             self.queues.clear()  # a new helper has no queues
             self.line.start()
-        self.queues.apply(self.ports, jumps=not self._jumps)
+        self.queues.apply(self.ports, jumps=not self._jumps, distributions=distributions)
         self._jumps = True
         if not wanted and self.line.alive():
             self.line.stop()

@@ -69,6 +69,8 @@ from .wire import (
     SampleRequest,
     StressRequest,
     TaskShaping,
+    custom_names,
+    distributions_to_json,
     filter_to_json,
 )
 
@@ -268,7 +270,7 @@ class SwarmBackend(Backend):
     def reshape(self) -> None:
         """Send every node's agent the wanted shaping of its tasks (agents apply only differences)."""
         with self.lock:
-            per_node: dict[str, list[dict]] = {}
+            per_node: dict[str, list[TaskShaping]] = {}
             uplinks = {(i.name, name): interface_shaping(self.plan, i, i.interface(name)).uplink
                        for name in self.plan.networks for i in self.plan.members(name)}
             for instance in self.plan.instances:
@@ -284,10 +286,12 @@ class SwarmBackend(Backend):
                         # peers' uplink loss toward this task, drawn on its receive path
                         self._senders_loss(instance, interface, uplinks)))
                 wanted = TaskShaping(task["container"], instance.name, tuple(interfaces))
-                per_node.setdefault(task["hostname"], []).append(wanted.to_json())
+                per_node.setdefault(task["hostname"], []).append(wanted)
             rules = [filter_to_json(f) for f in filters(self.plan)]
             for hostname, tasks in per_node.items():
-                self._agent(hostname, "post", "/shape/", {"tasks": tasks, "filters": rules})
+                tables = {name: self.plan.distributions[name] for name in sorted(custom_names(tasks))}
+                self._agent(hostname, "post", "/shape/", {"tasks": [t.to_json() for t in tasks], "filters": rules,
+                                                          "distributions": distributions_to_json(tables)})
             fresh = [i for i in self.plan.instances
                      if i.name in self._tasks and self._tasks[i.name]["container"] not in self._shaped]
             for instance in fresh:

@@ -7,7 +7,8 @@ KeyError or ValueError (the agent's 400) on a malformed body.
 
 Routes (all POST but /health/, answers are JSON):
   /health/               -> {node_id, hostname, tasks}
-  /shape/    {tasks: [TaskShaping], filters: [Filter]} -> {applied: {instance: {network: device}}}
+  /shape/    {tasks: [TaskShaping], filters: [Filter], distributions: {name: custom distribution}}
+                                                -> {applied: {instance: {network: device}}}
   /samples/  {containers: {id: SampleRequest}}  -> {instance: {metric: value}}
   /flows/    FlowsRequest                       -> {flows: [...]}
   /forget/   {containers: [id]}
@@ -26,7 +27,8 @@ from ipaddress import IPv4Address, IPv4Network
 from ...compile.netfilter import Filter
 from ...compile.shaping import DirectionShaping, PeerShaping
 from ...model.actions import Stress
-from ...model.schema import QoS
+from ...model.distributions import check_name, from_json, to_json
+from ...model.schema import DISTRIBUTIONS, DelayDistribution, QoS
 
 SWARM_PORTS = "veth*"  # the tasks' ports on an overlay network's bridge (br0), as Docker names them
 _DOCKER_ID = re.compile(r"[0-9a-z]{10,64}")
@@ -90,6 +92,25 @@ def direction_to_json(direction: DirectionShaping) -> dict:
 def direction_from_json(raw: dict) -> DirectionShaping:
     return DirectionShaping(QoS(**raw["default"]),
                             tuple(PeerShaping(IPv4Address(ip), QoS(**qos)) for ip, qos in raw.get("peers", [])))
+
+
+def custom_names(tasks: list[TaskShaping]) -> set[str]:
+    """The custom delay distributions these tasks' shaping names (their tables travel with them)."""
+    return {q.distribution for t in tasks for i in t.interfaces for d in (i.uplink, i.downlink) for q in d.all()
+            if q.distribution not in DISTRIBUTIONS}
+
+
+def distributions_to_json(distributions: dict[str, DelayDistribution]) -> dict:
+    return {name: to_json(d) for name, d in distributions.items()}
+
+
+def distributions_from_json(raw: dict | None) -> dict[str, DelayDistribution]:
+    """Custom distributions by name; names are checked as the API checks them, tables by `from_json`."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict) or not all(isinstance(d, dict) for d in raw.values()):
+        raise ValueError("distributions are {name: {name, mean_ms, std_ms, rho, samples, table}}")
+    return {check_name(name, "distributions"): from_json(d) for name, d in raw.items()}
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from ..wire import (
     SampleRequest,
     StressRequest,
     TaskShaping,
+    distributions_from_json,
     docker_id,
     filter_from_json,
 )
@@ -56,7 +57,8 @@ def create_app(agent: Agent, token: str):
     def shape() -> Any:
         body = request.get_json()
         return jsonify(applied=agent.shape([TaskShaping.from_json(t) for t in body["tasks"]],
-                                           [filter_from_json(f) for f in body.get("filters") or []]))
+                                           [filter_from_json(f) for f in body.get("filters") or []],
+                                           distributions_from_json(body.get("distributions"))))
 
     @app.post("/samples/")
     def samples() -> Any:

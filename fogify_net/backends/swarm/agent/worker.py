@@ -24,6 +24,7 @@ from ....host.command import run_command
 from ....host.counters import CounterReader, SampleTarget
 from ....host.kernel import KernelError, in_netns, run
 from ....host.stress import StressRunner
+from ....model.schema import DelayDistribution
 from .. import tasks
 from ..delay import NetworkDelay, in_namespace, network_namespace
 from ..wire import (
@@ -60,6 +61,7 @@ class Agent:
         self.delays: dict[str, NetworkDelay] = {}  # overlay network id -> its delay line on this node
         self.rulesets: dict[str, str] = {}  # container id -> the nft ruleset installed in its namespace
         self.counting: set[str] = set()  # overlay namespaces where our flow table counts
+        self.distributions: dict[str, DelayDistribution] = {}  # custom delay tables the shaping named so far
 
     def _container(self, container_id: str):
         """The container, if it is one of fogify-net's Swarm tasks (our label on a Swarm task of the
@@ -83,13 +85,16 @@ class Agent:
         return {"node_id": swarm.get("NodeID"), "hostname": self.client.info().get("Name"),
                 "tasks": [t.instance for t in tasks.local_tasks(self.client)]}
 
-    def shape(self, wanted: list[TaskShaping], filters: list[Filter] | None = None) -> dict:
+    def shape(self, wanted: list[TaskShaping], filters: list[Filter] | None = None,
+              distributions: dict[str, DelayDistribution] | None = None) -> dict:
         """Install the wanted shaping of every given task, and the partition and firewall rules
-        `filters` (rendered here, from data) in each; {instance: {network: device}}."""
+        `filters` (rendered here, from data) in each; {instance: {network: device}}. `distributions`
+        are the tables of the custom delay distributions the shaping names."""
         rules = tuple(f.render() for f in filters or ())
         applied: dict[str, dict[str, str]] = {}
         delayed: set[str] = set()
         with self.lock:
+            self.distributions.update(distributions or {})
             for task in wanted:
                 pid = self._pid(task.container)
                 downlinks: dict[str, DirectionShaping] = {}
@@ -129,7 +134,7 @@ class Agent:
                     run(in_netns(pid, ["nft", "-f", "-"]), ruleset)
                     self.rulesets[task.container] = ruleset
             for network_id in delayed:
-                self.delays[network_id].apply()
+                self.delays[network_id].apply(self.distributions)
         return applied
 
     def flows(self, request: FlowsRequest) -> dict[Flow, tuple[int, int]]:
@@ -192,7 +197,7 @@ class Agent:
                     del self.delays[network_id]
                     continue
                 try:
-                    delay.apply()
+                    delay.apply(self.distributions)
                 except (KernelError, LookupError) as error:
                     log.warning("delay of network %s: %s", network_id[:10], error)
             self.counters.forget(containers)
