@@ -23,8 +23,8 @@ DOCKERD_LOG=/var/log/dockerd.log
 DOCKERD_WAIT=300
 DOCKERD_ATTEMPTS=5
 PACKAGES=(
-    docker.io mininet bridge-utils ethtool iproute2 iptables nftables iputils-ping iperf3
-    debootstrap debian-archive-keyring libnetfilter-queue-dev gcc make python3-venv python3-dev
+    docker.io mininet iproute2 iptables nftables iputils-ping iperf3
+    debootstrap debian-archive-keyring libnetfilter-queue-dev gcc make python3-venv
     stress-ng procps kmod curl
 )
 export PATH=$PATH:/usr/local/sbin:/usr/sbin:/sbin
