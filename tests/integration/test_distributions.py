@@ -158,17 +158,3 @@ def test_a_links_delays_follow_the_ping_trace_it_was_given(api, tmp_path, monkey
     assert not (tc_lib_dir() / "fogify-net-bimodal.dist").exists()
     assert set(controller.distributions.all()) == {"bimodal", "slow"}  # kept for the next deployment
 
-
-def test_the_delay_helper_loads_a_table_per_queue_and_refuses_bad_ones():
-    """Only commands that bind no queue: `table` keeps a table, `set ... table` needs one first."""
-    import subprocess
-
-    from fogify_net.host.delayline.driver import find_binary
-
-    commands = ["table 70001 1", "table 7 -8192 0 8192", "table 7 1 x", "table 8 40000", "table 8",
-                "table 8 " + " ".join(["1"] * 4097), "set 9 1000 500 0 table", "ping"]
-    out = subprocess.run([find_binary()], input="\n".join(commands) + "\n", capture_output=True, text=True,
-                         timeout=10).stdout.splitlines()
-    usage = "err usage: table <queue> <v1> ... <vn> (1 <= n <= 4096, each -32768..32767)"
-    assert out == [usage, "ok", usage, usage, usage, usage,
-                   "err distribution table needs the queue's table first (table <queue> <values>)", "pong"]

@@ -184,6 +184,55 @@ def test_swarm_agents_get_the_tables_their_tasks_shaping_names():
     d = make_distribution("bimodal", trace())
     up = DirectionShaping(QoS(delay=0.03, jitter=0.01, distribution="bimodal"))
     down = DirectionShaping(QoS(delay=0.01, jitter=0.001, distribution="normal"))
-    task = TaskShaping("c0ffee", "a.1", (AttachmentShaping("net", "id", IPv4Network("10.0.0.0/24"), up, down),))
+    attachment = AttachmentShaping("net", "0123456789ab", IPv4Network("10.0.0.0/24"), up, down)
+    task = TaskShaping("c0ffee" * 4, "a.1", (attachment,))
     assert custom_names([TaskShaping.from_json(task.to_json())]) == {"bimodal"}
     assert distributions_from_json(distributions_to_json({"bimodal": d})) == {"bimodal": d}
+    assert distributions_from_json(None) == {}
+    for bad in ([1], {"bimodal": [1]}, {"bad name;": to_json(d)}, {"x": {**to_json(d), "table": [40000]}}):
+        with pytest.raises(ValueError):  # the agent's 400
+            distributions_from_json(bad)
+
+
+@pytest.fixture(scope="module")
+def delayd():
+    """The helper built from this checkout (make is a no-op when it is current)."""
+    import subprocess
+
+    from fogify_net.host.delayline.driver import BUILT_BINARY
+
+    subprocess.run(["make", "-s", "-C", str(BUILT_BINARY.parent)], check=True, capture_output=True)
+    return BUILT_BINARY
+
+
+def converse(binary, lines: list[str]) -> list[str]:
+    import subprocess
+
+    done = subprocess.run([str(binary)], input="".join(f"{line}\n" for line in lines), capture_output=True,
+                          text=True, timeout=30)
+    return done.stdout.splitlines()
+
+
+NEEDS_TABLE = "err distribution table needs the queue's table first (table <queue> <values>)"
+TABLE_USAGE = "err usage: table <queue> <v1> ... <vn> (1 <= n <= 4096, each -32768..32767)"
+BAD_TABLES = [
+    "table 70001 1", "table 65536 1", "table -1 5", "table 4294967297 5",  # no such queue
+    "table 7 1 x", "table 7 40000", "table 7 -32769", "table 7 +5", "table 7 - 5", "table 7 --5", "table 7 5x",
+    "table 7 99999999999999999999999", "table 7 -99999999999999999999999", "table 7",
+    "table 7 " + " ".join(["1"] * 4097),
+]
+
+
+def test_the_delay_helper_takes_a_table_per_queue_and_refuses_bad_ones(delayd):
+    """Commands that bind no queue: `table` keeps a table (4096 values on one line fit the helper's
+    line buffer), `set ... table` wants one first; numbers are parsed as strictly as `set`'s."""
+    full = "table 8 " + " ".join(["-32768", "32767"] * 2048)
+    replies = converse(delayd, [*BAD_TABLES, "table 7 -8192 0 8192", full, "set 9 1000 500 0 table", "ping"])
+    assert replies == [TABLE_USAGE] * len(BAD_TABLES) + ["ok", "ok", NEEDS_TABLE, "pong"]
+
+
+@pytest.mark.skipif(__import__("os").geteuid() != 0, reason="binding a queue needs CAP_NET_ADMIN")
+def test_a_queues_table_goes_with_the_queue(delayd):
+    replies = converse(delayd, ["table 65532 -8192 8192", "set 65532 1000 500 0 table", "del 65532",
+                                "set 65532 1000 500 0 table"])
+    assert replies == ["ok", "ok", "ok", NEEDS_TABLE]

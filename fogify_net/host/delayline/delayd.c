@@ -682,7 +682,7 @@ static const char *cmd_set(const char *args)
 	}
 	if (d == D_COUNT)
 		return "distribution must be uniform, normal, pareto, paretonormal or table";
-	if (d == D_TABLE && (num >= NQUEUES || !custom[num]))
+	if (d == D_TABLE && !custom[num])
 		return "distribution table needs the queue's table first (table <queue> <values>)";
 
 	struct queue *q = queues[num];
@@ -708,30 +708,54 @@ static const char *cmd_set(const char *args)
 	return NULL;
 }
 
-/* Load (or replace) queue <num>'s own inverse CDF; a queue whose
- * distribution is "table" samples it from its next packet on. */
+/*
+ * One decimal number from *p in lo..hi, an optional '-' first, moving *p past
+ * it; false as parse_number (no number, "+", overflow, anything glued on).
+ */
+static bool parse_signed(const char **p, long long lo, long long hi, long long *out)
+{
+	const char *s = *p;
+	bool negative = false;
+	unsigned long long v;
+	while (*s == ' ')
+		s++;
+	if (*s == '-') {
+		negative = true;
+		s++;
+	}
+	if (*s < '0' || *s > '9' || !parse_number(&s, (unsigned long long)LLONG_MAX, &v))
+		return false;
+	long long value = negative ? -(long long)v : (long long)v;
+	if (value < lo || value > hi)
+		return false;
+	*out = value;
+	*p = s;
+	return true;
+}
+
+/*
+ * Load (or replace) queue <num>'s own inverse CDF; a queue whose distribution
+ * is "table" samples it from its next packet on. The values come over this
+ * command channel (never from a file: the helper runs as nobody by then), at
+ * most CUSTOM_MAX of them (a line of at most ~29 KB, within read_commands'
+ * 64 KiB), and the table goes with its queue at `del`, so the tables held
+ * are at most 8 KiB per bound queue.
+ */
 static const char *cmd_table(const char *args)
 {
 	static const char *usage = "usage: table <queue> <v1> ... <vn> (1 <= n <= 4096, each -32768..32767)";
 	int16_t values[CUSTOM_MAX];
+	unsigned long long num;
 	uint32_t n = 0;
-	char *end;
+	const char *p = args;
 
-	errno = 0;
-	unsigned long num = strtoul(args, &end, 10);
-	if (end == args || errno || num >= NQUEUES || (*end && *end != ' '))
+	if (!parse_number(&p, NQUEUES - 1, &num))
 		return usage;
-	for (const char *p = end;;) {
-		while (*p == ' ')
-			p++;
-		if (!*p)
-			break;
-		errno = 0;
-		long v = strtol(p, &end, 10);
-		if (end == p || errno || v < -32768 || v > 32767 || (*end && *end != ' ') || n == CUSTOM_MAX)
+	while (!at_end(p)) {
+		long long v;
+		if (n == CUSTOM_MAX || !parse_signed(&p, -32768, 32767, &v))
 			return usage;
 		values[n++] = (int16_t)v;
-		p = end;
 	}
 	if (n == 0)
 		return usage;
@@ -754,6 +778,8 @@ static const char *cmd_del(const char *args)
 	if (!queues[num])
 		return "queue is not bound";
 	release_and_unbind(queues[num]);
+	free(custom[num]); /* a queue set again later loads its table again */
+	custom[num] = NULL;
 	return NULL;
 }
 
