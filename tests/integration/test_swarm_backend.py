@@ -325,7 +325,11 @@ def test_single_node_swarm(image_archive: Path, clean: None) -> None:
             rtts = ping(web1, ip_db, count=60)
             report("ping web.1 -> db.1, uplink drawn from a trace even over 40..50 ms: min/median/max ms",
                    f"{min(rtts):.2f}/{median(rtts):.2f}/{max(rtts):.2f}")
-            assert len(rtts) == 60 and min(rtts) >= 39.5 and 43.5 <= median(rtts) <= 47.5 and max(rtts) <= 53, rtts
+            # The table's shape, not a built-in's with the same mean and deviation (45.0, 3.2 ms): nothing
+            # below 40 ms (normal puts 3% there), a sixth within 40..42 ms (uniform over mean +- deviation
+            # puts none there), and a few late pings allowed above 51 ms (a loaded machine's hiccups).
+            assert len(rtts) == 60 and min(rtts) >= 39.5 and 43.5 <= median(rtts) <= 47.5, rtts
+            assert sum(r < 42.3 for r in rtts) >= 5 and sum(r > 51 for r in rtts) <= 3, rtts
             interface.uplink = before_spread
             backend.reshape()
 
