@@ -228,16 +228,36 @@ def cmd_deploy(args) -> int:
         print(dry_run(args.file, args.shaping))
         return 0
     text = Path(args.file).read_text()
+    traces = _trace_uploads(Path(args.file), text)
     if not _api_alive(args.url):
         if args.url != DEFAULT_URL and not args.url.startswith("http://127.0.0.1"):
             raise CliError(f"no fogify-net API answers at {args.url}")
         _start_daemon(args.url, args.allow_host_access)
-    _json(_call("POST", f"{args.url}/topology/", files={"file": (Path(args.file).name, text)}))
+    _json(_call("POST", f"{args.url}/topology/", files=[("file", (Path(args.file).name, text)), *traces]))
     report = _wait(args.url, "deploy", args.timeout, lambda r: r["status"] != "deploying")
     if report["status"] == "error":
         raise CliError(report["message"])
     print(render_status(report))
     return 0
+
+
+def _trace_uploads(model: Path, text: str) -> list[tuple[str, tuple[str, bytes]]]:
+    """The trace files the model names, read from its folder, as multipart `traces` fields."""
+    import yaml
+
+    from fogify_net.model.traces import model_trace_files
+
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return []  # the API says what is wrong with it
+    uploads = []
+    for name in model_trace_files(document):
+        try:
+            uploads.append(("traces", (name, (model.parent / Path(name).expanduser()).read_bytes())))
+        except OSError as error:
+            raise CliError(f"cannot read trace file {name} named by {model}: {error.strerror}") from None
+    return uploads
 
 
 def _wait(url: str, what: str, timeout: float, done) -> dict:

@@ -25,7 +25,7 @@ from .errors import BadRequest, Conflict, Forbidden, NotFound
 from .host.capabilities import Capabilities, probe
 from .host.facts import read_host_facts
 from .model import ModelError, parse_model_text
-from .model.actions import Noop, parse_action
+from .model.actions import ACTIONS, Noop, TraceAction, parse_action
 from .model.errors import shown
 from .monitoring.flows import PERIOD_S as FLOW_PERIOD_S
 from .monitoring.flows import FlowRecorder
@@ -33,6 +33,7 @@ from .monitoring.sampler import Sampler
 from .monitoring.store import MetricStore
 from .record import DeploymentRecord
 from .scenarios.runner import ScenarioRun, ScenarioRunner
+from .traces.player import TracePlayer
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +70,11 @@ class Controller:
         self.record = DeploymentRecord(data_dir)
         self.scenarios = ScenarioRunner(self._scenario_action)
         self.emulation: Backend | None = None
+        self.traces: TracePlayer | None = None
         self.status = "idle"
         self.message = ""
         self._model_text: str | None = None
+        self._model_files: dict[str, bytes] = {}
         self._lock = threading.RLock()
         self._worker: threading.Thread | None = None
         self.found = self._remove_remains()
@@ -112,16 +115,18 @@ class Controller:
 
     # --- deploy and undeploy ------------------------------------------------------------------
 
-    def deploy(self, text: str | None) -> Plan:
+    def deploy(self, text: str | None, files: dict[str, bytes] | None = None) -> Plan:
         """Validate now (errors are 400), then bring the plan up in a thread; returns the plan.
 
+        `files` are the files uploaded with the model (its traces), by the name it gives them.
         The model is parsed and compiled before the lock is taken: a slow or hostile upload
         holds up nobody else's request (status, metrics, an undeploy).
         """
-        text = text if text is not None else self._model_text
+        if text is None:
+            text, files = self._model_text, self._model_files
         if text is None:
             raise BadRequest("no model: send the fogified compose file in the form field 'file'")
-        model = parse_model_text(text)
+        model = parse_model_text(text, files=files)
         self._refuse_host_access(model)
         plan = compile_model(model, read_host_facts(self.host_mhz), self.pool)
         with self._lock:
@@ -129,9 +134,10 @@ class Controller:
                 raise Conflict("The system has a deployed instance.")
             emulation = self._new_backend(plan)
             emulation.check()
-            self._model_text = text
+            self._model_text, self._model_files = text, dict(files or {})
             self.emulation = emulation
             self.record.start(self.backend_name, self._portable_options(), text)
+            self.traces = None
             self._set("deploying", "")
             self.flows.reset()
             self.store.annotate("START", "Topology", None)
@@ -170,13 +176,26 @@ class Controller:
             return
         log.info("deployed %d instances in %.2fs (%s shaping)", len(emulation.plan.instances),
                  time.monotonic() - started, emulation.mechanism)
+        traces: list[str] = []
         with self._lock:
             if self.status == "deploying":
+                self.traces = TracePlayer(emulation, annotate=self.store.annotate)
+                traces = self._start_model_traces(self.traces)  # before "running": a client sees them applied
                 self._set("running" if emulation.state == "running" else "degraded", emulation.detail)
         self.record.update(status="running", instances=[i.name for i in emulation.plan.instances])
         for notice in emulation.notices:
             log.warning("%s", notice)
         self.store.annotate("DEPLOY", "Topology", None)
+        for name in traces:
+            self.store.annotate(ACTIONS["trace"].annotation, name, "Parameters: start (with the deployment)")
+
+    @staticmethod
+    def _start_model_traces(traces: TracePlayer) -> list[str]:
+        try:
+            return [playback.name for playback in traces.start_autostart()]
+        except Exception as error:  # the deployment stands; GET /status/ shows each trace's state
+            log.error("starting the model's traces failed: %s", error)
+            return []
 
     def undeploy(self, wait: bool = False) -> None:
         """Start the teardown in a thread; with `wait`, return when it (or one under way) has finished."""
@@ -203,6 +222,8 @@ class Controller:
 
     def _undeploy(self, emulation: Backend | None) -> None:
         self.scenarios.cancel()
+        if self.traces is not None:
+            self.traces.close()
         self.flows.read_once()  # the last period's traffic, before the counters go
         try:
             if emulation is not None:
@@ -214,6 +235,7 @@ class Controller:
             return
         with self._lock:
             self.emulation = None
+            self.traces = None
             self._set("idle", "")
         self.record.clear()
         self.store.annotate("UNDEPLOY", "Topology", None)
@@ -280,11 +302,14 @@ class Controller:
             "instances": [],
             "networks": [],
             "warnings": [],
+            "traces": [],
         }
         if emulation is None:
             return report
         plan = emulation.plan
         report["shaping"].update(emulation.shaping_report())
+        traces = self.traces
+        report["traces"] = traces.status() if traces is not None else []
         report["warnings"] = list(plan.model.warnings) + plan.warnings + list(emulation.notices)
         started = set(emulation.started())
         report["networks"] = [
@@ -323,10 +348,13 @@ class Controller:
         emulation = self._running()
         if isinstance(request, Noop):
             return {}
-        outcome = ActionRunner(emulation).execute(
+        traces = self.traces
+        outcome = ActionRunner(emulation, traces).execute(
             request, lambda: self.emulation is emulation and self.status in ("running", "degraded"))
         self.record.applied(kind, params, [i.name for i in emulation.plan.instances])
         self.store.annotate(outcome.annotation, outcome.instance_name, outcome.params)
+        if traces is not None and not isinstance(request, TraceAction):
+            traces.refresh()  # what joined a traced network (a move, new replicas) gets the trace's values now
         return outcome.result
 
     def _scenario_action(self, kind: str, params: dict) -> None:

@@ -1,0 +1,108 @@
+"""Handover on the local backend: an instance leaves one network's bridge and joins another's.
+
+The container keeps running (same namespace, same processes); only its cable
+changes. The new attachment is a fresh veth pair on the target bridge with the
+target network's address, MAC (made from the address, so peers' neighbour
+caches stay right), shaping and names; the old pair is deleted, which removes
+its address, routes and shaping with it. Break-before-make deletes first;
+make-before-break creates first and deletes after the overlap, without holding
+the deployment's lock meanwhile (traces and other actions go on).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from ...compile.links import container_commands, veth_commands
+from ...compile.plan import InstancePlan, InterfacePlan, attach, detach
+from ...host.kernel import ip_batch
+
+log = logging.getLogger(__name__)
+
+
+class HandoverMixin:
+    """LocalBackend.move and its two halves; it uses the backend's plan, lock, hosts, switches, Mininet
+    network, shaper, reshape and write_hosts."""
+
+    def move(self, instances: list[InstancePlan], source: str, target: str, overlap: float) -> None:
+        if overlap > 0:
+            with self.lock:
+                self._join(instances, source, target)
+            time.sleep(overlap)  # both attachments work meanwhile
+            with self.lock:
+                self._leave(instances, source)
+                self.reshape()
+                self.write_hosts()
+            return
+        with self.lock:
+            positions = {i.name: i.interfaces.index(i.interface(source)) for i in instances}
+            old = self._leave(instances, source)
+            try:
+                self._join(instances, source, target, positions)
+            except BaseException:
+                log.error("moving %s to %s failed; back on %s", ", ".join(i.name for i in instances), target, source)
+                for instance in instances:  # the same address, free since we released it under the lock
+                    if instance.interface(source) is None:
+                        self._plug(instance, attach(self.plan, instance, source, positions[instance.name],
+                                                    ip=old[instance.name].ip))
+                self.reshape()
+                self.write_hosts()
+                raise
+
+    def _join(self, instances: list[InstancePlan], source: str, target: str,
+              positions: dict[str, int] | None = None) -> None:
+        """Attach each instance to `target`, where its `source` interface is (or was) in its list; the
+        interface still on `source`, if any, goes last, so names resolve to the new address."""
+        added: list[tuple[InstancePlan, InterfacePlan]] = []
+        try:
+            for instance in instances:
+                old = instance.interface(source)
+                position = positions[instance.name] if positions else instance.interfaces.index(old)
+                interface = attach(self.plan, instance, target, position)
+                added.append((instance, interface))
+                if old is not None:
+                    instance.interfaces.remove(old)
+                    instance.interfaces.append(old)
+            bridges = {name: network.bridge for name, network in self.plan.networks.items()}
+            ip_batch([line for instance, interface in added
+                      for line in veth_commands(instance, self.hosts[instance.name].cpid, bridges, [interface])])
+            for instance, interface in added:
+                self._plug(instance, interface, created=True)
+        except BaseException:
+            ip_batch([f"link del {interface.port}" for _, interface in added], force=True)
+            for instance, interface in added:
+                self._unregister(instance, interface)
+                if instance.interface(target) is interface:
+                    detach(self.plan, instance, target)
+            raise
+        self.reshape()
+        self.write_hosts()
+
+    def _plug(self, instance: InstancePlan, interface: InterfacePlan, created: bool = False) -> None:
+        """Configure a new interface in the container and tell Mininet; `created`: its veth pair exists."""
+        host = self.hosts[instance.name]
+        if not created:
+            bridges = {name: network.bridge for name, network in self.plan.networks.items()}
+            ip_batch(veth_commands(instance, host.cpid, bridges, [interface]))
+        ip_batch(container_commands(instance, [interface]), host.cpid)
+        self.shaper.forget([interface.port])  # a new device: nothing of its shaping is installed
+        self.net.addLink(host, self.switches[interface.network], intfName1=interface.name,
+                         intfName2=interface.port, params1={"ip": interface.cidr}, addr1=None, addr2=None)
+
+    def _leave(self, instances: list[InstancePlan], network: str) -> dict[str, InterfacePlan]:
+        """Take the instances off `network`: out of the plan, their veth pairs deleted."""
+        gone = {instance.name: detach(self.plan, instance, network) for instance in instances}
+        ip_batch([f"link del {interface.port}" for interface in gone.values()])
+        self.shaper.forget([interface.port for interface in gone.values()])
+        for instance in instances:
+            self._unregister(instance, gone[instance.name])
+        return gone
+
+    def _unregister(self, instance: InstancePlan, interface: InterfacePlan) -> None:
+        """Forget the Mininet link of an interface that is gone."""
+        host = self.hosts.get(instance.name)
+        for link in [link for link in self.net.links if link.intf1.node is host and link.intf1.name == interface.name]:
+            link.intf1.node.delIntf(link.intf1)
+            link.intf2.node.delIntf(link.intf2)
+            self.net.links.remove(link)
