@@ -264,8 +264,8 @@ class TracePlayer:
             playback.applied += 1
             playback.error = error
             playback.lateness_ms.append(max(0.0, (applied - planned) * 1000))
-            if playback.next is None:
-                playback.state = "finished"
+            if playback.next is None and not playback.bound.spec.trace.loop:  # a looping one that stays the same
+                playback.state = "finished"                                     # just runs on without steps
                 self._note("TRACE_END", playback.name, "finished; its last values stay")
 
     def _write(self, playback: Playback, step: Step) -> set[Attachment]:
