@@ -134,8 +134,16 @@ def _moves(url: str, emulation, targets: dict[str, str], moves: int, overlap: fl
 
 
 def floor(moves: int) -> list:
-    """The same kernel work without fogify-net: scratch namespaces fgtm-*, bridges fgtmb1/fgtmb2."""
+    """The same kernel work without fogify-net: scratch namespaces fgtm-*, bridges fgtmb1/fgtmb2.
+
+    Docker's FORWARD policy drops bridged frames (bridge netfilter is on): the scratch bridges get
+    an ACCEPT of their own for the run, as fogify-net's bridges do.
+    """
+    from fogify_net.host.kernel import iptables_ensure, iptables_remove
+
     names = ["fgtm-car", "fgtm-r1", "fgtm-r2"]
+    accept = ("filter", "FORWARD", "-i fgtmb+ -o fgtmb+ -m comment --comment fgt-bench -j ACCEPT")
+    iptables_ensure(*accept, position=1)
 
     def sh(*argv: str, stdin: str | None = None) -> None:
         subprocess.run(list(argv), input=stdin, text=True, check=True, capture_output=True)
@@ -171,6 +179,7 @@ def floor(moves: int) -> list:
             reachable.append(((first or float("inf")) - began) * 1000)
         return ["floor: the kernel work alone (break-before-make)", moves, *stats(reachable), "-", "-", "-"]
     finally:
+        iptables_remove(*accept)
         subprocess.run(["ip", "-batch", "-"], input="link del fgtmb1\nlink del fgtmb2\nlink del fgtmc0\n"
                        "link del fgtmr1\nlink del fgtmr2\n", text=True, capture_output=True)
         for ns in names:
