@@ -11,8 +11,8 @@ without fogify-net (delete the old veth pair, make the new one on the other
 bridge, address it; one `ip -batch` each side) on scratch namespaces and
 bridges (`fgt*`), timed to the first answered ping the same way.
 
-Trace steps. A linear trace at 100 ms steps on a network of 4 instances (8
-links shaped per direction) and on one instance's link, for each property
+Trace steps. A linear trace at 100 ms steps on a network of N instances (2N
+links shaped per direction; N = 4 and 40 by default) and on one instance's link, for each property
 (rate: tc on both ends; delay: the delay line's queues; loss: the nftables
 table); lateness is applied minus planned time of each step (the player
 reshapes only the traced links). The baseline is one full reshape (every
@@ -189,7 +189,7 @@ def floor(moves: int) -> list:
 # --- trace steps -----------------------------------------------------------------------------------
 
 
-def trace_steps(steps: int) -> list[list]:
+def trace_steps(steps: int, others: int = 3) -> list[list]:
     from fogify_net.backends.local import LocalBackend
     from fogify_net.compile.plan import compile_model
     from fogify_net.compile.resources import HostFacts
@@ -203,15 +203,18 @@ def trace_steps(steps: int) -> list[list]:
     m.node("n", cores=1, clock_speed=1000, memory="128M")
     m.network("lan", bidirectional={"bandwidth": "50Mbps", "latency": {"delay": "10ms"}, "drop": "0.1%"})
     m.blueprint("a", node="n", service="app", networks=["lan"], replicas=1)
-    m.blueprint("b", node="n", service="app", networks=["lan"], replicas=3)
+    m.blueprint("b", node="n", service="app", networks=["lan"], replicas=others)
     plan = compile_model(m.build(), HostFacts(cpu_mhz=2000, cpus=os.cpu_count() or 1, memory=2**34))
     emulation = LocalBackend(plan, run_dir="/run/fogify-net-bench")
     emulation.deploy()
     rows = []
     try:
         for prop, low, high in (("bandwidth", "5Mbps", "50Mbps"), ("delay", "5ms", "50ms"), ("loss", "0%", "2%")):
-            for target, what, instances in ((TraceTarget("lan"), "network of 4 (8 links)", 4),
-                                            (TraceTarget("lan", label="a"), "one instance (2 links)", 1)):
+            everyone = others + 1
+            for target, what, instances in ((TraceTarget("lan"), f"network of {everyone} ({2 * everyone} links)",
+                                             everyone),
+                                            (TraceTarget("lan", label="a"), f"one instance of {everyone} (2 links)",
+                                             1)):
                 spec = parse_trace_spec({"points": [{"time_s": 0, prop: low}, {"time_s": 1, prop: high}],
                                          "mode": "linear", "resolution": "100ms", "name": "bench"}, "b", "b", None)
                 player = TracePlayer(emulation)
@@ -255,12 +258,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--moves", type=int, default=20)
     parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--instances", type=int, nargs="+", default=[4, 40],
+                        help="deployments for the trace steps (instances on the traced network)")
     parser.add_argument("--markdown")
     args = parser.parse_args()
     with machine_lock():
         load = os.getloadavg()[0]
         moves = handover(args.moves) + [floor(args.moves)]
-        steps = trace_steps(args.steps)
+        steps = [row for n in args.instances for row in trace_steps(args.steps, n - 1)]
         load = max(load, os.getloadavg()[0])
     table = markdown_table(["handover", "moves", "reachable p50 ms", "p95 ms", "max ms", "call p50 ms",
                             "silence p50 ms", "silence max ms"], moves)
