@@ -120,7 +120,7 @@ class Move:
     overlap: float = 0.0
 
 
-MAX_OVERLAP_S = 600.0
+MAX_OVERLAP_S = 60.0  # a make-before-break move answers after its overlap
 TRACE_COMMANDS = ("start", "stop", "pause", "resume")
 
 

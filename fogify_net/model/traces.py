@@ -52,6 +52,8 @@ MAX_RESOLUTION = 3600.0
 MAX_TRACE_BYTES = 64 * 2**20
 MAX_POINTS = 1_000_000  # rows of a CSV or inline points
 MAX_OPPORTUNITIES = 20_000_000  # lines of a Mahimahi trace
+MAX_TRACE_SECONDS = 7 * 24 * 3600  # a pass of at most a week
+MAX_STEPS = 1_000_000  # resolution steps in one pass (what the player walks through)
 FLOOR_RATE = 8_000  # bit/s: a rate of 0 (an outage) becomes this; HTB cannot hold a rate of zero
 MAHIMAHI_PACKET = 1500  # bytes of IP packet per delivery opportunity
 FRAME_OVERHEAD = 14  # Ethernet header: the shaper counts frames
@@ -152,6 +154,11 @@ def parse_trace_spec(raw: Any, path: str, default_name: str, files: TraceFiles |
         if duration <= points[-1].time:
             raise ModelError(join(path, "duration"),
                              f"must be longer than the last point's time ({points[-1].time:g}s)")
+    if duration > MAX_TRACE_SECONDS:
+        raise ModelError(path, f"one pass lasts {duration:g} s; at most {MAX_TRACE_SECONDS} s (a week)")
+    if mode == "linear" and duration / resolution > MAX_STEPS:
+        raise ModelError(join(path, "resolution"), f"{duration:g} s at {resolution * 1000:g} ms is more than "
+                                                   f"{MAX_STEPS} steps a pass: use a coarser resolution")
     trace = Trace(points=points, duration=duration, mode=mode, resolution=resolution, loop=loop, source=source)
     return TraceSpec(name=name, trace=trace, direction=direction, autostart=start == "deploy")
 
@@ -165,7 +172,7 @@ def _read_points(raw: dict, source: str, fmt: str | None, path: str, resolution:
         stamps = raw["mahimahi"]
         if not isinstance(stamps, list):
             raise ModelError(join(path, "mahimahi"), "expected a list of millisecond timestamps")
-        return mahimahi_points(_mahimahi_list(stamps, join(path, "mahimahi")), resolution)
+        return mahimahi_points(_mahimahi_list(stamps, join(path, "mahimahi")), resolution, path)
     file_path = join(path, "file")
     if not allow_files:
         raise ModelError(file_path, "an action cannot name a file; send the points inline")
@@ -182,7 +189,7 @@ def _read_points(raw: dict, source: str, fmt: str | None, path: str, resolution:
     where = f"{file_path} ({name})"
     if (fmt or guess_format(name, text)) == "csv":
         return parse_csv(text, where), None
-    return mahimahi_points(parse_mahimahi(text, where), resolution)
+    return mahimahi_points(parse_mahimahi(text, where), resolution, where)
 
 
 def guess_format(name: str, text: str) -> str:
@@ -255,6 +262,8 @@ def _point(row: dict[str, Any], path: str) -> TracePoint:
     if row.get("time_s") in (None, ""):
         raise ModelError(join(path, "time_s"), "missing")
     time = parse_seconds(row["time_s"], join(path, "time_s"))
+    if time > MAX_TRACE_SECONDS:
+        raise ModelError(join(path, "time_s"), f"{time:g} s is beyond a week")
     values: dict[str, Any] = {}
     for column, key, parse in (("bandwidth", "rate", _trace_rate), ("delay", "delay", _trace_duration),
                                ("jitter", "jitter", _trace_duration), ("loss", "loss", parse_percent)):
@@ -343,12 +352,15 @@ def _checked_stamps(stamps: list[int], path: str) -> list[int]:
     for i in range(1, len(stamps)):
         if stamps[i] < stamps[i - 1]:
             raise ModelError(path, f"timestamps must not decrease ({stamps[i]} after {stamps[i - 1]})")
+    if stamps[-1] > MAX_TRACE_SECONDS * 1000:
+        raise ModelError(path, f"a timestamp of {stamps[-1]} ms is beyond a week")
     if stamps[-1] <= 0:
         raise ModelError(path, "the last timestamp (the trace's period) must be above 0 ms")
     return stamps
 
 
-def mahimahi_points(stamps: list[int], resolution: float) -> tuple[tuple[TracePoint, ...], float]:
+def mahimahi_points(stamps: list[int], resolution: float, path: str = "mahimahi"
+                    ) -> tuple[tuple[TracePoint, ...], float]:
     """The rate of each `resolution` bin, and the period (the last timestamp).
 
     A bin's rate is its opportunities times one frame (1514 bytes: the
@@ -360,6 +372,9 @@ def mahimahi_points(stamps: list[int], resolution: float) -> tuple[tuple[TracePo
     period_ms = stamps[-1]
     width_ms = max(1, round(resolution * 1000))
     bins = math.ceil(period_ms / width_ms)
+    if bins > MAX_STEPS:
+        raise ModelError(path, f"{period_ms} ms at {width_ms} ms bins is more than {MAX_STEPS} bins: "
+                               "use a coarser resolution")
     counts = [0] * bins
     for stamp in stamps:
         counts[min(stamp // width_ms, bins - 1)] += 1

@@ -132,8 +132,17 @@ def test_trace_options_and_defaults():
     ({"mahimahi": [1, 2, 3], "mode": "linear"}, "use mode step"),
     ({"points": [{"time_s": 0, "delay": 1}], "mahimahi": [1]}, "exactly one of"),
     ({"points": [{"t": 0}]}, r"points\[0\].t: unknown field"),
+    ({"points": [{"time_s": 1e300, "delay": 1}]}, "beyond a week"),
+    ({"points": [{"time_s": 0, "delay": 1}], "duration": "1e9s"}, "at most 604800 s"),
+    ({"points": [{"time_s": 0, "delay": 1}, {"time_s": 6000, "delay": 2}], "mode": "linear",
+      "resolution": "10ms", "duration": "20000s"}, "more than 1000000 steps a pass"),
+    ({"mahimahi": [0, 10 ** 400]}, "beyond a week"),
+    ({"mahimahi": [0, 600_000_000], "resolution": "10ms"}, "more than 1000000 bins"),
+    ({"mahimahi": [-1, 5]}, r"mahimahi\[0\]: expected a whole number"),
+    ({"points": [{"time_s": 0, "bandwidth": 2e9}]}, "invalid bandwidth"),
+    ({"points": [{"time_s": 0, "delay": "61s"}]}, "above 60 s"),
 ])
-def test_bad_trace_options_name_their_field(raw, message):
+def test_bad_trace_options_name_their_field(raw, message):  # and nothing big is made before the check
     with pytest.raises(ModelError, match=message):
         spec(raw)
 
@@ -180,7 +189,7 @@ def test_move_parameters():
     for params, message in (({"instance_type": "car"}, "params.network: missing"),
                             ({"instance_type": "car", "to": "r9"}, "unknown network 'r9'"),
                             ({"instance_type": "car", "to": "r2", "from": "r2"}, "from and to are both"),
-                            ({"instance_type": "car", "to": "r2", "overlap": "11min"}, "overlap: at most"),
+                            ({"instance_type": "car", "to": "r2", "overlap": "61s"}, "overlap: at most"),
                             ({"instance_type": "bus", "to": "r2"}, "unknown label 'bus'")):
         with pytest.raises(ModelError, match=message):
             parse_action("move", params, model=model)
