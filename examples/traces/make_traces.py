@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Make the traces shipped in this folder: synthetic, seeded, the same on every run; nothing is downloaded.
+"""Make the example traces: synthetic, seeded, the same on every run; nothing is downloaded.
 
-    python3 make_traces.py            # rewrites the files next to this script
+    python3 make_traces.py            # writes the four files next to this script
+    python3 make_traces.py DIR        # ... into DIR
 
 - lte-synthetic.csv: 5 minutes of an LTE-like cell at one row a second. The
   bandwidth follows a Markov chain over signal levels (good, fair, poor, edge)
@@ -9,15 +10,21 @@
   falls; loss appears at the cell edge.
 - lte-synthetic.down / lte-synthetic.up: 30 seconds of the same kind of cell as
   Mahimahi packet-delivery traces (one millisecond timestamp per 1500-byte
-  packet the link may deliver), as `mm-link` reads them.
+  packet the link may deliver), as `mm-link` reads them. They are not in the
+  repository (100,000 lines of timestamps): this script makes them in well
+  under a second.
 - commuter-train.csv: a 10-minute commute at one row a second: good coverage
   at stations, handovers between cells every 40-70 s while moving (a delay
   spike and some loss), and two tunnels (an outage: bandwidth 0, 100% loss).
+
+The two CSV files are in the repository; tests/unit/test_traces_model.py
+checks that this script still makes them byte for byte.
 """
 
 from __future__ import annotations
 
 import random
+import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -98,15 +105,26 @@ def commuter_train_csv(rng: random.Random) -> str:
     return "\n".join(rows) + "\n"
 
 
-def main() -> None:
+NAMES = ("lte-synthetic.csv", "lte-synthetic.down", "lte-synthetic.up", "commuter-train.csv")
+
+
+def make(folder: Path = HERE) -> list[Path]:
+    """Write the traces into `folder`; the paths written."""
     rng = random.Random(20261126)
-    (HERE / "lte-synthetic.csv").write_text(lte_csv(rng))
+    texts = {"lte-synthetic.csv": lte_csv(rng)}
     levels = markov_levels(rng, 30)
-    (HERE / "lte-synthetic.down").write_text(mahimahi(rng, levels, uplink=False))
-    (HERE / "lte-synthetic.up").write_text(mahimahi(rng, levels, uplink=True))
-    (HERE / "commuter-train.csv").write_text(commuter_train_csv(rng))
-    for name in ("lte-synthetic.csv", "lte-synthetic.down", "lte-synthetic.up", "commuter-train.csv"):
-        print(f"wrote {HERE / name} ({(HERE / name).stat().st_size} bytes)")
+    texts["lte-synthetic.down"] = mahimahi(rng, levels, uplink=False)
+    texts["lte-synthetic.up"] = mahimahi(rng, levels, uplink=True)
+    texts["commuter-train.csv"] = commuter_train_csv(rng)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in NAMES:
+        (folder / name).write_text(texts[name])
+    return [folder / name for name in NAMES]
+
+
+def main() -> None:
+    for path in make(Path(sys.argv[1]) if len(sys.argv) > 1 else HERE):
+        print(f"wrote {path} ({path.stat().st_size} bytes)")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -168,13 +169,23 @@ def test_clients_find_the_trace_files_a_document_names():
     assert model_trace_files(document) == ["a.csv", "b.down"]
 
 
-def test_the_shipped_traces_parse():
+def test_the_example_traces_are_made_by_their_script_and_parse(tmp_path):
+    """The CSVs in the repository are what make_traces.py makes; the Mahimahi files it makes on
+    demand parse, with the mean rates examples/traces/README.md gives (about 30 and 10 Mbit/s)."""
     folder = REPO / "examples" / "traces"
-    files = sorted(p for p in folder.iterdir() if p.suffix in (".csv", ".down", ".up"))
-    assert len(files) >= 3
-    for path in files:
-        parsed = parse_trace_spec({"file": path.name}, "t", "x", TraceFiles(base_dir=folder))
+    spec = importlib.util.spec_from_file_location("make_traces", folder / "make_traces.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    made = script.make(tmp_path)
+    for path in made:
+        if path.suffix == ".csv":
+            assert path.read_bytes() == (folder / path.name).read_bytes(), f"{path.name} differs from its script"
+        parsed = parse_trace_spec({"file": path.name}, "t", "x", TraceFiles(base_dir=tmp_path))
         assert parsed.trace.duration > 10
+        if path.suffix in (".down", ".up"):
+            rates = [p.values.rate for p in parsed.trace.points]
+            mean = sum(rates) / len(rates) / 1e6
+            assert mean == pytest.approx(30 if path.suffix == ".down" else 10, rel=0.05), path.name
 
 
 # --- actions -----------------------------------------------------------------------------------
