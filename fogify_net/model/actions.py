@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from .errors import ModelError, join, shown
 from .fields import valid_name
-from .limits import MAX_COMMAND_TIMEOUT_S, MAX_INSTANCES
+from .limits import MAX_COMMAND_TIMEOUT_S, MAX_INSTANCES, MAX_OVERLAP_S
 from .networks import directions, parse_link
 from .schema import BoundTrace, LinkRule, Model, QoSPatch, TraceTarget
 from .traces import parse_trace_spec
@@ -120,7 +120,6 @@ class Move:
     overlap: float = 0.0
 
 
-MAX_OVERLAP_S = 60.0  # a make-before-break move answers after its overlap
 TRACE_COMMANDS = ("start", "stop", "pause", "resume")
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from .compose import parse_service
 from .errors import ModelError, join, shown
 from .fields import known_keys, mapping, named_list, optional_text, sequence, unique, valid_name
-from .limits import MAX_INSTANCES
+from .limits import MAX_INSTANCES, MAX_TRACES
 from .loader import load_yaml
 from .networks import parse_network
 from .scenarios import parse_scenario
@@ -96,6 +96,8 @@ def _bound_traces(networks: dict, blueprints: tuple[Blueprint, ...]) -> tuple[Bo
         for attachment in blueprint.networks:
             bound += [BoundTrace(spec, TraceTarget(attachment.network, label=blueprint.label))
                       for spec in attachment.traces]
+    if len(bound) > MAX_TRACES:
+        raise ModelError(join(ROOT, "networks"), f"{len(bound)} traces; a deployment plays at most {MAX_TRACES}")
     seen: set[str] = set()
     for trace in bound:
         if trace.name in seen:

@@ -43,17 +43,19 @@ from typing import Any
 
 from .errors import ModelError, join
 from .fields import boolean, known_keys, mapping, valid_name
+from .limits import (
+    MAX_OPPORTUNITIES,
+    MAX_POINTS,
+    MAX_RESOLUTION,
+    MAX_STEPS,
+    MAX_TRACE_BYTES,
+    MAX_TRACE_SECONDS,
+    MIN_RESOLUTION,
+)
 from .schema import TRACE_DIRECTIONS, TRACE_MODES, QoSPatch, Trace, TracePoint, TraceSpec
 from .units import MAX_DELAY, MAX_RATE, parse_delay, parse_duration, parse_percent, parse_rate, parse_seconds
 
 DEFAULT_RESOLUTION = 0.1  # seconds
-MIN_RESOLUTION = 0.01  # finer steps than this only load the machine
-MAX_RESOLUTION = 3600.0
-MAX_TRACE_BYTES = 64 * 2**20
-MAX_POINTS = 1_000_000  # rows of a CSV or inline points
-MAX_OPPORTUNITIES = 20_000_000  # lines of a Mahimahi trace
-MAX_TRACE_SECONDS = 7 * 24 * 3600  # a pass of at most a week
-MAX_STEPS = 1_000_000  # resolution steps in one pass (what the player walks through)
 FLOOR_RATE = 8_000  # bit/s: a rate of 0 (an outage) becomes this; HTB cannot hold a rate of zero
 MAHIMAHI_PACKET = 1500  # bytes of IP packet per delivery opportunity
 FRAME_OVERHEAD = 14  # Ethernet header: the shaper counts frames

@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 
 from ..backends.base import Backend
 from ..compile.traces import Attachment, Step, apply_values, direction_values, restore, steps, traced_fields
-from ..errors import NotFound
+from ..errors import BadRequest, NotFound
+from ..model.limits import MAX_TRACES
 from ..model.schema import BoundTrace
 
 log = logging.getLogger(__name__)
@@ -136,6 +137,9 @@ class TracePlayer:
         """Start (or start again from its beginning) a trace by name, or an inline one (replacing its namesake)."""
         with self._cond:
             if inline is not None:
+                if inline.name not in self._playbacks and len(self._playbacks) >= MAX_TRACES:
+                    raise BadRequest(f"params.name: this deployment has {len(self._playbacks)} traces already, "
+                                     f"at most {MAX_TRACES}: start one of them again or reuse a name")
                 old = self._playbacks.get(inline.name)
                 if old is not None and old.state != "stopped":
                     self._stop(old)
