@@ -25,7 +25,7 @@ from .errors import BadRequest, Conflict, Forbidden, NotFound
 from .host.capabilities import Capabilities, probe
 from .host.facts import read_host_facts
 from .model import ModelError, parse_model_text
-from .model.actions import ACTIONS, Noop, TraceAction, parse_action
+from .model.actions import ACTIONS, Noop, parse_action
 from .model.errors import shown
 from .monitoring.flows import PERIOD_S as FLOW_PERIOD_S
 from .monitoring.flows import FlowRecorder
@@ -348,13 +348,10 @@ class Controller:
         emulation = self._running()
         if isinstance(request, Noop):
             return {}
-        traces = self.traces
-        outcome = ActionRunner(emulation, traces).execute(
+        outcome = ActionRunner(emulation, self.traces).execute(
             request, lambda: self.emulation is emulation and self.status in ("running", "degraded"))
         self.record.applied(kind, params, [i.name for i in emulation.plan.instances])
         self.store.annotate(outcome.annotation, outcome.instance_name, outcome.params)
-        if traces is not None and not isinstance(request, TraceAction):
-            traces.refresh()  # what joined a traced network (a move, new replicas) gets the trace's values now
         return outcome.result
 
     def _scenario_action(self, kind: str, params: dict) -> None:

@@ -74,7 +74,17 @@ class ActionRunner:
         with self.emulation.lock:
             if not still_current():
                 raise Conflict("the deployment changed meanwhile (undeployed?); nothing was done")
-            return self.run(request)
+            outcome = self.run(request)
+            if self.traces is not None and not isinstance(request, TraceAction):
+                self._refresh_traces()
+            return outcome
+
+    def _refresh_traces(self) -> None:
+        """What joined a traced network (a move, new replicas) gets the trace's current values now."""
+        try:
+            self.traces.refresh()
+        except Exception as error:  # the action is done; the plan holds the values, the next step applies them
+            log.error("giving the traces' current values to what an action changed failed: %s", error)
 
     @contextmanager
     def _applied_or_restored(self, restore: Callable[[], None], reapply: bool = True) -> Iterator[None]:
@@ -272,16 +282,31 @@ class ActionRunner:
             raise BadRequest(f"params.to: network {request.to!r} holds at most {capacity} instances "
                              f"({len(self.plan.members(request.to))} are on it)")
         moved = {}
-        for source, group in sources.items():
-            self.emulation.move(group, source, request.to, request.overlap)
-            for instance in group:
-                moved[instance.name] = {"from": source, "to": request.to, "ip": str(instance.interface(request.to).ip)}
+        done: list[tuple[str, list]] = []
+        try:
+            for source, group in sources.items():  # a backend's move is all or nothing for its group
+                self.emulation.move(group, source, request.to, request.overlap)
+                done.append((source, group))
+                for instance in group:
+                    moved[instance.name] = {"from": source, "to": request.to,
+                                            "ip": str(instance.interface(request.to).ip)}
+        except BaseException:
+            self._move_back(done, request.to)
+            raise
         where = ", ".join(sorted(sources)) or request.source or "-"
         overlap = f"make-before-break, overlap {format_duration(request.overlap)}" if request.overlap else \
             "break-before-make"
         return Outcome(ACTIONS["move"].annotation, str(request.target),
                        f"Parameters: Network => {where} -> {request.to}, {overlap}",
                        {"instances": moved, "unchanged": unchanged})
+
+    def _move_back(self, done: list[tuple[str, list]], to: str) -> None:
+        """Undo the groups a failed move had moved already, so that nothing is half-applied."""
+        for source, group in reversed(done):
+            try:
+                self.emulation.move(group, to, source, 0.0)
+            except Exception as error:  # the original error is the one to report
+                log.error("moving %s back to %s failed too: %s", ", ".join(i.name for i in group), source, error)
 
     @run.register
     def _(self, request: TraceAction) -> Outcome:
@@ -292,6 +317,15 @@ class ActionRunner:
             playbacks = self.traces.start(inline=request.inline)
         else:
             playbacks = getattr(self.traces, request.command)(request.name)
+        failed = [p for p in playbacks if p.error] if request.command == "start" else []
+        if failed:  # its first values could not be applied: stopped again, the links given back
+            error = failed[0].error
+            for playback in failed:
+                try:
+                    self.traces.stop(playback.name)
+                except Exception as again:  # the original error is the one to report
+                    log.error("giving back the links of trace %s failed too: %s", playback.name, again)
+            raise RuntimeError(f"trace {failed[0].name}: its first values could not be applied: {error}")
         status = self.traces.status()
         names = {p.name for p in playbacks}
         return Outcome(ACTIONS["trace"].annotation, request.name or "all traces",
