@@ -17,12 +17,13 @@ import json
 import os
 import statistics
 import subprocess
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from .conftest import BASE_IMAGE, assert_clean, emulation, snapshot
+from .conftest import BASE_IMAGE, assert_clean, emulation, snapshot, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("machine")]
 SUPPORT = Path(__file__).parents[1] / "support"
@@ -48,7 +49,7 @@ def act(emu, kind: str, **params):
     from fogify_net.actions.runner import ActionRunner
     from fogify_net.model.actions import parse_action
 
-    return ActionRunner(emu).run(parse_action(kind, params))
+    return ActionRunner(emu).execute(parse_action(kind, params))  # as the API does: under the deployment's lock
 
 
 def start_probe(host, targets, duration: float, interval: float = 0.005):
@@ -141,6 +142,32 @@ def test_make_before_break_leaves_no_gap_and_break_before_make_a_measured_one():
               f"make-before-break {gaps[0.3] * 1000:.1f} ms")
         assert gaps[0.3] < 0.03, gaps  # probes go every 5 ms: a few may be late, none of the networks gone
         assert gaps[0] > gaps[0.3], gaps
+
+
+def test_others_act_during_a_make_before_break_overlap_and_a_restart_keeps_the_new_network():
+    """The overlap lets the deployment's lock go (a network change answers meanwhile); a moved
+    container that Docker restarts without us gets its links back on the network it moved to."""
+    with emulation(handover_model()) as emu:
+        car = emu.plan.instance("car.1")
+        mover = threading.Thread(target=act, args=(emu, "move"), kwargs={"instance_type": "car", "to": "r2",
+                                                                        "overlap": "3s"})
+        mover.start()
+        assert wait_until(lambda: [i.network for i in car.interfaces] == ["r2", "r1"], timeout=5)
+        started = time.monotonic()
+        act(emu, "network", instance_type="e1", network="r1", uplink={"bandwidth": "50Mbps"})
+        assert time.monotonic() - started < 1.5 and mover.is_alive()
+        mover.join(10)
+        assert [i.network for i in car.interfaces] == ["r2"]
+
+        e1_ip, e2_ip = emu.plan.instance("e1.1").interfaces[0].ip, emu.plan.instance("e2.1").interfaces[0].ip
+        pid = emu.instance_pid("car.1")
+        subprocess.run(["docker", "restart", "-t", "0", car.container], check=True, capture_output=True)
+        assert wait_until(lambda: emu.instance_pid("car.1") not in (None, pid) and not emu.lost
+                          and emu.state == "running", timeout=30), (emu.state, emu.detail)
+        assert wait_until(lambda: bool(ping_rtts(emu.hosts["car.1"], e2_ip, 2)), timeout=10)
+        assert 40 <= statistics.median(ping_rtts(emu.hosts["car.1"], e2_ip, 10)) < 43  # r2's shaping too
+        assert not ping_rtts(emu.hosts["car.1"], e1_ip, 2)
+        assert resolve_in(emu, "e2.1", "car") == str(car.interface("r2").ip)
 
 
 def test_moves_are_refused_as_they_should_be():

@@ -6,12 +6,15 @@ target network's address, MAC (made from the address, so peers' neighbour
 caches stay right), shaping and names; the old pair is deleted, which removes
 its address, routes and shaping with it. Break-before-make deletes first;
 make-before-break creates first and deletes after the overlap, without holding
-the deployment's lock meanwhile (traces and other actions go on).
+the deployment's lock meanwhile (traces and other actions go on). A move that
+fails leaves its instances where they were (the runner moves back the groups
+it had moved already).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from pathlib import Path
 
@@ -58,11 +61,9 @@ class HandoverMixin:
         if overlap > 0:
             with self.lock:
                 self._join(instances, source, target)
-            time.sleep(overlap)  # both attachments work meanwhile
-            with self.lock:
-                self._leave(instances, source)
-                self.reshape()
-                self.write_hosts()
+                old = {instance.name: instance.interface(source) for instance in instances}
+                self._overlap(overlap)
+                self._leave_after_overlap(instances, source, old)
             return
         with self.lock:
             positions = {i.name: i.interfaces.index(i.interface(source)) for i in instances}
@@ -79,15 +80,40 @@ class HandoverMixin:
                 self.write_hosts()
                 raise
 
+    def _overlap(self, seconds: float) -> None:
+        """Wait with both attachments up, the deployment's lock let go (at every depth: the action
+        runner holds it too), so traces step and other actions run meanwhile."""
+        wait = threading.Condition(self.lock)
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            wait.wait(left)  # nobody notifies: this only lets the lock go until the deadline
+
+    def _leave_after_overlap(self, instances: list[InstancePlan], source: str,
+                             old: dict[str, InterfacePlan]) -> None:
+        """Drop the old attachments, of those instances that still have them after the overlap
+        (meanwhile the deployment may have gone, an instance been scaled in or moved on)."""
+        if self.state not in ("running", "degraded"):
+            log.info("the deployment went during a move's overlap; nothing left to detach")
+            return
+        staying = [i for i in instances if any(p is i for p in self.plan.instances) and old[i.name] is not None
+                   and any(interface is old[i.name] for interface in i.interfaces)]
+        if not staying:
+            return
+        self._leave(staying, source, force=True)  # a container crashed meanwhile took its veth pair along
+        self.reshape()
+        self.write_hosts()
+
     def _join(self, instances: list[InstancePlan], source: str, target: str,
               positions: dict[str, int] | None = None) -> None:
         """Attach each instance to `target`, where its `source` interface is (or was) in its list; the
         interface still on `source`, if any, goes last, so names resolve to the new address."""
         added: list[tuple[InstancePlan, InterfacePlan]] = []
+        position_of = {i.name: i.interfaces.index(i.interface(source)) for i in instances
+                       if i.interface(source) is not None}
         try:
             for instance in instances:
                 old = instance.interface(source)
-                position = positions[instance.name] if positions else instance.interfaces.index(old)
+                position = positions[instance.name] if positions else position_of[instance.name]
                 interface = attach(self.plan, instance, target, position)
                 added.append((instance, interface))
                 if old is not None:
@@ -98,15 +124,29 @@ class HandoverMixin:
                       for line in veth_commands(instance, self.hosts[instance.name].cpid, bridges, [interface])])
             for instance, interface in added:
                 self._plug(instance, interface, created=True)
+            self.reshape()
+            self.write_hosts()
         except BaseException:
             ip_batch([f"link del {interface.port}" for _, interface in added], force=True)
+            self.shaper.forget([interface.port for _, interface in added])
             for instance, interface in added:
                 self._unregister(instance, interface)
                 if instance.interface(target) is interface:
                     detach(self.plan, instance, target)
+                old = instance.interface(source)
+                if old is not None and positions is None:  # back where it was in the list
+                    instance.interfaces.remove(old)
+                    instance.interfaces.insert(min(position_of[instance.name], len(instance.interfaces)), old)
+            if positions is None:  # make-before-break: the old attachment stays; its shaping and names again
+                self._best_effort_restore()
             raise
-        self.reshape()
-        self.write_hosts()
+
+    def _best_effort_restore(self) -> None:
+        try:
+            self.reshape()
+            self.write_hosts()
+        except Exception as error:  # the original error is the one to report
+            log.error("re-applying shaping and names after a failed move failed too: %s", error)
 
     def _plug(self, instance: InstancePlan, interface: InterfacePlan, created: bool = False) -> None:
         """Configure a new interface in the container and tell Mininet; `created`: its veth pair exists.
@@ -130,10 +170,10 @@ class HandoverMixin:
         self.net.addLink(host, self.switches[interface.network], intfName1=interface.name,
                          intfName2=interface.port, params1={"ip": interface.cidr}, addr1=None, addr2=None)
 
-    def _leave(self, instances: list[InstancePlan], network: str) -> dict[str, InterfacePlan]:
+    def _leave(self, instances: list[InstancePlan], network: str, force: bool = False) -> dict[str, InterfacePlan]:
         """Take the instances off `network`: out of the plan, their veth pairs deleted."""
         gone = {instance.name: detach(self.plan, instance, network) for instance in instances}
-        ip_batch([f"link del {interface.port}" for interface in gone.values()])
+        ip_batch([f"link del {interface.port}" for interface in gone.values()], force=force)
         self.shaper.forget([interface.port for interface in gone.values()])
         for instance in instances:
             self._unregister(instance, gone[instance.name])
