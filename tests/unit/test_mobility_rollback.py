@@ -151,3 +151,27 @@ def test_a_deployment_plays_a_bounded_number_of_traces():
         player.start(inline=request.inline)  # the same name again is a restart, not one more
     finally:
         player.close()
+
+
+def test_the_cli_moves_and_commands_traces(controller, client, capsys):
+    from werkzeug.serving import make_server
+
+    from fogify_net.cli import main
+
+    server = make_server("127.0.0.1", 0, create_app(controller), threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}"
+    try:
+        assert main(["move", "car-workload-1.1", "edge-net-2", "--from", "edge-net-1", "--overlap", "10ms",
+                     "--url", url]) == 0
+        ip = controller.emulation.plan.instance("car-workload-1.1").interface("edge-net-2").ip
+        assert capsys.readouterr().out == f"car-workload-1.1: edge-net-1 -> edge-net-2 ({ip})\n"
+        assert controller.emulation.moves[-1] == (["car-workload-1.1"], "edge-net-1", "edge-net-2", 0.01)
+        assert main(["move", "car-workload-1.1", "edge-net-9", "--url", url]) == 1
+        assert "unknown network 'edge-net-9'" in capsys.readouterr().err
+        assert main(["trace", "pause", "--url", url]) == 0
+        assert capsys.readouterr().out == "no trace to pause\n"
+        assert main(["trace", "stop", "gone", "--url", url]) == 1
+        assert "unknown trace 'gone'" in capsys.readouterr().err
+    finally:
+        server.shutdown()
