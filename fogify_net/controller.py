@@ -102,6 +102,7 @@ class Controller:
             log.error("could not remove what the stopped API left: %s", error)
             removed = [f"nothing: {error}"]
         self._model_text = left.get("model") or None
+        self._model_files = self.record.files(left)  # the trace files uploaded with it
         found = (f"the API before this one (pid {left.get('pid')}) stopped without undeploying: its "
                  f"{backend} deployment was {left.get('status')} with {len(left.get('instances') or [])} instances "
                  f"and {len(left.get('actions') or [])} actions applied; removed "
@@ -136,7 +137,7 @@ class Controller:
             emulation.check()
             self._model_text, self._model_files = text, dict(files or {})
             self.emulation = emulation
-            self.record.start(self.backend_name, self._portable_options(), text)
+            self.record.start(self.backend_name, self._portable_options(), text, files)
             self.traces = None
             self._set("deploying", "")
             self.flows.reset()

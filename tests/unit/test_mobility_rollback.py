@@ -175,3 +175,37 @@ def test_the_cli_moves_and_commands_traces(controller, client, capsys):
         assert "unknown trace 'gone'" in capsys.readouterr().err
     finally:
         server.shutdown()
+
+
+def test_a_new_api_deploys_a_killed_ones_model_again_with_its_uploaded_trace_files(controller, tmp_path):
+    """The record keeps the files uploaded with the model (beside it, once), so `POST /topology/`
+    without a file works after a kill for a model that names trace files too."""
+    import io
+    import json
+
+    import yaml
+
+    model = yaml.safe_load(SEED.read_text())
+    model["x-fogify"]["networks"][0]["trace"] = {"file": "t/cell.csv", "start": "action"}
+    web = create_app(controller).test_client()
+    response = web.post("/topology/", data={"file": yaml.safe_dump(model),
+                                            "traces": (io.BytesIO(b"time_s,delay\n0,30\n1,60\n"), "t/cell.csv")})
+    assert response.status_code == 200, response.get_json()
+    assert wait_for(lambda: controller.status == "running")
+    record = tmp_path / "deployment.json"
+    data = json.loads(record.read_text())
+    assert data["files"] == {"t/cell.csv": "0"} and "time_s" not in record.read_text()
+    record.write_text(json.dumps({**data, "pid": 0}))  # as if its process had been killed
+
+    again = Controller(data_dir=tmp_path, run_dir=str(tmp_path / "run"), capabilities=NOTHING, host_mhz=2000.0,
+                       backend="fake", interval=3600, allow_host_access=True)
+    try:
+        assert "stopped without undeploying" in again.message
+        again.deploy(None)
+        assert wait_for(lambda: again.status == "running")
+        assert [t.name for t in again.emulation.plan.model.traces] == ["internet"]
+        again.undeploy()
+        assert wait_for(lambda: again.status == "idle")
+        assert not (tmp_path / "deployment-files").exists()
+    finally:
+        again.close()
