@@ -29,6 +29,7 @@ def benches(quick: bool) -> list[tuple[str, list[str]]]:
         ("Action latency", ["actions.py", "--calls", "5" if quick else "20"]),
         *[(f"Monitoring cost, {n} instances", ["monitoring.py", "--n", n, "--store-rounds", "0"]) for n in monitored],
         ("The user-space delay line", ["shaping.py"]),
+        ("Mobility: handover and trace steps", ["mobility.py", "--moves", "5" if quick else "20"]),
     ]
 
 

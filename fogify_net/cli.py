@@ -228,16 +228,36 @@ def cmd_deploy(args) -> int:
         print(dry_run(args.file, args.shaping))
         return 0
     text = Path(args.file).read_text()
+    traces = _trace_uploads(Path(args.file), text)
     if not _api_alive(args.url):
         if args.url != DEFAULT_URL and not args.url.startswith("http://127.0.0.1"):
             raise CliError(f"no fogify-net API answers at {args.url}")
         _start_daemon(args.url, args.allow_host_access)
-    _json(_call("POST", f"{args.url}/topology/", files={"file": (Path(args.file).name, text)}))
+    _json(_call("POST", f"{args.url}/topology/", files=[("file", (Path(args.file).name, text)), *traces]))
     report = _wait(args.url, "deploy", args.timeout, lambda r: r["status"] != "deploying")
     if report["status"] == "error":
         raise CliError(report["message"])
     print(render_status(report))
     return 0
+
+
+def _trace_uploads(model: Path, text: str) -> list[tuple[str, tuple[str, bytes]]]:
+    """The trace files the model names, read from its folder, as multipart `traces` fields."""
+    import yaml
+
+    from fogify_net.model.traces import model_trace_files
+
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return []  # the API says what is wrong with it
+    uploads = []
+    for name in model_trace_files(document):
+        try:
+            uploads.append(("traces", (name, (model.parent / Path(name).expanduser()).read_bytes())))
+        except OSError as error:
+            raise CliError(f"cannot read trace file {name} named by {model}: {error.strerror}") from None
+    return uploads
 
 
 def _wait(url: str, what: str, timeout: float, done) -> dict:
@@ -340,6 +360,35 @@ def cmd_exec(args) -> int:
     return subprocess.call(["nsenter", f"--net=/proc/{match[0]['pid']}/ns/net", "--", *args.command])
 
 
+def cmd_move(args) -> int:
+    """Hand instances over to another network (POST /actions/move/); prints where each went."""
+    params: dict = {"instance_type": args.instance, "to": args.to}
+    if args.source:
+        params["from"] = args.source
+    if args.overlap:
+        params["overlap"] = args.overlap
+    if args.instances:
+        params["instances"] = args.instances
+    answer = _json(_call("POST", f"{args.url}/actions/move/", json={"params": params}, timeout=120))
+    for name, where in sorted(answer.get("instances", {}).items()):
+        print(f"{name}: {where['from']} -> {where['to']} ({where['ip']})")
+    for name in answer.get("unchanged", []):
+        print(f"{name}: on {args.to} already")
+    return 0
+
+
+def cmd_trace(args) -> int:
+    """Start, stop, pause or resume the model's traces (POST /actions/trace/); prints their states."""
+    params = {"command": args.command, **({"name": args.name} if args.name else {})}
+    answer = _json(_call("POST", f"{args.url}/actions/trace/", json={"params": params}))
+    traces = answer.get("traces", [])
+    for trace in traces:
+        print(f"{trace['name']}: {trace['state']}")
+    if not traces:
+        print(f"no trace to {args.command}")
+    return 0
+
+
 # --- output ------------------------------------------------------------------------------------
 
 
@@ -433,7 +482,20 @@ def main(argv: list[str] | None = None) -> int:
     execute.add_argument("command", nargs=argparse.REMAINDER)
     execute.set_defaults(func=cmd_exec)
 
-    for p in (deploy, undeploy, status, clean, execute):
+    move = sub.add_parser("move", help="hand instances over to another network (a device driving on)")
+    move.add_argument("instance", help="a label (every replica, or --instances of them) or label.N")
+    move.add_argument("to", help="the network they join")
+    move.add_argument("--from", dest="source", help="the network they leave (needed when on more than one)")
+    move.add_argument("--overlap", help="make-before-break: keep the old network this long too (e.g. 500ms)")
+    move.add_argument("--instances", type=int, help="how many replicas of the label")
+    move.set_defaults(func=cmd_move)
+
+    trace = sub.add_parser("trace", help="start, stop, pause or resume the model's traces")
+    trace.add_argument("command", choices=["start", "stop", "pause", "resume"])
+    trace.add_argument("name", nargs="?", help="one trace (default: every trace)")
+    trace.set_defaults(func=cmd_trace)
+
+    for p in (deploy, undeploy, status, clean, execute, move, trace):
         p.add_argument("--url", default=DEFAULT_URL, help=f"the API (default {DEFAULT_URL}, env FOGIFY_URL)")
 
     args = parser.parse_args(argv)

@@ -26,7 +26,7 @@ from .host.capabilities import Capabilities, probe
 from .host.distributions import DistributionStore
 from .host.facts import read_host_facts
 from .model import ModelError, parse_model_text
-from .model.actions import Noop, parse_action
+from .model.actions import ACTIONS, Noop, parse_action
 from .model.distributions import check_name, known_distributions, make_distribution, parse_trace
 from .model.errors import shown
 from .model.schema import DelayDistribution
@@ -36,6 +36,7 @@ from .monitoring.sampler import Sampler
 from .monitoring.store import MetricStore
 from .record import DeploymentRecord
 from .scenarios.runner import ScenarioRun, ScenarioRunner
+from .traces.player import TracePlayer
 
 log = logging.getLogger(__name__)
 
@@ -73,9 +74,11 @@ class Controller:
         self.distributions = DistributionStore(data_dir)
         self.scenarios = ScenarioRunner(self._scenario_action)
         self.emulation: Backend | None = None
+        self.traces: TracePlayer | None = None
         self.status = "idle"
         self.message = ""
         self._model_text: str | None = None
+        self._model_files: dict[str, bytes] = {}
         self._lock = threading.RLock()
         self._worker: threading.Thread | None = None
         self.found = self._remove_remains()
@@ -103,6 +106,7 @@ class Controller:
             log.error("could not remove what the stopped API left: %s", error)
             removed = [f"nothing: {error}"]
         self._model_text = left.get("model") or None
+        self._model_files = self.record.files(left)  # the trace files uploaded with it
         found = (f"the API before this one (pid {left.get('pid')}) stopped without undeploying: its "
                  f"{backend} deployment was {left.get('status')} with {len(left.get('instances') or [])} instances "
                  f"and {len(left.get('actions') or [])} actions applied; removed "
@@ -116,16 +120,18 @@ class Controller:
 
     # --- deploy and undeploy ------------------------------------------------------------------
 
-    def deploy(self, text: str | None) -> Plan:
+    def deploy(self, text: str | None, files: dict[str, bytes] | None = None) -> Plan:
         """Validate now (errors are 400), then bring the plan up in a thread; returns the plan.
 
+        `files` are the files uploaded with the model (its traces), by the name it gives them.
         The model is parsed and compiled before the lock is taken: a slow or hostile upload
         holds up nobody else's request (status, metrics, an undeploy).
         """
-        text = text if text is not None else self._model_text
+        if text is None:
+            text, files = self._model_text, self._model_files
         if text is None:
             raise BadRequest("no model: send the fogified compose file in the form field 'file'")
-        model = parse_model_text(text, distributions=self.distributions.all())
+        model = parse_model_text(text, files=files, distributions=self.distributions.all())
         self._refuse_host_access(model)
         plan = compile_model(model, read_host_facts(self.host_mhz), self.pool)
         with self._lock:
@@ -133,9 +139,10 @@ class Controller:
                 raise Conflict("The system has a deployed instance.")
             emulation = self._new_backend(plan)
             emulation.check()
-            self._model_text = text
+            self._model_text, self._model_files = text, dict(files or {})
             self.emulation = emulation
-            self.record.start(self.backend_name, self._portable_options(), text)
+            self.record.start(self.backend_name, self._portable_options(), text, files)
+            self.traces = None
             self._set("deploying", "")
             self.flows.reset()
             self.store.annotate("START", "Topology", None)
@@ -174,13 +181,26 @@ class Controller:
             return
         log.info("deployed %d instances in %.2fs (%s shaping)", len(emulation.plan.instances),
                  time.monotonic() - started, emulation.mechanism)
+        traces: list[str] = []
         with self._lock:
             if self.status == "deploying":
+                self.traces = TracePlayer(emulation, annotate=self.store.annotate)
+                traces = self._start_model_traces(self.traces)  # before "running": a client sees them applied
                 self._set("running" if emulation.state == "running" else "degraded", emulation.detail)
         self.record.update(status="running", instances=[i.name for i in emulation.plan.instances])
         for notice in emulation.notices:
             log.warning("%s", notice)
         self.store.annotate("DEPLOY", "Topology", None)
+        for name in traces:
+            self.store.annotate(ACTIONS["trace"].annotation, name, "Parameters: start (with the deployment)")
+
+    @staticmethod
+    def _start_model_traces(traces: TracePlayer) -> list[str]:
+        try:
+            return [playback.name for playback in traces.start_autostart()]
+        except Exception as error:  # the deployment stands; GET /status/ shows each trace's state
+            log.error("starting the model's traces failed: %s", error)
+            return []
 
     def undeploy(self, wait: bool = False) -> None:
         """Start the teardown in a thread; with `wait`, return when it (or one under way) has finished."""
@@ -207,6 +227,8 @@ class Controller:
 
     def _undeploy(self, emulation: Backend | None) -> None:
         self.scenarios.cancel()
+        if self.traces is not None:
+            self.traces.close()
         self.flows.read_once()  # the last period's traffic, before the counters go
         try:
             if emulation is not None:
@@ -218,6 +240,7 @@ class Controller:
             return
         with self._lock:
             self.emulation = None
+            self.traces = None
             self._set("idle", "")
         self.record.clear()
         self.store.annotate("UNDEPLOY", "Topology", None)
@@ -284,11 +307,14 @@ class Controller:
             "instances": [],
             "networks": [],
             "warnings": [],
+            "traces": [],
         }
         if emulation is None:
             return report
         plan = emulation.plan
         report["shaping"].update(emulation.shaping_report())
+        traces = self.traces
+        report["traces"] = traces.status() if traces is not None else []
         report["warnings"] = list(plan.model.warnings) + plan.warnings + list(emulation.notices)
         started = set(emulation.started())
         report["networks"] = [
@@ -328,7 +354,7 @@ class Controller:
             request = parse_action(kind, params)
         if isinstance(request, Noop):
             return {}
-        outcome = ActionRunner(emulation).execute(
+        outcome = ActionRunner(emulation, self.traces).execute(
             request, lambda: self.emulation is emulation and self.status in ("running", "degraded"))
         self.record.applied(kind, params, [i.name for i in emulation.plan.instances])
         self.store.annotate(outcome.annotation, outcome.instance_name, outcome.params)

@@ -34,6 +34,12 @@ def dry_run(path: str, shaping: str = "auto") -> str:
     ))
     networks = [[n.name, n.bridge, str(n.subnet)] for n in plan.networks.values()]
     out.append(table(["NETWORK", "BRIDGE", "SUBNET"], networks))
+    if model.traces:
+        out.append(table(["TRACE", "APPLIES TO", "DIRECTION", "SOURCE", "MODE", "STEP", "PASS", "STARTS"],
+                         [[t.name, t.target.describe(), t.spec.direction, t.spec.trace.source, t.spec.trace.mode,
+                           f"{t.spec.trace.resolution * 1000:g}ms",
+                           f"{t.spec.trace.duration:g}s" + (" loop" if t.spec.trace.loop else " once"),
+                           "with the deployment" if t.spec.autostart else "by action"] for t in model.traces]))
     pids = {i.name: f"<pid of {i.container}>" for i in plan.instances}
     bridges = {name: n.bridge for name, n in plan.networks.items()}
     out.append("\n# ip -batch (root namespace)")

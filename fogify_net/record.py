@@ -31,11 +31,40 @@ class DeploymentRecord:
         self.path = Path(data_dir) / FILE
         self.data: dict[str, Any] | None = None
 
-    def start(self, backend: str, options: dict[str, Any], model: str) -> None:
+    def start(self, backend: str, options: dict[str, Any], model: str, files: dict[str, bytes] | None = None) -> None:
+        """`files`: those uploaded with the model (its traces), kept once beside the record
+        (`deployment-files/<n>`), not in it: the record is rewritten after every action."""
+        self._remove_files()
+        names = {}
+        if files:
+            self.files_dir.mkdir(parents=True, exist_ok=True)
+            for number, (name, content) in enumerate(sorted(files.items())):
+                (self.files_dir / str(number)).write_bytes(content)
+                names[name] = str(number)
         self.data = {"pid": os.getpid(), "started": _start_time(os.getpid()), "backend": backend,
                      "options": options, "status": "deploying", "model": model, "created": time.time(),
-                     "instances": [], "actions": []}
+                     "files": names, "instances": [], "actions": []}
         self._write()
+
+    @property
+    def files_dir(self) -> Path:
+        return self.path.parent / "deployment-files"
+
+    def files(self, data: dict[str, Any]) -> dict[str, bytes]:
+        """The files a record says were uploaded with its model (for deploying that model again)."""
+        found = {}
+        for name, stored in (data.get("files") or {}).items():
+            try:
+                found[name] = (self.files_dir / Path(str(stored)).name).read_bytes()
+            except OSError as error:
+                log.warning("file %s uploaded with the recorded model is gone (%s)", name, error)
+        return found
+
+    def _remove_files(self) -> None:
+        if self.files_dir.is_dir():
+            for path in self.files_dir.iterdir():
+                path.unlink(missing_ok=True)
+            self.files_dir.rmdir()
 
     def update(self, **fields: Any) -> None:
         if self.data is not None:
@@ -52,6 +81,7 @@ class DeploymentRecord:
     def clear(self) -> None:
         self.data = None
         self.path.unlink(missing_ok=True)
+        self._remove_files()
 
     def left_by_a_dead_process(self) -> dict[str, Any] | None:
         """The record on disk, if the process that wrote it is gone (killed, crashed)."""

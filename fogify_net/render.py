@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .model.units import format_size
+from .model.units import format_rate, format_size
 
 MECHANISMS = {
     "netem": "netem: rate (HTB), delay, jitter and loss in the kernel",
@@ -47,6 +47,31 @@ def status_table(report: dict) -> str:
     if rows:
         host = ["HOST"] if placement is not None else []
         parts.append(table(["INSTANCE", *host, "NODE", "CPUS", "MEMORY", "NETWORK", "IP", "UPLINK", "DOWNLINK"], rows))
+    traces = report.get("traces") or []
+    if traces:
+        parts.append(table(["TRACE", "APPLIES TO", "STATE", "AT", "VALUES", "STEPS", "LATE p95"],
+                           [[t["name"], t["target"], t["state"],
+                             "-" if t.get("position_s") is None else f"{t['position_s']:.1f}s",
+                             _values(t.get("values")),
+                             str(t.get("steps", 0)),
+                             "-" if t["lateness_ms"]["p95"] is None else f"{t['lateness_ms']['p95']:.1f}ms"]
+                            for t in traces]))
     for warning in report.get("warnings", []):
         parts.append(f"warning: {warning}")
     return "\n".join(parts)
+
+
+def _values(values: dict | None) -> str:
+    """A trace's current values for people: '2Mbit/s 30ms ±2ms 1% loss'."""
+    if not values:
+        return "-"
+    parts = []
+    if "bandwidth_bps" in values:
+        parts.append(format_rate(values["bandwidth_bps"]))
+    if "delay_ms" in values:
+        parts.append(f"{values['delay_ms']:g}ms")
+    if "jitter_ms" in values:
+        parts.append(f"±{values['jitter_ms']:g}ms")
+    if "loss_pct" in values:
+        parts.append(f"{values['loss_pct']:g}% loss")
+    return " ".join(parts)

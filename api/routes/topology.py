@@ -39,7 +39,11 @@ def progress():
 
 @bp.post("/topology/")
 def deploy():
-    """Deploy the fogified compose file sent as multipart field `file` (or as the raw body)."""
+    """Deploy the fogified compose file sent as multipart field `file` (or as the raw body).
+
+    The trace files the model names come as multipart fields `traces`, each with
+    the file name the model gives it.
+    """
     text = None
     upload = request.files.get("file")
     if upload is not None:
@@ -50,7 +54,8 @@ def deploy():
         text = request.get_data(as_text=True)
     if text is not None and not text.strip():
         raise BadRequest("file: the uploaded model is empty")
-    plan = controller().deploy(text)
+    files = {upload.filename: upload.read() for upload in request.files.getlist("traces") if upload.filename}
+    plan = controller().deploy(text, files)
     response = jsonify(message="OK", swarm=swarm_representation(plan), networks=network_rules(plan))
     return _status_headers(response)
 

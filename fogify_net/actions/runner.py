@@ -17,6 +17,7 @@ import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..backends.base import Backend
 from ..compile.resources import MIN_QUOTA
@@ -28,16 +29,21 @@ from ..model.actions import (
     Lifecycle,
     LinksChange,
     LinkState,
+    Move,
     NetworkChange,
     Noop,
     Partition,
     Stress,
+    TraceAction,
     VerticalScaling,
 )
 from ..model.errors import shown
 from ..model.limits import MAX_INSTANCES
-from ..model.units import format_size
-from .targets import known_label, known_network, resolve, resolve_on_network
+from ..model.units import format_duration, format_size
+from .targets import known_label, known_network, move_sources, resolve, resolve_on_network
+
+if TYPE_CHECKING:
+    from ..traces.player import TracePlayer
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +62,9 @@ LONG_RUNNING = (Command, Stress)  # no plan change: they run without the emulati
 
 
 class ActionRunner:
-    def __init__(self, emulation: Backend):
+    def __init__(self, emulation: Backend, traces: TracePlayer | None = None):
         self.emulation = emulation
+        self.traces = traces
 
     def execute(self, request, still_current: Callable[[], bool] = lambda: True) -> Outcome:
         """Run `request`; one that changes the plan holds the emulation's lock, and runs only if
@@ -67,7 +74,17 @@ class ActionRunner:
         with self.emulation.lock:
             if not still_current():
                 raise Conflict("the deployment changed meanwhile (undeployed?); nothing was done")
-            return self.run(request)
+            outcome = self.run(request)
+            if self.traces is not None and not isinstance(request, TraceAction):
+                self._refresh_traces()
+            return outcome
+
+    def _refresh_traces(self) -> None:
+        """What joined a traced network (a move, new replicas) gets the trace's current values now."""
+        try:
+            self.traces.refresh()
+        except Exception as error:  # the action is done; the plan holds the values, the next step applies them
+            log.error("giving the traces' current values to what an action changed failed: %s", error)
 
     @contextmanager
     def _applied_or_restored(self, restore: Callable[[], None], reapply: bool = True) -> Iterator[None]:
@@ -251,6 +268,69 @@ class ActionRunner:
             self.emulation.crash(self._running(instances, "crashing it again"))
         kind = "restart" if request.restart else "crash"
         return Outcome(ACTIONS[kind].annotation, str(request.target), "", {"instances": [i.name for i in instances]})
+
+    @run.register
+    def _(self, request: Move) -> Outcome:
+        known_network(self.plan, request.to)
+        if request.source is not None:
+            known_network(self.plan, request.source)
+        instances = self._running(resolve(self.plan, request.target), "moving it")
+        sources, unchanged = move_sources(self.plan, instances, request.to, request.source)
+        capacity = self.plan.model.networks[request.to].capacity
+        joining = sum(len(group) for group in sources.values())
+        if capacity is not None and len(self.plan.members(request.to)) + joining > capacity:
+            raise BadRequest(f"params.to: network {request.to!r} holds at most {capacity} instances "
+                             f"({len(self.plan.members(request.to))} are on it)")
+        moved = {}
+        done: list[tuple[str, list]] = []
+        try:
+            for source, group in sources.items():  # a backend's move is all or nothing for its group
+                self.emulation.move(group, source, request.to, request.overlap)
+                done.append((source, group))
+                for instance in group:
+                    moved[instance.name] = {"from": source, "to": request.to,
+                                            "ip": str(instance.interface(request.to).ip)}
+        except BaseException:
+            self._move_back(done, request.to)
+            raise
+        where = ", ".join(sorted(sources)) or request.source or "-"
+        overlap = f"make-before-break, overlap {format_duration(request.overlap)}" if request.overlap else \
+            "break-before-make"
+        return Outcome(ACTIONS["move"].annotation, str(request.target),
+                       f"Parameters: Network => {where} -> {request.to}, {overlap}",
+                       {"instances": moved, "unchanged": unchanged})
+
+    def _move_back(self, done: list[tuple[str, list]], to: str) -> None:
+        """Undo the groups a failed move had moved already, so that nothing is half-applied."""
+        for source, group in reversed(done):
+            try:
+                self.emulation.move(group, to, source, 0.0)
+            except Exception as error:  # the original error is the one to report
+                log.error("moving %s back to %s failed too: %s", ", ".join(i.name for i in group), source, error)
+
+    @run.register
+    def _(self, request: TraceAction) -> Outcome:
+        if self.traces is None:
+            raise Conflict("traces run with a deployment; nothing is deployed")
+        if request.inline is not None:
+            known_network(self.plan, request.inline.target.network)
+            playbacks = self.traces.start(inline=request.inline)
+        else:
+            playbacks = getattr(self.traces, request.command)(request.name)
+        failed = [p for p in playbacks if p.error] if request.command == "start" else []
+        if failed:  # its first values could not be applied: stopped again, the links given back
+            error = failed[0].error
+            for playback in failed:
+                try:
+                    self.traces.stop(playback.name)
+                except Exception as again:  # the original error is the one to report
+                    log.error("giving back the links of trace %s failed too: %s", playback.name, again)
+            raise RuntimeError(f"trace {failed[0].name}: its first values could not be applied: {error}")
+        status = self.traces.status()
+        names = {p.name for p in playbacks}
+        return Outcome(ACTIONS["trace"].annotation, request.name or "all traces",
+                       f"Parameters: {request.command} {', '.join(sorted(names)) or 'nothing to ' + request.command}",
+                       {"traces": [s for s in status if s["name"] in names]})
 
     @run.register
     def _(self, request: Noop) -> Outcome:

@@ -55,3 +55,32 @@ def resolve_on_network(plan: Plan, target: Target, network: str) -> list[Instanc
         raise BadRequest(f"params.network: {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
                          f"not on network {shown(network)}")
     return instances
+
+
+def move_sources(plan: Plan, instances: list[InstancePlan], to: str, source: str | None
+                 ) -> tuple[dict[str, list[InstancePlan]], list[str]]:
+    """The network each instance leaves to join `to`, grouped; and those already on `to` (nothing to do).
+
+    Without `source`, an instance must be on exactly one network. An instance on
+    `to` already is left alone, unless it is on `source` too (which to leave is
+    then unclear).
+    """
+    groups: dict[str, list[InstancePlan]] = {}
+    unchanged = []
+    for instance in instances:
+        networks = [i.network for i in instance.interfaces]
+        if to in networks:
+            if source is not None and source in networks:
+                raise BadRequest(f"params.to: {instance.name} is on both {source!r} and {to!r}")
+            unchanged.append(instance.name)
+            continue
+        if source is None:
+            if len(networks) != 1:
+                raise BadRequest(f"params.from: {instance.name} is on {', '.join(networks) or 'no network'}: "
+                                 "name the network it leaves")
+            groups.setdefault(networks[0], []).append(instance)
+        elif source not in networks:
+            raise BadRequest(f"params.from: {instance.name} is not on network {source!r}")
+        else:
+            groups.setdefault(source, []).append(instance)
+    return groups, unchanged

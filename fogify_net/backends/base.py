@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, ClassVar
 
@@ -137,8 +138,24 @@ class Backend(ABC):
     # --- runtime changes (the plan holds the new state already) -------------------------------
 
     @abstractmethod
-    def reshape(self) -> None:
-        """Apply the plan's current shaping, partitions and firewall rules to every instance."""
+    def reshape(self, changed: Collection[tuple[str, str]] | None = None) -> None:
+        """Apply the plan's current shaping, partitions and firewall rules to every instance.
+
+        `changed` is a hint: only these (instance, network) attachments' shaping
+        changed in the plan (a trace's step), so a backend may touch only them;
+        it may also apply everything.
+        """
+
+    @abstractmethod
+    def move(self, instances: list[InstancePlan], source: str, target: str, overlap: float) -> None:
+        """Hand the instances over from network `source` to `target`, their processes running on.
+
+        They get an address on `target`, its shaping and its names (everyone's
+        names follow), and lose `source`. With `overlap` 0 the old attachment
+        goes first (break-before-make); above 0 the new one comes first and the
+        old one stays `overlap` seconds more (make-before-break). A backend that
+        cannot do it raises BadRequest saying why.
+        """
 
     @abstractmethod
     def scale_out(self, label: str, count: int) -> list[InstancePlan]:

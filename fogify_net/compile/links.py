@@ -9,7 +9,7 @@ end is created directly inside the container's namespace (`peer ... netns
 from __future__ import annotations
 
 from .naming import ALIAS
-from .plan import InstancePlan
+from .plan import InstancePlan, InterfacePlan
 
 
 def bridge_commands(bridge: str, network: str) -> list[str]:
@@ -21,10 +21,11 @@ def bridge_commands(bridge: str, network: str) -> list[str]:
     ]
 
 
-def veth_commands(instance: InstancePlan, pid: int | str, bridges: dict[str, str]) -> list[str]:
-    """Root-namespace side: one veth pair per interface, the switch end attached to its bridge."""
+def veth_commands(instance: InstancePlan, pid: int | str, bridges: dict[str, str],
+                  interfaces: list[InterfacePlan] | None = None) -> list[str]:
+    """Root-namespace side: one veth pair per interface (all, or `interfaces`), the switch end on its bridge."""
     lines = []
-    for interface in instance.interfaces:
+    for interface in instance.interfaces if interfaces is None else interfaces:
         lines += [
             f"link add name {interface.port} type veth peer name {interface.name} netns {pid}",
             f"link set {interface.port} alias {ALIAS}:{instance.name}:{interface.network}",
@@ -34,10 +35,10 @@ def veth_commands(instance: InstancePlan, pid: int | str, bridges: dict[str, str
     return lines
 
 
-def container_commands(instance: InstancePlan) -> list[str]:
-    """Inside the container's namespace: MACs, addresses and links up."""
-    lines = ["link set lo up"]
-    for interface in instance.interfaces:
+def container_commands(instance: InstancePlan, interfaces: list[InterfacePlan] | None = None) -> list[str]:
+    """Inside the container's namespace: MACs, addresses and links up (of all interfaces, or `interfaces`)."""
+    lines = ["link set lo up"] if interfaces is None else []
+    for interface in instance.interfaces if interfaces is None else interfaces:
         lines += [f"link set {interface.name} address {interface.mac}",
                   f"addr add {interface.cidr} dev {interface.name}", f"link set {interface.name} up"]
     return lines

@@ -240,6 +240,44 @@ def _add_instances(plan: Plan, label: str, count: int, added: list[InstancePlan]
         added.append(instance)
 
 
+def attach(plan: Plan, instance: InstancePlan, network: str, position: int | None = None,
+           ip: IPv4Address | None = None) -> InterfacePlan:
+    """A new interface of `instance` on `network`: the next free address, the network's shaping as this
+    instance's blueprint sees it, and the lowest interface number it does not use (so a make-before-break
+    move, which holds both attachments for a while, never clashes on names).
+
+    It goes at `position` in the instance's list (default: last); the first
+    network an instance shares with a peer gives the names without a network.
+    `ip` takes that address instead (a failed move going back).
+    """
+    used = {int(i.name.removeprefix("eth")) for i in instance.interfaces}
+    number = min(set(range(len(used) + 1)) - used)
+    blueprint = plan.model.blueprint(instance.label)
+    definition = plan.model.network_of(blueprint, network) if blueprint else plan.model.networks[network]
+    book = plan.networks[network]
+    interface = InterfacePlan(
+        network=network,
+        name=f"eth{number}",
+        port=port_name(instance.index, number),
+        ip=book.addresses.take(ip),
+        prefixlen=book.subnet.prefixlen,
+        uplink=definition.uplink,
+        downlink=definition.downlink,
+    )
+    instance.interfaces.insert(len(instance.interfaces) if position is None else position, interface)
+    return interface
+
+
+def detach(plan: Plan, instance: InstancePlan, network: str) -> InterfacePlan:
+    """Take `instance`'s interface on `network` out of the plan and free its address."""
+    interface = instance.interface(network)
+    if interface is None:
+        raise KeyError(f"{instance.name} is not on {network}")
+    instance.interfaces.remove(interface)
+    plan.networks[network].addresses.release(interface.ip)
+    return interface
+
+
 def remove_instances(plan: Plan, label: str, count: int) -> list[InstancePlan]:
     """Take the `count` highest slots of `label` out of the plan and free their addresses."""
     victims = plan.instances_of(label)[-count:] if count > 0 else []

@@ -15,9 +15,11 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from .errors import ModelError, join, shown
-from .limits import MAX_COMMAND_TIMEOUT_S, MAX_INSTANCES
+from .fields import valid_name
+from .limits import MAX_COMMAND_TIMEOUT_S, MAX_INSTANCES, MAX_OVERLAP_S
 from .networks import directions, parse_link
-from .schema import LinkRule, Model, QoSPatch
+from .schema import BoundTrace, LinkRule, Model, QoSPatch, TraceTarget
+from .traces import parse_trace_spec
 from .units import parse_count, parse_percent, parse_seconds, parse_size
 
 _INSTANCE = re.compile(r"^(?P<label>[A-Za-z0-9]([A-Za-z0-9_-]*[A-Za-z0-9])?)(\.(?P<slot>\d+))?\Z")
@@ -101,6 +103,33 @@ class Partition:
 class Lifecycle:
     target: Target
     restart: bool  # False = crash
+
+
+@dataclass(frozen=True)
+class Move:
+    """Detach the instances from one network and attach them to another (handover).
+
+    `source` None: the network each instance leaves is the only one it is on.
+    `overlap` 0 is break-before-make; above 0 the new attachment comes first
+    and the old one stays that many seconds (make-before-break).
+    """
+
+    target: Target
+    to: str
+    source: str | None = None
+    overlap: float = 0.0
+
+
+TRACE_COMMANDS = ("start", "stop", "pause", "resume")
+
+
+@dataclass(frozen=True)
+class TraceAction:
+    """Start, stop, pause or resume a trace by name (None: every trace), or start `inline`, given in the request."""
+
+    command: str
+    name: str | None = None
+    inline: BoundTrace | None = None
 
 
 @dataclass(frozen=True)
@@ -313,6 +342,70 @@ def _lifecycle(restart: bool):
     return parse
 
 
+def _move(params: dict, path: str, model: Model | None) -> Move:
+    target = parse_target(params, path, model)
+    key = "to" if params.get("to") is not None else "network"
+    to = _network_name(params.get(key), join(path, key), model)
+    source = None
+    if params.get("from") not in (None, ""):
+        source = _network_name(params["from"], join(path, "from"), model)
+        if source == to:
+            raise ModelError(join(path, "from"), f"from and to are both {to!r}")
+    overlap = 0.0
+    if params.get("overlap") not in (None, ""):
+        overlap = parse_seconds(params["overlap"], join(path, "overlap"))
+        if overlap > MAX_OVERLAP_S:
+            raise ModelError(join(path, "overlap"), f"at most {MAX_OVERLAP_S:g} seconds")
+    return Move(target=target, to=to, source=source, overlap=overlap)
+
+
+def _trace(params: dict, path: str, model: Model | None) -> TraceAction:
+    """`command` and `name`, or an inline trace: network (+ instance_type or from_node/to_node) and points."""
+    command = str(params.get("command") or "start").lower()
+    if command not in TRACE_COMMANDS:
+        raise ModelError(join(path, "command"), f"unknown command {command!r} (use {', '.join(TRACE_COMMANDS)})")
+    inline_keys = [key for key in ("points", "mahimahi", "file") if params.get(key) is not None]
+    name = None
+    if params.get("name") not in (None, ""):
+        name = str(params["name"])
+    if not inline_keys:
+        if command == "start" and name is None:
+            raise ModelError(join(path, "name"), "missing: the trace to start (or give points inline)")
+        if name is not None and model is not None and model.trace(name) is None:
+            known = ", ".join(t.name for t in model.traces) or "none"
+            raise ModelError(join(path, "name"), f"unknown trace {name!r} (the model's: {known})")
+        return TraceAction(command=command, name=name)
+    if command != "start":
+        raise ModelError(join(path, "command"), f"points come with start, not {command}")
+    network = _network_name(params.get("network"), join(path, "network"), model)
+    label = str(params.get("instance_type") or "") or None
+    link = None
+    if params.get("from_node") is not None or params.get("to_node") is not None:
+        pair = []
+        for key in ("from_node", "to_node"):
+            pair.append(valid_name(params.get(key), join(path, key)))
+        link = (pair[0], pair[1])
+        if label is not None:
+            raise ModelError(join(path, "instance_type"), "give a label or a link (from_node, to_node), not both")
+    if label is not None:
+        label = valid_name(label, join(path, "instance_type"))
+    for key, value in (("instance_type", label), ("from_node", link and link[0]), ("to_node", link and link[1])):
+        if value is not None and model is not None:
+            blueprint = model.blueprint(value)
+            if blueprint is None:
+                raise ModelError(join(path, key), f"unknown label {value!r}")
+    default = network
+    if link is not None:
+        default = f"{link[0]}-{link[1]}@{network}"
+    elif label is not None:
+        default = f"{label}@{network}"
+    spec_keys = {"points", "mahimahi", "file", "direction", "mode", "resolution", "loop", "duration", "name"}
+    spec = parse_trace_spec({k: v for k, v in params.items() if k in spec_keys}, path, default, None,
+                            allow_files=False)
+    return TraceAction(command="start", name=spec.name,
+                       inline=BoundTrace(spec, TraceTarget(network, label=label, link=link)))
+
+
 @dataclass(frozen=True)
 class ActionKind:
     """One type of action: its name (the route /actions/<name>/ and a scenario's `type`), its
@@ -339,6 +432,8 @@ ACTIONS: dict[str, ActionKind] = {kind.name: kind for kind in (
     ActionKind("heal", _partition(heal=True), "HEAL"),
     ActionKind("crash", _lifecycle(restart=False), "CRASH"),
     ActionKind("restart", _lifecycle(restart=True), "RESTART"),
+    ActionKind("move", _move, "MOVE"),
+    ActionKind("trace", _trace, "TRACE"),
     ActionKind("noop", lambda params, path, model: Noop(), "NOOP"),
 )}
 ACTION_TYPES = frozenset(ACTIONS)

@@ -71,8 +71,13 @@ class ModelBuilder:
             {"label": label, "node": node, "service": service, "networks": networks, "replicas": replicas})
         return self
 
-    def scenario(self, name: str, actions: list[dict[str, Any]]) -> ModelBuilder:
-        self.scenarios.append({"name": name, "actions": actions})
+    def scenario(self, name: str, actions: list[dict[str, Any]],
+                 routes: list[dict[str, Any]] | None = None) -> ModelBuilder:
+        """Timed actions; `routes` move devices between networks at given times (see model/scenarios.py)."""
+        entry: dict[str, Any] = {"name": name, "actions": actions}
+        if routes:
+            entry["routes"] = routes
+        self.scenarios.append(entry)
         return self
 
     def document(self) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from .distributions import lookup
 from .errors import ModelError, join, shown
 from .fields import boolean, known_keys, mapping, sequence, valid_name
 from .schema import FirewallRule, LinkRule, Network, QoS, QoSPatch
+from .traces import TraceFiles, parse_traces
 from .units import parse_count, parse_delay, parse_percent, parse_rate
 
 
@@ -65,13 +66,14 @@ def directions(raw: dict, path: str, required: bool = False) -> tuple[QoSPatch |
     return up, down
 
 
-def parse_network(raw: Any, path: str) -> Network:
+def parse_network(raw: Any, path: str, files: TraceFiles | None = None) -> Network:
+    """A network; `files` is where its traces' files are read (none: a trace may only give points inline)."""
     raw = mapping(raw, path, "a network")
     known_keys(
         raw,
         path,
         {"name", "uplink", "downlink", "bidirectional", "links", "capacity", "subnet",
-         "firewall_rules", "packet_level_monitoring"},
+         "firewall_rules", "packet_level_monitoring", "trace"},
     )
     name = valid_name(raw.get("name"), join(path, "name"))
     up, down = directions(raw, path)
@@ -87,7 +89,7 @@ def parse_network(raw: Any, path: str) -> Network:
         name=name,
         uplink=QoS().patched(up),
         downlink=QoS().patched(down),
-        links=tuple(parse_link(item, join(links_path, i))
+        links=tuple(parse_link(item, join(links_path, i), files, network=name)
                     for i, item in enumerate(sequence(raw.get("links"), links_path))),
         capacity=capacity,
         subnet=subnet,
@@ -97,6 +99,7 @@ def parse_network(raw: Any, path: str) -> Network:
         ),
         packet_level_monitoring=boolean(raw.get("packet_level_monitoring", False),
                                         join(path, "packet_level_monitoring")),
+        traces=parse_traces(raw.get("trace"), join(path, "trace"), name, files),
     )
 
 
@@ -112,10 +115,16 @@ def parse_subnet(value: Any, path: str) -> IPv4Network:
     return subnet
 
 
-def parse_link(raw: Any, path: str) -> LinkRule:
-    """A per-pair link as Fogify writes it: properties (split per direction) or uplink + downlink."""
+def parse_link(raw: Any, path: str, files: TraceFiles | None = None, network: str | None = None) -> LinkRule:
+    """A per-pair link as Fogify writes it: properties (split per direction) or uplink + downlink.
+
+    In a model it may carry a `trace` (see traces.py); in an action it may not.
+    """
     raw = mapping(raw, path, "a link")
-    known_keys(raw, path, {"from_node", "to_node", "bidirectional", "properties", "uplink", "downlink", "parameters"})
+    known_keys(raw, path, {"from_node", "to_node", "bidirectional", "properties", "uplink", "downlink", "parameters",
+                           "trace"})
+    if raw.get("trace") is not None and network is None:
+        raise ModelError(join(path, "trace"), "a links action cannot carry a trace (use the trace action)")
     if isinstance(raw.get("parameters"), dict):  # the SDK's update_links shape
         raw = {**{k: v for k, v in raw.items() if k != "parameters"}, **raw["parameters"]}
     for key in ("from_node", "to_node"):
@@ -127,14 +136,19 @@ def parse_link(raw: Any, path: str) -> LinkRule:
     elif raw.get("uplink") is not None and raw.get("downlink") is not None:
         up = parse_qos_patch(raw["uplink"], join(path, "uplink"))
         down = parse_qos_patch(raw["downlink"], join(path, "downlink"))
+    elif raw.get("trace") is not None:  # a trace alone gives the link its properties
+        up = down = QoSPatch()
     else:
-        raise ModelError(path, "a link needs 'properties', or both 'uplink' and 'downlink'")
+        raise ModelError(path, "a link needs 'properties', or both 'uplink' and 'downlink' (or a trace)")
+    source = valid_name(raw["from_node"], join(path, "from_node"))
+    target = valid_name(raw["to_node"], join(path, "to_node"))
     return LinkRule(
-        source=valid_name(raw["from_node"], join(path, "from_node")),
-        target=valid_name(raw["to_node"], join(path, "to_node")),
+        source=source,
+        target=target,
         uplink=up,
         downlink=down,
         bidirectional=boolean(raw.get("bidirectional", False), join(path, "bidirectional")),
+        traces=parse_traces(raw.get("trace"), join(path, "trace"), f"{source}-{target}@{network}", files),
     )
 
 

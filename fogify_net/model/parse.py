@@ -19,18 +19,19 @@ from .compose import parse_service
 from .distributions import known_distributions
 from .errors import ModelError, join, shown
 from .fields import known_keys, mapping, named_list, optional_text, sequence, unique, valid_name
-from .limits import MAX_INSTANCES
+from .limits import MAX_INSTANCES, MAX_TRACES
 from .loader import load_yaml
 from .networks import parse_network
 from .scenarios import parse_scenario
-from .schema import Attachment, Blueprint, DelayDistribution, Model, Network, NodeProfile
+from .schema import Attachment, Blueprint, BoundTrace, DelayDistribution, Model, Network, NodeProfile, TraceTarget
+from .traces import TraceFiles, parse_traces
 from .units import parse_clock, parse_count, parse_size
 
 ROOT = "x-fogify"
 
 
 def load_model(path: str | Path) -> Model:
-    """Read and validate a fogified compose file; relative bind mounts resolve against its folder."""
+    """Read and validate a fogified compose file; relative bind mounts and trace files resolve against its folder."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -39,24 +40,26 @@ def load_model(path: str | Path) -> Model:
     return parse_model_text(text, base_dir=path.resolve().parent)
 
 
-def parse_model_text(text: str, base_dir: Path | None = None,
+def parse_model_text(text: str, base_dir: Path | None = None, files: dict[str, bytes] | None = None,
                      distributions: Mapping[str, DelayDistribution] | None = None) -> Model:
-    return parse_model(load_yaml(text), base_dir=base_dir, distributions=distributions)
+    return parse_model(load_yaml(text), base_dir=base_dir, files=files, distributions=distributions)
 
 
-def parse_model(data: Any, base_dir: Path | None = None,
+def parse_model(data: Any, base_dir: Path | None = None, files: dict[str, bytes] | None = None,
                 distributions: Mapping[str, DelayDistribution] | None = None) -> Model:
     """Validate a compose document already loaded into Python objects.
 
+    Trace files are read from `files` (name as the model writes it -> content,
+    what a client uploaded with the model) first, then from `base_dir`.
     `distributions` are the custom delay distributions its latencies may name
     (made by POST /generate-network-distribution/<name>/); the model keeps them.
     """
     with known_distributions(distributions or {}):
-        model = _parse_model(data, base_dir)
+        model = _parse_model(data, base_dir, TraceFiles(base_dir, dict(files or {})))
     return replace(model, distributions=dict(distributions or {}))
 
 
-def _parse_model(data: Any, base_dir: Path | None) -> Model:
+def _parse_model(data: Any, base_dir: Path | None, traces: TraceFiles) -> Model:
     doc = mapping(data, "", "a docker-compose document")
     warnings: list[str] = []
     services = {
@@ -67,10 +70,11 @@ def _parse_model(data: Any, base_dir: Path | None) -> Model:
     known_keys(fog, ROOT, {"nodes", "networks", "topology", "scenarios"})
 
     nodes = named_list(fog.get("nodes", []), join(ROOT, "nodes"), _node)
-    networks = named_list(fog.get("networks", []), join(ROOT, "networks"), parse_network)
+    networks = named_list(fog.get("networks", []), join(ROOT, "networks"),
+                          lambda raw, path: parse_network(raw, path, traces))
     topology_path = join(ROOT, "topology")
     blueprints = tuple(
-        _blueprint(raw, join(topology_path, i), services, nodes, networks)
+        _blueprint(raw, join(topology_path, i), services, nodes, networks, traces)
         for i, raw in enumerate(sequence(fog.get("topology"), topology_path))
     )
     if not blueprints:
@@ -79,7 +83,8 @@ def _parse_model(data: Any, base_dir: Path | None) -> Model:
     total = sum(b.replicas for b in blueprints)
     if total > MAX_INSTANCES:
         raise ModelError(topology_path, f"{total} instances; a deployment has at most {MAX_INSTANCES}")
-    model = Model(services, nodes, networks, blueprints, {}, ())
+    bound = _bound_traces(networks, blueprints)
+    model = Model(services, nodes, networks, blueprints, {}, (), bound)
     _check_network_references(model)
     scenarios = named_list(
         fog.get("scenarios", []), join(ROOT, "scenarios"), lambda raw, path: parse_scenario(raw, path, model)
@@ -88,7 +93,29 @@ def _parse_model(data: Any, base_dir: Path | None) -> Model:
     used = {b.service for b in blueprints}
     warnings += [f"services.{name}: not used by any blueprint, so not deployed"
                  for name in services if name not in used]
-    return Model(services, nodes, networks, blueprints, scenarios, tuple(warnings))
+    return Model(services, nodes, networks, blueprints, scenarios, tuple(warnings), bound)
+
+
+def _bound_traces(networks: dict, blueprints: tuple[Blueprint, ...]) -> tuple[BoundTrace, ...]:
+    """Every trace of the model with the place it applies to; names must be unique."""
+    bound = []
+    for network in networks.values():
+        bound += [BoundTrace(spec, TraceTarget(network.name)) for spec in network.traces]
+        for link in network.links:
+            bound += [BoundTrace(spec, TraceTarget(network.name, link=(link.source, link.target)))
+                      for spec in link.traces]
+    for blueprint in blueprints:
+        for attachment in blueprint.networks:
+            bound += [BoundTrace(spec, TraceTarget(attachment.network, label=blueprint.label))
+                      for spec in attachment.traces]
+    if len(bound) > MAX_TRACES:
+        raise ModelError(join(ROOT, "networks"), f"{len(bound)} traces; a deployment plays at most {MAX_TRACES}")
+    seen: set[str] = set()
+    for trace in bound:
+        if trace.name in seen:
+            raise ModelError(join(ROOT, "networks"), f"two traces are named {trace.name!r}: give one a name")
+        seen.add(trace.name)
+    return tuple(bound)
 
 
 # --- nodes ------------------------------------------------------------------------
@@ -121,7 +148,8 @@ def _node(raw: Any, path: str) -> NodeProfile:
 # --- topology ---------------------------------------------------------------------
 
 
-def _blueprint(raw: Any, path: str, services: dict, nodes: dict, networks: dict) -> Blueprint:
+def _blueprint(raw: Any, path: str, services: dict, nodes: dict, networks: dict,
+               traces: TraceFiles | None = None) -> Blueprint:
     raw = mapping(raw, path, "a blueprint")
     known_keys(raw, path, {"node", "service", "label", "replicas", "networks", "placement"})
     for key in ("node", "service", "label"):
@@ -137,7 +165,7 @@ def _blueprint(raw: Any, path: str, services: dict, nodes: dict, networks: dict)
     replicas = parse_count(raw.get("replicas", 1), join(path, "replicas"), minimum=0)
     nets_path = join(path, "networks")
     attachments = tuple(
-        _attachment(item, join(nets_path, i), networks, label)
+        _attachment(item, join(nets_path, i), networks, label, traces)
         for i, item in enumerate(sequence(raw.get("networks"), nets_path))
     )
     unique([a.network for a in attachments], nets_path, "network")
@@ -158,8 +186,8 @@ def _blueprint(raw: Any, path: str, services: dict, nodes: dict, networks: dict)
     )
 
 
-def _attachment(raw: Any, path: str, networks: dict, label: str) -> Attachment:
-    """A network entry of a blueprint: a name, {name, ip}, or a full inline definition."""
+def _attachment(raw: Any, path: str, networks: dict, label: str, traces: TraceFiles | None = None) -> Attachment:
+    """A network entry of a blueprint: a name, {name, ip}, or a full inline definition; `trace` with any."""
     name_path = path if isinstance(raw, str) else join(path, "name")
     if isinstance(raw, str):
         raw = {"name": raw}
@@ -176,11 +204,12 @@ def _attachment(raw: Any, path: str, networks: dict, label: str) -> Attachment:
     inline = any(raw.get(key) is not None for key in ("uplink", "downlink", "bidirectional"))
     override = None
     if inline:
-        override = parse_network({k: v for k, v in raw.items() if k != "ip"}, path)
+        override = parse_network({k: v for k, v in raw.items() if k not in ("ip", "trace")}, path)
         _check_override(override, networks[name], path, label)
     else:
-        known_keys(raw, path, {"name", "ip"})
-    return Attachment(network=name, ip=ip, override=override)
+        known_keys(raw, path, {"name", "ip", "trace"})
+    own = parse_traces(raw.get("trace"), join(path, "trace"), f"{label}@{name}", traces)
+    return Attachment(network=name, ip=ip, override=override, traces=own)
 
 
 def _check_override(override: Network, network: Network, path: str, label: str) -> None:

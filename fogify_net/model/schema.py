@@ -13,6 +13,8 @@ from typing import Any
 
 DISTRIBUTIONS = ("uniform", "normal", "pareto", "paretonormal")  # built in (netem's tables, fogify-delayd's)
 TABLE_SCALE = 8192  # a delay table entry of 8192 is one standard deviation (netem's NETEM_DIST_SCALE)
+TRACE_MODES = ("step", "linear")
+TRACE_DIRECTIONS = ("bidirectional", "uplink", "downlink")
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,74 @@ class QoSPatch:
 
 
 @dataclass(frozen=True)
+class TracePoint:
+    """A trace's values from `time` (seconds after its start) on; fields it does not give keep theirs."""
+
+    time: float
+    values: QoSPatch  # rate, delay, jitter, loss
+
+
+@dataclass(frozen=True)
+class Trace:
+    """Link properties over time: points stepped or interpolated at `resolution`, once or looping.
+
+    `duration` is one pass (the loop's period); a trace that does not loop
+    ends there and its last values stay.
+    """
+
+    points: tuple[TracePoint, ...]
+    duration: float
+    mode: str = "step"  # step or linear
+    resolution: float = 0.1  # seconds between two applications at most
+    loop: bool = True
+    source: str = "inline"  # the file it came from, for messages and the status
+
+
+@dataclass(frozen=True)
+class TraceSpec:
+    """A trace as a network, a blueprint's network entry or a links rule gives it.
+
+    `direction` says what the trace's values describe: the host-to-host path
+    (`bidirectional`, split per direction as the model's bidirectional is) or
+    one direction as it is. `autostart` traces start with the deployment; the
+    others wait for a `trace` action (a scenario's, say).
+    """
+
+    name: str
+    trace: Trace
+    direction: str = "bidirectional"
+    autostart: bool = True
+
+
+@dataclass(frozen=True)
+class TraceTarget:
+    """Where a trace applies: every attachment to `network`, one label's, or one links rule's pair."""
+
+    network: str
+    label: str | None = None  # a blueprint's entry: only this label's instances
+    link: tuple[str, str] | None = None  # a links rule: (from_node, to_node)
+
+    def describe(self) -> str:
+        if self.link is not None:
+            return f"link {self.link[0]}->{self.link[1]} on {self.network}"
+        if self.label is not None:
+            return f"{self.label} on {self.network}"
+        return f"network {self.network}"
+
+
+@dataclass(frozen=True)
+class BoundTrace:
+    """A trace and the place it applies to."""
+
+    spec: TraceSpec
+    target: TraceTarget
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+@dataclass(frozen=True)
 class LinkRule:
     """A per-pair override: traffic between `source` and `target` labels on one network.
 
@@ -127,6 +197,7 @@ class LinkRule:
     uplink: QoSPatch
     downlink: QoSPatch
     bidirectional: bool = False
+    traces: tuple[TraceSpec, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True)
@@ -151,6 +222,7 @@ class Network:
     subnet: IPv4Network | None = None
     firewall_rules: tuple[FirewallRule, ...] = ()
     packet_level_monitoring: bool = False
+    traces: tuple[TraceSpec, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -195,6 +267,7 @@ class Attachment:
     network: str
     ip: IPv4Address | None = None
     override: Network | None = None
+    traces: tuple[TraceSpec, ...] = ()  # this blueprint's own traces on the network
 
 
 @dataclass(frozen=True)
@@ -239,7 +312,11 @@ class Model:
     blueprints: tuple[Blueprint, ...]
     scenarios: dict[str, Scenario] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+    traces: tuple[BoundTrace, ...] = ()  # every trace the model declares, where it applies
     distributions: dict[str, DelayDistribution] = field(default_factory=dict)  # custom ones known at parse time
+
+    def trace(self, name: str) -> BoundTrace | None:
+        return next((t for t in self.traces if t.name == name), None)
 
     def blueprint(self, label: str) -> Blueprint | None:
         return next((b for b in self.blueprints if b.label == label), None)

@@ -69,8 +69,10 @@ class FogifySDK(DeploymentMixin, ScenariosMixin, ModelMixin, ActionsMixin, Metri
         self.data: dict = {}
         self.annotations: pd.DataFrame = annotations_frame([])
         self.fogify_yaml = None
+        self.compose_dir: str | None = None  # where the model's relative trace files are
         self._session = requests.Session()
         if docker_compose:
+            self.compose_dir = os.path.dirname(os.path.abspath(docker_compose))
             try:
                 with open(docker_compose, "r") as handle:
                     self.docker_compose = handle.read()

@@ -45,6 +45,8 @@ class Action_type(Enum):  # Fogify's public name, kept for compatibility
     HEAL = "HEAL", "heal"
     CRASH = "CRASH", "crash"
     RESTART = "RESTART", "restart"
+    MOVE = "MOVE", "move"
+    TRACE = "TRACE", "trace"
 
     def __new__(cls, value: str, route: str) -> Self:
         member = object.__new__(cls)
@@ -206,6 +208,44 @@ class ActionsMixin(HttpMixin):
         """Start crashed instances again (with their shaping, names and monitoring)."""
         return self._post_action(Action_type.RESTART, {"instance_type": instance_type,
                                                        "instances": num_of_instances})
+
+    def move(self, instance_type: str, to: str, from_network: str | None = None,
+             overlap: float | str | None = None, num_of_instances: int | None = 1) -> dict:
+        """Hand instances over from one network to another (a car driving into the next region).
+
+        They keep running; they get an address, the shaping and the names of
+        ``to``. ``from_network`` is the network they leave (needed when they are
+        on more than one). ``overlap`` (seconds, or ``"500ms"``) keeps the old
+        attachment that long after the new one works (make-before-break);
+        without it the old one goes first. ``num_of_instances=None`` moves every
+        replica of a label. The answer's ``instances`` maps each moved instance
+        to ``{from, to, ip}``.
+        """
+        params: dict = {"instance_type": instance_type, "to": to}
+        if num_of_instances is not None:
+            params["instances"] = num_of_instances
+        if from_network is not None:
+            params["from"] = from_network
+        if overlap is not None:
+            params["overlap"] = overlap
+        return self._post_action(Action_type.MOVE, params)
+
+    def trace(self, command: str = "start", name: str | None = None, network: str | None = None,
+              points: list | None = None, **options: Any) -> dict:
+        """Start, stop, pause or resume a trace of the model by name (all of them without a name), or
+        start one given here: ``network`` (with ``instance_type`` for one label's instances, or
+        ``from_node``/``to_node`` for a links rule) and ``points``, a list of
+        ``{time_s, bandwidth, delay, jitter, loss}``; options ``direction``, ``mode``, ``resolution``,
+        ``loop``, ``duration``, ``name``. Returns the API's answer; ``traces`` holds each trace's state.
+        """
+        params: dict = {"command": command, **options}
+        if name is not None:
+            params["name"] = name
+        if network is not None:
+            params["network"] = network
+        if points is not None:
+            params["points"] = points
+        return self._post_action(Action_type.TRACE, params)
 
 
 def _check_cpu_change(cpu: Any) -> None:

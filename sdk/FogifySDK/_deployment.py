@@ -109,8 +109,9 @@ class DeploymentMixin(ModelMixin, MetricsMixin):
         read_timeout = max(self.http_timeout, timeout)
         if self.docker_compose is None:
             return self._call("POST", TOPOLOGY_URL, timeout=read_timeout)
+        traces = [("traces", (name, data)) for name, data in self.trace_files().items()]
         with self.upload_file() as handle:
-            return self._call("POST", TOPOLOGY_URL, files={"file": handle}, timeout=read_timeout)
+            return self._call("POST", TOPOLOGY_URL, files=[("file", handle), *traces], timeout=read_timeout)
 
     def _planned_replicas(self, answer: dict) -> dict:
         """Replicas per service from the deploy answer (Fogify's ``swarm`` dict), else from the model."""

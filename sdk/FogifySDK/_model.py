@@ -27,6 +27,7 @@ class ModelMixin:
     scenarios: list
     services: list
     fogify_yaml: IO[bytes] | None  # the last upload_file()'s handle
+    compose_dir: str | None  # the compose file's folder: relative trace files are read from there
 
     def check_docker_swarm_existence(self) -> None:
         """Model builders need a compose file to extend."""
@@ -74,6 +75,33 @@ class ModelMixin:
         if remove_file:
             os.remove(FOGIFY_FILE)
         return self.fogify_yaml
+
+    def trace_files(self) -> dict[str, bytes]:
+        """The files the model's traces name (``trace: <file>`` or ``{file: ...}`` on a network, a links
+        rule or a blueprint's network entry), read from the compose file's folder, by the name written.
+
+        :meth:`deploy` uploads them with the model, so the API need not see this machine's files.
+        """
+        names: list[str] = []
+        for network in self.networks:
+            if isinstance(network, dict):
+                names += _trace_names(network.get("trace"))
+                for link in network.get("links") or []:
+                    if isinstance(link, dict):
+                        names += _trace_names(link.get("trace"))
+        for blueprint in self.topology:
+            for entry in (blueprint.get("networks") or []) if isinstance(blueprint, dict) else []:
+                if isinstance(entry, dict):
+                    names += _trace_names(entry.get("trace"))
+        files = {}
+        for name in dict.fromkeys(names):
+            path = os.path.join(self.compose_dir or os.getcwd(), os.path.expanduser(name))
+            try:
+                with open(path, "rb") as handle:
+                    files[name] = handle.read()
+            except OSError as error:
+                raise ExceptionFogifySDK(f"The trace file {name} cannot be read: {error.strerror}") from None
+        return files
 
     def add_node(self, name: str, cpu_cores: int, cpu_freq: int, memory: str, disk: str = "") -> None:
         """Add a node profile (cores, clock speed in MHz, memory like ``"2G"``)."""
@@ -139,3 +167,10 @@ class ModelMixin:
                 raise ExceptionFogifySDK(f"There is no network with name {name} in your model.")
         self.topology.append({"service": service, "node": device, "networks": networks,
                               "label": label, "replicas": replicas})
+
+
+def _trace_names(raw) -> list[str]:
+    """The file names in a ``trace`` value: a name, ``{file: name}``, or a list of them."""
+    items = raw if isinstance(raw, list) else [raw]
+    return [item if isinstance(item, str) else item["file"] for item in items
+            if isinstance(item, str) or (isinstance(item, dict) and isinstance(item.get("file"), str))]

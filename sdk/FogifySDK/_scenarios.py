@@ -68,14 +68,74 @@ def select_scenario(scenarios: list, name: str | None) -> dict:
 
 
 def plan_scenario(scenario: dict) -> list[PlannedAction]:
-    """The scenario's actions, checked and ordered by ``position``."""
+    """The scenario's actions, checked and ordered by ``position``, with its routes' moves merged in by time.
+
+    A route (``routes: [{instance_type, instances, overlap, route: [{at, network}, ...]}]``) moves
+    its device at each waypoint after the first, ``at`` seconds after the scenario's start, as the
+    API does with it.
+    """
     name = scenario.get("name", "?")
     entries = scenario.get("actions") or []
     if not isinstance(entries, list):
         raise ExceptionFogifySDK(f"scenarios[{name}].actions: expected a list")
     plan = [plan_action(entry, index, f"scenarios[{name}].actions[{index}]")
             for index, entry in enumerate(entries)]
-    return sorted(plan, key=lambda step: step.position)
+    plan.sort(key=lambda step: step.position)
+    routes = scenario.get("routes") or []
+    if not isinstance(routes, list):
+        raise ExceptionFogifySDK(f"scenarios[{name}].routes: expected a list")
+    moves = [move for index, route in enumerate(routes)
+             for move in route_moves(route, f"scenarios[{name}].routes[{index}]")]
+    return merge_moves(plan, moves) if moves else plan
+
+
+def route_moves(route: Any, where: str) -> list[tuple[float, PlannedAction]]:
+    """(seconds from the start, move) for each waypoint of a route after the first."""
+    if not isinstance(route, dict) or not isinstance(route.get("route"), list) or len(route["route"]) < 2:
+        raise ExceptionFogifySDK(f"{where}.route: expected at least two waypoints {{at, network}}")
+    target = {"instance_type": route.get("instance_type")}
+    if route.get("instances") is not None:
+        target["instances"] = route["instances"]
+    moves, previous = [], None
+    for index, waypoint in enumerate(route["route"]):
+        if not isinstance(waypoint, dict) or "network" not in waypoint or "at" not in waypoint:
+            raise ExceptionFogifySDK(f"{where}.route[{index}]: expected {{at, network}}")
+        at = _seconds(waypoint["at"], f"{where}.route[{index}].at")
+        if previous is not None:
+            params = {**target, "from": previous, "to": waypoint["network"],
+                      "overlap": waypoint.get("overlap", route.get("overlap", 0))}
+            moves.append((at, PlannedAction(0, 0.0, Action_type.MOVE, params)))
+        previous = waypoint["network"]
+    return moves
+
+
+def merge_moves(plan: list[PlannedAction], moves: list[tuple[float, PlannedAction]]) -> list[PlannedAction]:
+    """Actions and moves in time order (the actions first at the same time), waits and positions recomputed."""
+    timed, clock = [], 0.0
+    for step in plan:
+        clock += step.time
+        timed.append((clock, 0, step))
+    timed += [(at, 1, move) for at, move in moves]
+    timed.sort(key=lambda item: (item[0], item[1]))
+    merged, previous = [], 0.0
+    for position, (at, _, step) in enumerate(timed):
+        merged.append(PlannedAction(position, round(at - previous, 6), step.action_type, step.params))
+        previous = at
+    return merged
+
+
+def _seconds(value: Any, where: str) -> float:
+    """Seconds as a scenario writes them: 30, "30", "30s", "500ms"."""
+    text = str(value).strip().lower()
+    factor = 1.0
+    for suffix, scale in (("ms", 0.001), ("s", 1.0)):
+        if text.endswith(suffix):
+            text, factor = text[: -len(suffix)], scale
+            break
+    try:
+        return float(text) * factor
+    except ValueError:
+        raise ExceptionFogifySDK(f"{where}: expected seconds, got {value!r}") from None
 
 
 def plan_action(entry: Any, index: int, where: str = "action") -> PlannedAction:

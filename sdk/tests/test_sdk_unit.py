@@ -1008,3 +1008,57 @@ def test_no_stray_files_left_in_the_cwd(fogify, api, tmp_path):
     api.answer("GET", "/topology/", topology(3))
     fogify.deploy(timeout=5)
     assert sorted(os.listdir(tmp_path)) == ["docker-compose.yaml"]
+
+
+# --------------------------------------------------------------------------- mobility and traces
+
+
+@pytest.mark.parametrize("call, path, body", [
+    (lambda f: f.move("car-workload-1", "edge-net-2"), "/actions/move/",
+     {"instance_type": "car-workload-1", "to": "edge-net-2", "instances": 1}),
+    (lambda f: f.move("car-workload-1", "edge-net-2", "edge-net-1", overlap="500ms", num_of_instances=None),
+     "/actions/move/", {"instance_type": "car-workload-1", "to": "edge-net-2", "from": "edge-net-1",
+                        "overlap": "500ms"}),
+    (lambda f: f.trace("pause"), "/actions/trace/", {"command": "pause"}),
+    (lambda f: f.trace("stop", "edge-net-1"), "/actions/trace/", {"command": "stop", "name": "edge-net-1"}),
+    (lambda f: f.trace(network="edge-net-1", points=[{"time_s": 0, "delay": "20ms"}], instance_type="mec-svc-1",
+                       mode="linear", loop=False),
+     "/actions/trace/", {"command": "start", "network": "edge-net-1", "instance_type": "mec-svc-1",
+                         "points": [{"time_s": 0, "delay": "20ms"}], "mode": "linear", "loop": False}),
+])
+def test_move_and_trace_bodies(fogify, api, call, path, body):
+    api.answer("POST", path, OK)
+    assert call(fogify) == {"message": "OK"}
+    assert params_of(api, path) == {"params": body}
+
+
+def test_a_route_becomes_moves_in_a_client_side_scenario():
+    plan = plan_scenario({"name": "drive", "actions": [{"time": 10, "action": "NOOP"}],
+                          "routes": [{"instance_type": "car", "instances": 1, "overlap": "200ms",
+                                      "route": [{"at": 0, "network": "r1"}, {"at": "5s", "network": "r2"},
+                                                {"at": 12, "network": "r1", "overlap": 0}]}]})
+    assert [(step.position, step.time, step.action_type) for step in plan] == [
+        (0, 5, Action_type.MOVE), (1, 5, None), (2, 2, Action_type.MOVE)]
+    assert plan[0].params == {"instance_type": "car", "instances": 1, "from": "r1", "to": "r2", "overlap": "200ms"}
+    assert plan[2].params["overlap"] == 0
+    with pytest.raises(ExceptionFogifySDK, match=r"routes\[0\].route: expected at least two waypoints"):
+        plan_scenario({"name": "d", "routes": [{"instance_type": "car", "route": [{"at": 0, "network": "r1"}]}]})
+
+
+def test_deploy_uploads_the_trace_files_the_model_names(api, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    document = yaml.safe_load(SEED_COMPOSE)
+    document["x-fogify"]["networks"][1]["trace"] = "traces/cell.csv"
+    (tmp_path / "traces").mkdir()
+    (tmp_path / "traces" / "cell.csv").write_text("time_s,delay\n0,5\n")
+    (tmp_path / "m.yaml").write_text(yaml.safe_dump(document))
+    client = FogifySDK(api.url, str(tmp_path / "m.yaml"))
+    answer_cleaning(api)
+    api.answer("POST", "/topology/", DEPLOY_ANSWER)
+    api.answer("GET", "/topology/", topology(3))
+    client.deploy(timeout=5)
+    (sent,) = api.sent("POST", "/topology/")
+    assert sent["files"]["traces"] == b"time_s,delay\n0,5\n"
+    (tmp_path / "traces" / "cell.csv").unlink()
+    with pytest.raises(ExceptionFogifySDK, match="trace file traces/cell.csv cannot be read"):
+        client.deploy(timeout=5)

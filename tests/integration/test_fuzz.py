@@ -55,6 +55,8 @@ def model_cases() -> list[tuple[str, bytes]]:
                                                          {}, "abc", 12, True, "nanMbps", "infMbps"],
         "x-fogify.networks.0.bidirectional.latency.delay": ["61m", "-1ms", "1e400ms", "5parsecs", [], "inf", "nan"],
         "x-fogify.networks.0.bidirectional.drop": ["101%", "-1%", "x%", "1e400%"],
+        "x-fogify.networks.0.trace": ["/etc/shadow", "../../etc/passwd", [], {"points": []}, 5,
+                                      {"mahimahi": [0, int("1" * 400)]}, {"points": [{"time_s": "nan", "delay": 1}]}],
         "x-fogify.nodes.0.capabilities.processor.cores": [int("9" * 400), -1, 0, 1.5, "many", None, 10**12],
         "x-fogify.nodes.0.capabilities.processor.clock_speed": ["1e308GHz", 0, -5, "fast", float("nan")],
         "x-fogify.nodes.0.capabilities.memory": ["1e300T", "0M", "-1G", "12XB", 5, None],
@@ -118,7 +120,7 @@ def action_cases() -> list[tuple[str, str, object]]:
     """(what, action type, JSON body) for every hostile action request; the deployment runs meanwhile."""
     cases: list[tuple[str, str, object]] = []
     kinds = ["horizontal_scaling", "vertical_scaling", "network", "links", "stress", "command", "link_down",
-             "link_up", "partition", "heal", "crash", "restart"]
+             "link_up", "partition", "heal", "crash", "restart", "move", "trace"]
     for kind in kinds:
         cases += [
             (f"{kind}: no params", kind, {}),
@@ -180,6 +182,25 @@ def action_cases() -> list[tuple[str, str, object]]:
         ("partition without to", "partition", {"params": {"from": "a"}}),
         ("restart a replica beyond the last", "restart", {"params": {"instance_type": "a.9"}}),
         ("crash a replica beyond the last", "crash", {"params": {"instance_type": "b.2"}}),
+        ("move to an unknown network", "move", {"params": {"instance_type": "a", "to": "nosuch"}}),
+        ("move from a network it is not on", "move", {"params": {"instance_type": "a", "from": "wan", "to": "lan"}}),
+        ("move overlap nan", "move", {"params": {"instance_type": "a", "to": "lan", "overlap": "nan"}}),
+        ("move overlap 1e400", "move", {"params": {"instance_type": "a", "to": "lan", "overlap": "1e400"}}),
+        ("move overlap an hour", "move", {"params": {"instance_type": "a", "to": "lan", "overlap": 3600}}),
+        ("trace an unknown one", "trace", {"params": {"command": "stop", "name": "nosuch"}}),
+        ("trace rewind", "trace", {"params": {"command": "rewind"}}),
+        ("trace a server file", "trace", {"params": {"network": "lan", "file": "/etc/shadow"}}),
+        ("trace time 1e300", "trace", {"params": {"network": "lan", "points": [{"time_s": 1e300, "delay": 1}]}}),
+        ("trace mahimahi 10**400", "trace", {"params": {"network": "lan", "mahimahi": [0, int("1" * 400)]}}),
+        ("trace a billion linear steps", "trace", {"params": {"network": "lan", "mode": "linear",
+                                                             "resolution": "10ms", "duration": "600000s",
+                                                             "points": [{"time_s": 0, "delay": 1}]}}),
+        ("trace bandwidth 1e20", "trace", {"params": {"network": "lan", "points": [{"time_s": 0,
+                                                                                     "bandwidth": 1e20}]}}),
+        ("trace delay nan", "trace", {"params": {"network": "lan", "points": [{"time_s": 0, "delay": "nan"}]}}),
+        ("trace without points", "trace", {"params": {"network": "lan", "points": []}}),
+        ("trace on an unknown network", "trace", {"params": {"network": "nosuch",
+                                                            "points": [{"time_s": 0, "delay": 1}]}}),
         ("unknown type", "fly", {"params": {"instance_type": "a"}}),
         ("type with a newline", "network%0A", {"params": {"instance_type": "a"}}),
     ]

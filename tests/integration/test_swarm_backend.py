@@ -333,6 +333,26 @@ def test_single_node_swarm(image_archive: Path, clean: None) -> None:
             interface.uplink = before_spread
             backend.reshape()
 
+            # A trace drives links on Swarm too: each step is a reshape, which the agents apply as a
+            # difference. db's path delay follows 20 ms, then 60 ms after 1.5 s; stopping gives back none.
+            from fogify_net.model.schema import BoundTrace, TraceTarget
+            from fogify_net.model.traces import parse_trace_spec
+            from fogify_net.traces.player import TracePlayer
+
+            player = TracePlayer(backend)
+            spec = parse_trace_spec({"points": [{"time_s": 0, "delay": "20ms"}, {"time_s": 1.5, "delay": "60ms"}],
+                                     "loop": False, "name": "db-cell"}, "t", "t", None)
+            player.start(inline=BoundTrace(spec, TraceTarget("lan", label="db")))
+            first = median(ping(web1, ip_db, count=10))
+            time.sleep(max(0.0, player.get("db-cell").origin + 1.6 - time.monotonic()))
+            second = median(ping(web1, ip_db, count=10))
+            late = report("trace on Swarm: RTT web.1 -> db.1 per step, ms; step lateness max, ms",
+                          (first, second, player.status()[0]["lateness_ms"]["max"]))
+            assert 19.5 <= first < 23 and 59.5 <= second < 63, late
+            player.stop("db-cell")
+            player.close()
+            assert median(ping(web1, ip_db, count=10)) < 5
+
             # Stress from the node's agent, without tools in the image: its CPU counts against web.1.
             from fogify_net.model.actions import Stress
 

@@ -90,3 +90,24 @@ def _rows(summary: str, title: str) -> list[dict[str, str]]:
             break
         rows.append(dict(zip(header, line.split())))
     return rows
+
+
+def test_the_mobility_scenario_moves_cars_and_their_latency_follows_them(api, tmp_path):
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, str(REPO / "examples/taxi/mobility.py"), "--url", api, "--out", str(out), "--scale", "0.4"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert (out / "mobility_latency.png").stat().st_size > 20_000
+    medians = {}
+    for line in (out / "mobility_summary.txt").read_text().splitlines()[2:]:
+        car, *parts = line.split()
+        medians[car] = [float(value) for value in parts[::3]]  # "24.2 (region 1)" -> 24.2
+    mover_1, mover_2 = medians["car-workload-1.1"], medians["car-workload-2.1"]
+    assert mover_1[1] > 2 * mover_1[0] and mover_1[1] > 2 * mover_1[2], medians  # region 1 -> 2 -> 1
+    assert mover_2[0] > 2 * mover_2[1] and mover_2[2] > 2 * mover_2[1], medians  # region 2 -> 1 -> 2
+    for car in ("car-workload-1.2", "car-workload-2.2"):  # they stay where they are
+        assert max(medians[car]) < 1.5 * min(medians[car]), medians
+    moves = [r for r in requests.get(f"{api}/annotations/").json() if r["annotation"] == "MOVE"]
+    assert len(moves) == 4, moves

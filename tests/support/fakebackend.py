@@ -1,8 +1,10 @@
 """A Backend that keeps everything in memory, for unit tests of the controller, the API and the actions.
 
 It does what the contract says to the plan and records what it was asked;
-`fail_reshape` makes the next reshape fail, `hold` makes reshape wait on an
-event (to catch two actions overlapping). Registered by tests as "fake".
+`fail_reshape` makes the next reshape fail, `fail_move` the next moves (before
+they change anything, as the contract asks of a failed move), `hold` makes
+reshape wait on an event (to catch two actions overlapping). Registered by
+tests as "fake".
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import threading
 
 from fogify_net.backends.base import Backend, Samples, TaskFacts
-from fogify_net.compile.plan import add_instances, remove_instances
+from fogify_net.compile.plan import add_instances, attach, detach, remove_instances
 
 
 class FakeBackend(Backend):
@@ -22,6 +24,8 @@ class FakeBackend(Backend):
         self.running: list[str] = []
         self.calls: list[str] = []
         self.fail_reshape = 0  # reshapes still to fail
+        self.fail_move = 0  # moves still to fail
+        self.moves: list[tuple[list[str], str, str, float]] = []  # (instances, from, to, overlap) that succeeded
         self.hold: threading.Event | None = None
         self.inside = 0  # reshapes running now
         self.overlaps = 0
@@ -35,7 +39,7 @@ class FakeBackend(Backend):
         return []
 
     def task_facts(self) -> dict:
-        return {name: TaskFacts(name, "here", name, 0, "running") for name in self.running}
+        return {name: TaskFacts(name, "here", name, 0, "running", "2026-01-01T00:00:00Z") for name in self.running}
 
     def _bring_up(self, progress) -> None:
         self.running = [i.name for i in self.plan.instances]
@@ -49,7 +53,7 @@ class FakeBackend(Backend):
     def started(self) -> list[str]:
         return list(self.running)
 
-    def reshape(self) -> None:
+    def reshape(self, changed=None) -> None:
         with self.lock:
             self.inside += 1
             self.overlaps += self.inside > 1
@@ -64,6 +68,18 @@ class FakeBackend(Backend):
                                      for i in self.plan.instances})
             finally:
                 self.inside -= 1
+
+    def move(self, instances, source, target, overlap) -> None:
+        with self.lock:
+            if self.fail_move:
+                self.fail_move -= 1
+                raise RuntimeError("ip: RTNETLINK answers: File exists")
+            for instance in instances:
+                position = instance.interfaces.index(instance.interface(source))
+                detach(self.plan, instance, source)
+                attach(self.plan, instance, target, position)
+            self.reshape()
+            self.moves.append(([i.name for i in instances], source, target, overlap))
 
     def scale_out(self, label, count):
         with self.lock:

@@ -18,7 +18,7 @@ LAYERS = [
     {"compile"},
     {"host", "render"},
     {"backends"},
-    {"actions", "scenarios", "monitoring", "dryrun", "doctor", "record"},
+    {"actions", "scenarios", "monitoring", "traces", "dryrun", "doctor", "record"},
     {"controller"},
     {"cli"},
 ]

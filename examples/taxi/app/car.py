@@ -2,7 +2,9 @@
 
 A car does not know its region. It is attached to one regional network, and
 the emulator writes into its /etc/hosts only the names of the networks it is
-on, so the first edge candidate whose name resolves is its own edge.
+on, so the first edge candidate whose name resolves is its own edge. It looks
+again every second: a car the emulator moves to another region's network
+(a `move` action, a scenario's route) finds that region's edge by itself.
 
 Sending is paced (RECORDS_PER_SECOND, in POSTs of RECORDS_PER_POST records)
 and bounded: a batch tries the edge once and then the cloud once, and is
@@ -38,7 +40,7 @@ FLOAT_FIELDS = {
     "trip_distance", "fare_amount", "extra", "mta_tax", "tip_amount",
     "tolls_amount", "improvement_surcharge", "total_amount",
 }
-RESOLVE_RETRY_SECONDS = 30.0  # when no edge name resolves yet, look again this often
+RESOLVE_EVERY_SECONDS = 1.0  # how often the car looks up which edge name resolves (it may have moved)
 
 
 def parse_trip(row: dict) -> dict:
@@ -110,6 +112,7 @@ class Car:
         self.source = source
         self.session = requests.Session()
         self._edge: str | None = None
+        self._resolved = False
         self._next_resolve = 0.0
         self._edge_down_until = 0.0
         self._failing: set[str] = set()  # targets whose last request failed, to log changes only
@@ -148,6 +151,7 @@ class Car:
                 self._count_sent(len(batch), "records_to_edge")
                 return True
             self._edge_down_until = time.monotonic() + self.settings.edge_retry_after
+            self._next_resolve = 0.0  # the edge failed: perhaps the car left its region
         if self._post(self.settings.cloud_url, payload):
             self._count_sent(len(batch), "records_to_cloud")
             return True
@@ -155,13 +159,22 @@ class Car:
         return False
 
     def edge_url(self) -> str | None:
-        if self._edge is None and time.monotonic() >= self._next_resolve:
-            self._edge = first_resolving(self.settings.edge_urls)
-            if self._edge is None:
-                self._next_resolve = time.monotonic() + RESOLVE_RETRY_SECONDS
-                log.warning("no edge name resolves (%s); sending to the cloud", ", ".join(self.settings.edge_urls))
-            else:
-                log.info("edge: %s", self._edge)
+        """The edge of the region the car is in now: the first candidate whose name resolves here.
+
+        A different answer than before means the car changed networks: the new
+        edge is tried at once, even if the old one just failed.
+        """
+        if time.monotonic() >= self._next_resolve:
+            self._next_resolve = time.monotonic() + RESOLVE_EVERY_SECONDS
+            edge = first_resolving(self.settings.edge_urls)
+            if edge != self._edge or not self._resolved:
+                if edge is None:
+                    log.warning("no edge name resolves (%s); sending to the cloud",
+                                ", ".join(self.settings.edge_urls))
+                else:
+                    log.info("edge: %s", edge)
+                    self._edge_down_until = 0.0
+                self._edge, self._resolved = edge, True
         return self._edge
 
     def _count_sent(self, n: int, route: str) -> None:

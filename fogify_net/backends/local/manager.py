@@ -14,6 +14,7 @@ import os
 import socket
 import sys
 import time
+from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -39,6 +40,7 @@ from .bridge import FogBridge, PreparedLink
 from .checks import check_images, check_leftovers, remove_leftovers
 from .containers import first_stopped, kill_init, remove_container, start_container
 from .dockerhost import DockerHost
+from .handover import HandoverMixin
 from .shaper import Shaper
 from .watch import DockerWatcher
 
@@ -51,7 +53,7 @@ PARALLEL_STARTS = 6
 RUN_DIR = "/run/fogify-net"
 
 
-class LocalBackend(Backend):
+class LocalBackend(HandoverMixin, Backend):
     """The plan, its Mininet network and the kernel state of one deployment on this machine."""
 
     name = "local"
@@ -326,10 +328,15 @@ class LocalBackend(Backend):
         return {name: host.cpid for name, host in self.hosts.items()
                 if name not in self.crashed and name not in self.lost}
 
-    def reshape(self) -> None:
-        """Apply the plan's current shaping, partitions and firewall rules."""
+    def reshape(self, changed: Collection[tuple[str, str]] | None = None) -> None:
+        """Apply the plan's current shaping, partitions and firewall rules (only `changed` attachments' shaping)."""
         with self.lock:
-            self.shaper.apply(self.plan, self.pids())
+            ports = None
+            if changed is not None:
+                instances = {instance.name: instance for instance in self.plan.instances}
+                ports = {interface.port for name, network in changed
+                         if (instance := instances.get(name)) and (interface := instance.interface(network))}
+            self.shaper.apply(self.plan, self.pids(), only=ports)
 
     def scale_out(self, label: str, count: int) -> list[InstancePlan]:
         """New replicas, addressed, shaped and named before this returns."""

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
 from ...compile.netfilter import CHAIN_DOWN, CHAIN_UP, iptables_delay_rules, iptables_jumps, nft_ruleset, nft_teardown
 from ...compile.plan import Plan
-from ...compile.shaping import InterfaceShaping, plan_shaping
+from ...compile.shaping import InterfaceShaping, interface_shaping, plan_shaping
 from ...compile.tc import direction_commands
 from ...host.capabilities import NETEM, RATE_ONLY, USERSPACE
 from ...host.delayline import DelayLine
@@ -59,17 +60,31 @@ class Shaper:
             for table, chain, rule in iptables_jumps():
                 iptables_ensure(table, chain, rule)
 
-    def apply(self, plan: Plan, pids: dict[str, int]) -> None:
+    def apply(self, plan: Plan, pids: dict[str, int], only: Collection[str] | None = None) -> None:
         """Bring the kernel to the plan's shaping; `pids` maps instance names to container pids.
 
         Instances missing from `pids` (crashed: their links went with their
         namespace) are left out; a restart installs their shaping afresh.
+        With `only` (switch ports), only those links' shaping is computed and
+        changed, the rest stays as applied: a trace's step touches the links it
+        drives and nothing else.
         """
         with self._lock:
-            desired = {port: s for port, s in plan_shaping(plan).items() if s.instance in pids}
+            if only is None:
+                desired = {port: s for port, s in plan_shaping(plan).items() if s.instance in pids}
+                changed = desired
+            else:
+                changed = {}
+                wanted = set(only)
+                for instance in plan.instances:
+                    for interface in instance.interfaces:
+                        if interface.port in wanted and instance.name in pids:
+                            changed[interface.port] = interface_shaping(plan, instance, interface)
+                desired = {port: s for port, s in self.applied.items() if port not in wanted}
+                desired.update(changed)
             if self.kernel_delay:
-                self._install_tables(plan, desired)
-            self._apply_tc(plan, desired, pids)
+                self._install_tables(plan, changed)
+            self._apply_tc(plan, changed, pids)
             if self.delay is not None:
                 self.delay.apply(desired, distributions=plan.distributions)
             ruleset = nft_ruleset(plan, desired, loss=self.mechanism == USERSPACE)

@@ -28,7 +28,9 @@
   (compile/netfilter.py), on every task's receive path.
 
 Not done here (refused as actions, with a 400): crash/restart (Swarm replaces
-a dead task itself), static addresses (Swarm's IPAM assigns them).
+a dead task itself), move (changing a task's networks replaces the task),
+static addresses (Swarm's IPAM assigns them). Traces work: each step is a
+reshape, which every agent applies as a difference.
 
 The Swarm objects are made in services.py, the agents reached through
 agents.py with the bodies of wire.py.
@@ -39,6 +41,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
 from ipaddress import IPv4Address, IPv4Interface
 from typing import TYPE_CHECKING
@@ -267,8 +270,11 @@ class SwarmBackend(Backend):
 
     # --- runtime changes -------------------------------------------------------------------
 
-    def reshape(self) -> None:
-        """Send every node's agent the wanted shaping of its tasks (agents apply only differences)."""
+    def reshape(self, changed: Collection[tuple[str, str]] | None = None) -> None:
+        """Send every node's agent the wanted shaping of its tasks (agents apply only differences).
+
+        `changed` is not used: each agent compares with what it applied and changes only that.
+        """
         with self.lock:
             per_node: dict[str, list[TaskShaping]] = {}
             uplinks = {(i.name, name): interface_shaping(self.plan, i, i.interface(name)).uplink
@@ -425,6 +431,11 @@ class SwarmBackend(Backend):
 
     def crash(self, instances: list[InstancePlan]) -> None:
         raise BadRequest("crash is not supported on the Swarm backend (Swarm replaces a dead task at once)")
+
+    def move(self, instances: list[InstancePlan], source: str, target: str, overlap: float) -> None:
+        raise BadRequest("move is not supported on the Swarm backend: a task's networks are fixed when Swarm "
+                         "creates it, and changing them (service update --network-add/--network-rm) replaces "
+                         "the task, so its processes would not keep running")
 
     def restart(self, instances: list[InstancePlan]) -> None:
         raise BadRequest("restart is not supported on the Swarm backend")
