@@ -32,12 +32,13 @@ from ..model.actions import (
     Noop,
     Partition,
     Stress,
+    SwitchLinkChange,
     VerticalScaling,
 )
 from ..model.errors import shown
 from ..model.limits import MAX_INSTANCES
 from ..model.units import format_size
-from .targets import known_label, known_network, resolve, resolve_on_network
+from .targets import known_label, known_network, resolve, resolve_on_network, resolve_switch_link
 
 log = logging.getLogger(__name__)
 
@@ -217,6 +218,28 @@ class ActionRunner:
         kind = "link_up" if request.up else "link_down"
         return Outcome(ACTIONS[kind].annotation, str(request.target), f"Parameters: Network => {request.network}",
                        {"instances": [i.name for i in instances]})
+
+    @run.register
+    def _(self, request: SwitchLinkChange) -> Outcome:
+        a, b = request.switches
+        link = resolve_switch_link(self.plan, a, b)
+        forward, backward = (request.forward, request.backward) if link.source == a else (
+            request.backward, request.forward)
+        if forward is not None or backward is not None:
+            link.forward = link.forward.patched(forward)
+            link.backward = link.backward.patched(backward)
+            self.emulation.reshape()
+        if request.up is not None:
+            self.emulation.set_switch_link_state(link, request.up)
+        kind = {None: "switch_link", True: "link_up", False: "link_down"}[request.up]
+        if kind != "switch_link" and (forward is not None or backward is not None):
+            kind = "switch_link"
+        state = "" if request.up is None else f", {'up' if request.up else 'down'}"
+        return Outcome(ACTIONS[kind].annotation, f"{a}|{b}",
+                       f"Parameters: {link.source}->{link.target} {link.forward.describe()}, "
+                       f"{link.target}->{link.source} {link.backward.describe()}{state}",
+                       {"switch_link": {"name": link.name, "up": link.up, "forward": link.forward.describe(),
+                                        "backward": link.backward.describe()}})
 
     @run.register
     def _(self, request: Partition) -> Outcome:

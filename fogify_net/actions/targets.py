@@ -11,7 +11,7 @@ is BadRequest (400), naming the parameter.
 
 from __future__ import annotations
 
-from ..compile.plan import InstancePlan, Plan
+from ..compile.plan import InstancePlan, Plan, SwitchLinkPlan
 from ..errors import BadRequest, NotFound
 from ..model.actions import Target
 from ..model.errors import shown
@@ -55,3 +55,15 @@ def resolve_on_network(plan: Plan, target: Target, network: str) -> list[Instanc
         raise BadRequest(f"params.network: {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
                          f"not on network {shown(network)}")
     return instances
+
+
+def resolve_switch_link(plan: Plan, a: str, b: str) -> SwitchLinkPlan:
+    """The cable between switches `a` and `b` (either order); NotFound for unknown switches or no cable."""
+    for switch in (a, b):
+        if plan.switch_network(switch) is None:
+            known = ", ".join(s for n in plan.networks.values() for s in n.switches)
+            raise NotFound(f"unknown switch {switch!r} (known: {known})")
+    link = plan.switch_link(a, b)
+    if link is None:
+        raise NotFound(f"no switch link joins {a!r} and {b!r}")
+    return link
