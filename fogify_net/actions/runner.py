@@ -104,6 +104,8 @@ class ActionRunner:
     @run.register
     def _(self, request: HorizontalScaling) -> Outcome:
         label = known_label(self.plan, request.target.label)
+        if self.plan.model.blueprint(label).single:
+            raise BadRequest(f"params.instance_type: {label} is a single host (single: true), it does not scale")
         annotation = ACTIONS["horizontal_scaling"].annotation
         if request.up:
             total = len(self.plan.instances) + request.count
