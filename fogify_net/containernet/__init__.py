@@ -1,0 +1,24 @@
+"""Containernet's API on fogify-net: a Containernet (or Mininet) script runs with its import line changed.
+
+    from fogify_net.containernet import Containernet   # was: from mininet.net import Containernet
+
+The script's other imports stay Debian's Mininet (mininet.node.Controller,
+mininet.link.TCLink, mininet.cli.CLI, mininet.log, mininet.topo.Topo).
+`Mininet` is the same class, for Mininet scripts (`from fogify_net.containernet
+import Containernet as Mininet`, or `Mininet`); `Docker` stands for
+Containernet's Docker host class; `TreeContainerNet` and `ContainerTreeTopo`
+for Containernet's topolib.
+
+- net.py: the network classes; translate.py: a topology as a compose document;
+  nodes.py: the Mininet nodes, interfaces and links that stand for the running
+  deployment; runtime.py: the in-process controller and API; load.py: a
+  topology file (a Topo or build(params)) for `fogify-net deploy topo.py`;
+  remote.py: the CLI's view of a deployment the API daemon runs.
+"""
+
+from .net import Containernet, Docker, FogMininet
+from .topolib import ContainerTreeTopo, TreeContainerNet
+
+Mininet = Containernet
+
+__all__ = ["ContainerTreeTopo", "Containernet", "Docker", "FogMininet", "Mininet", "TreeContainerNet"]
