@@ -89,12 +89,13 @@ def dry_run(path: str, shaping: str = "auto", model: Model | None = None) -> str
 
 def paths_table(plan: Plan, limit: int = 60) -> str:
     """End to end between the labels (first replicas; routers left out): one-way delay and jitter
-    summed over the hops, the narrowest rate, the loss, the round trip, and the routers on the way."""
+    summed over the hops, the narrowest rate, the loss, the round trip, and the routers on the way.
+    Pairs without a path (no shared network, no route) are counted, not listed."""
     pairs, total = end_to_end(plan, limit)
-    rows = []
+    rows, unreachable = [], []
     for there, back in pairs:
         if there.error:
-            rows.append([there.source, there.target, "-", "-", "-", "-", "-", f"unreachable: {there.error}"])
+            unreachable.append(f"{there.source} -> {there.target}: {there.error}")
             continue
         rtt = "-" if back is None or back.error else format_duration(there.delay + back.delay)
         rows.append([
@@ -104,7 +105,9 @@ def paths_table(plan: Plan, limit: int = 60) -> str:
             ", ".join(there.routers) or "-",
         ])
     text = "\n# paths (one way: delays add up, the narrowest rate holds; RTT = there and back)\n"
-    text += table(["FROM", "TO", "HOPS", "DELAY", "RATE", "LOSS", "RTT", "VIA"], rows)
+    text += table(["FROM", "TO", "LINKS", "DELAY", "RATE", "LOSS", "RTT", "VIA"], rows)
+    if unreachable:
+        text += f"\n# {len(unreachable)} pairs have no path, e.g. " + "; ".join(unreachable[:3])
     if total > len(pairs):
         text += f"\n# ... and {total - len(pairs)} more pairs"
     return text
