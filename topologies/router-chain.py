@@ -7,10 +7,10 @@
 Routers are containers that forward (x-fogify `forwarding: true`); every host and router gets
 static routes (x-fogify `routes`), computed here: hosts go through their LAN's router, a router
 sends what lies left of it (lan-a, the hops before its own) to its left neighbour and what lies
-right to its right one, so every address answers from everywhere (`pingall` in `fogify-net cli`). Each hop network is shaped `hop_bandwidth` and
-`hop_delay` one way (Fogify's bidirectional, split between its two ends); the LANs are
-`lan_bandwidth` and `lan_delay`. So from ha-1 to hb-1 a packet sees
-2 x lan_delay + (routers - 1) x hop_delay one way, and the narrowest of the rates.
+right to its right one, so every address answers from everywhere (`pingall` in `fogify-net cli`).
+Each hop network is shaped `hop_bandwidth` and `hop_delay` one way (Fogify's bidirectional, split
+between its two ends); the LANs are `lan_bandwidth` and `lan_delay`. So from ha-1 to hb-1 a packet
+sees 2 x lan_delay + (routers - 1) x hop_delay one way, and the narrowest of the rates.
 
 Parameters (fogify-net deploy topologies/router-chain --param routers=4 ...):
   routers        routers in the chain, at least 1 (default 3)
