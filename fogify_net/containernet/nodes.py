@@ -33,11 +33,12 @@ from mininet.node import Host, Switch
 log = logging.getLogger(__name__)
 
 PROMPT = chr(127)
+SHELL_MARK = "mininet:fgnv-"  # the shells' $0; `fogify-net cleanup` ends the ones a crashed script left
 SHELL_START_TIMEOUT = 15.0
 
 
 def _shell_argv(kind: str, container: str | None, pid: int | None, name: str) -> list[str]:
-    bash = ["bash", "--norc", "--noediting", "-is", f"mininet:{name}"]
+    bash = ["bash", "--norc", "--noediting", "-is", f"{SHELL_MARK}{name}"]  # marked for fogify-net cleanup
     if kind == "exec":
         return ["docker", "exec", "-it", "-e", f"PS1={PROMPT}", container, *bash]
     prefix = [] if pid is None else ["nsenter", f"--net=/proc/{pid}/ns/net"]
