@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 
 class Deployment:
     def __init__(self, data_dir: str, api: bool = True):
-        self.controller = Controller(data_dir=data_dir)
+        # the script's author runs it as root on this machine: its volumes may bind host paths
+        self.controller = Controller(data_dir=data_dir, allow_host_access=True)
         self.api = api
         self.api_url: str | None = None
         self._server = None

@@ -129,9 +129,12 @@ def _node(raw: Any, path: str) -> NodeProfile:
                        cpuset=cpuset)
 
 
+MAX_CPUS = 4096
+
+
 def _positive(value: Any, path: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise ModelError(path, f"expected a positive number of CPUs, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= MAX_CPUS:
+        raise ModelError(path, f"expected a number of CPUs above 0 and at most {MAX_CPUS}, got {str(value)[:40]!r}")
     return float(value)
 
 
