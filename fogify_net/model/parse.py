@@ -106,7 +106,7 @@ def _node(raw: Any, path: str) -> NodeProfile:
     caps = mapping(raw.get("capabilities"), caps_path, "the node's capabilities")
     known_keys(caps, caps_path, {"processor", "memory", "disk"})
     cpu_path = join(caps_path, "processor")
-    cpu = mapping(caps.get("processor", {}), cpu_path, "the processor")
+    cpu = mapping(caps["processor"], cpu_path, "the processor") if "processor" in caps else {}
     known_keys(cpu, cpu_path, {"cores", "clock_speed", "cpus", "shares", "cpuset"})
     cores = clock = cpus = None
     if "cpus" in cpu:
@@ -124,7 +124,9 @@ def _node(raw: Any, path: str) -> NodeProfile:
     cpuset = optional_text(cpu.get("cpuset"), join(cpu_path, "cpuset"))
     if cpuset is not None and not re.fullmatch(r"\d+(-\d+)?(,\d+(-\d+)?)*", cpuset):
         raise ModelError(join(cpu_path, "cpuset"), f"expected CPU numbers such as '0,1' or '0-3', got {cpuset!r}")
-    memory = parse_size(caps["memory"], join(caps_path, "memory")) if caps.get("memory") is not None else None
+    if "memory" in caps and caps["memory"] is None:
+        raise ModelError(join(caps_path, "memory"), "empty (give a size such as 512M, or leave it out for no limit)")
+    memory = parse_size(caps["memory"], join(caps_path, "memory")) if "memory" in caps else None
     return NodeProfile(name=name, cores=cores, clock_mhz=clock, memory=memory, cpus=cpus, cpu_shares=shares,
                        cpuset=cpuset)
 

@@ -103,7 +103,8 @@ def test_actions_scenarios_and_the_sdk_work_on_a_python_topology(cli):
     assert '"r1"' in answer
     assert "finished" in cli("scenario", "run", "cut-hop-1")
     sdk = FogifySDK(URL)
-    assert sdk.info()["ha-1"] == ["ha-1"] and sdk.info()["r2"] == ["r2"]  # instances named by their host names
+    names = {instance["name"] for instance in sdk.status()["instances"]}
+    assert names == {"r1", "r2", "ha-1", "hb-1"}  # instances named by their host names
     sdk.link_down("r2", "hop-1")
     sdk.link_up("r2", "hop-1")
     annotations = sdk.get_annotations().annotations

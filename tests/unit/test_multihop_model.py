@@ -212,6 +212,9 @@ def test_node_profiles_may_give_cpus_exactly_or_nothing_for_the_whole_machine():
     m.nodes[0]["capabilities"]["processor"]["cores"] = 2
     with pytest.raises(ModelError, match="either cpus or cores"):
         m.build()
+    m.nodes[0]["capabilities"] = {"memory": None}  # left out means no limit; written empty is a mistake
+    with pytest.raises(ModelError, match=r"capabilities.memory: empty"):
+        m.build()
 
 
 def test_a_declared_queue_sizes_the_leaf_fifo_and_netem():
