@@ -227,12 +227,27 @@ class ActionRunner:
         link = resolve_switch_link(self.plan, a, b)
         forward, backward = (request.forward, request.backward) if link.source == a else (
             request.backward, request.forward)
+        saved = (link.forward, link.backward, link.up)
+
+        def restore() -> None:
+            link.forward, link.backward = saved[0], saved[1]
+
         if forward is not None or backward is not None:
-            link.forward = link.forward.patched(forward)
-            link.backward = link.backward.patched(backward)
-            self.emulation.reshape()
+            with self._applied_or_restored(restore):
+                link.forward = link.forward.patched(forward)
+                link.backward = link.backward.patched(backward)
+                self.emulation.reshape()
         if request.up is not None:
-            self.emulation.set_switch_link_state(link, request.up)
+            def replug() -> None:  # both ends back as they were; the shaping too, if it changed above
+                restore()
+                try:
+                    self.emulation.set_switch_link_state(link, saved[2])
+                except Exception as error:  # the original error is the one to report
+                    log.error("plugging switch link %s back as it was failed too: %s", link.name, error)
+                link.up = saved[2]
+
+            with self._applied_or_restored(replug, reapply=forward is not None or backward is not None):
+                self.emulation.set_switch_link_state(link, request.up)
         kind = {None: "switch_link", True: "link_up", False: "link_down"}[request.up]
         if kind != "switch_link" and (forward is not None or backward is not None):
             kind = "switch_link"

@@ -243,3 +243,52 @@ def test_subnets_stay_free_of_each_other_with_several_switches():
     plan = compile_model(chain().build(), HOST)
     assert plan.networks["lan"].subnet == IPv4Network("10.0.0.0/24")
     assert plan.switch_network("s2") == "lan" and plan.switch_link("s3", "s2").name == "s2-s3"
+
+
+def test_a_failed_switch_link_change_rolls_back_the_plan_and_reapplies_it(tmp_path, monkeypatch):
+    """switch_link and link_down on a switch link go the apply-or-rollback way of every plan change."""
+    import time
+
+    import yaml
+
+    from fogify_net import backends
+    from fogify_net.controller import Controller
+    from fogify_net.host.capabilities import Capabilities
+    from fogify_net_api import create_app
+
+    monkeypatch.setitem(backends.REGISTRY, "fake", "tests.support.fakebackend:FakeBackend")
+    nothing = Capabilities(root=False, docker=False, mininet=False, htb=False, netem=False, nft_bridge=False,
+                           nfqueue=False, physdev=False, br_netfilter=False, ovs_kernel=False, delayd=None,
+                           cgroup="v1")
+    controller = Controller(data_dir=tmp_path, run_dir=str(tmp_path / "run"), capabilities=nothing,
+                            host_mhz=2000.0, backend="fake", interval=3600, allow_host_access=True)
+    try:
+        client = create_app(controller).test_client()
+        text = yaml.safe_dump(chain().document())
+        assert client.post("/topology/", data={"file": text}).status_code == 200
+        deadline = time.monotonic() + 5
+        while controller.status != "running" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        emulation = controller.emulation
+        link = emulation.plan.switch_link("s1", "s2")
+        before = (link.forward, link.backward, link.up)
+
+        emulation.fail_reshape = 1
+        response = client.post("/actions/switch_link/", json={"params": {
+            "switches": ["s2", "s1"], "forward": {"bandwidth": "1Mbps"}}})
+        assert response.status_code == 500
+        assert (link.forward, link.backward, link.up) == before
+        assert emulation.calls[-2:] == ["reshape", "reshape"]  # the failed one, then the previous state again
+
+        emulation.fail_reshape = 1
+        response = client.post("/actions/link_down/", json={"params": {"switches": ["s1", "s2"]}})
+        assert response.status_code == 500 and link.up
+
+        response = client.post("/actions/switch_link/", json={"params": {
+            "switches": ["s2", "s1"], "forward": {"bandwidth": "1Mbps"}, "up": False}})
+        assert response.status_code == 200, response.get_json()
+        assert link.backward.rate == 1_000_000 and link.forward == before[0] and not link.up
+        assert client.post("/actions/switch_link/", json={"params": {"switches": ["s9", "s1"], "up": True}}
+                           ).status_code in (400, 404)
+    finally:
+        controller.close()
