@@ -62,8 +62,8 @@ def resolve_switch_link(plan: Plan, a: str, b: str) -> SwitchLinkPlan:
     for switch in (a, b):
         if plan.switch_network(switch) is None:
             known = ", ".join(s for n in plan.networks.values() for s in n.switches)
-            raise NotFound(f"unknown switch {switch!r} (known: {known})")
+            raise NotFound(f"unknown switch {shown(switch)} (known: {known})")
     link = plan.switch_link(a, b)
     if link is None:
-        raise NotFound(f"no switch link joins {a!r} and {b!r}")
+        raise NotFound(f"no switch link joins {shown(a)} and {shown(b)}")
     return link

@@ -313,7 +313,7 @@ def _switch_pair(params: dict, path: str, model: Model | None) -> tuple[str, str
     if model is not None:
         links = [link for network in model.networks.values() for link in network.switch_links]
         if not any({link.source, link.target} == set(value) for link in links):
-            raise ModelError(where, f"no switch link joins {value[0]!r} and {value[1]!r}")
+            raise ModelError(where, f"no switch link joins {shown(value[0])} and {shown(value[1])}")
     return value[0], value[1]
 
 
@@ -328,7 +328,7 @@ def _switch_link(params: dict, path: str, model: Model | None) -> SwitchLinkChan
         patches[key] = QoSPatch(**merged) if merged else None
     up = params.get("up")
     if up is not None and not isinstance(up, bool):
-        raise ModelError(join(path, "up"), f"expected true or false, got {up!r}")
+        raise ModelError(join(path, "up"), f"expected true or false, got {shown(up)}")
     if up is None and patches["forward"] is None and patches["backward"] is None:
         raise ModelError(path, "give up (true or false) and/or the shaping: symmetric, forward, backward")
     return SwitchLinkChange(pair, up=up, **patches)

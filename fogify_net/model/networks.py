@@ -139,7 +139,7 @@ def _switches(raw: dict, path: str) -> dict[str, Any]:
         parent[a] = b
     apart = [name for name in names if root(name) != root(names[0])]
     if apart:
-        raise ModelError(links_path, f"switch {apart[0]!r} is not linked to {names[0]!r}: a network is one "
+        raise ModelError(links_path, f"switch {shown(apart[0])} is not linked to {shown(names[0])}: a network is one "
                          "segment; join its switches with switch_links, or make it a network of its own")
     return {"switches": tuple(names), "switch_links": links}
 
@@ -154,7 +154,8 @@ def parse_switch_link(raw: Any, path: str, switches: list[str]) -> SwitchLink:
         if raw.get(key) is None:
             raise ModelError(join(path, key), "missing (a switch of this network)")
         if raw[key] not in switches:
-            raise ModelError(join(path, key), f"unknown switch {raw[key]!r} (this network's: {', '.join(switches)})")
+            raise ModelError(join(path, key),
+                             f"unknown switch {shown(raw[key])} (this network's: {', '.join(switches)})")
         ends.append(raw[key])
     if ends[0] == ends[1]:
         raise ModelError(join(path, "to"), "a switch link joins two different switches")

@@ -123,7 +123,7 @@ def _node(raw: Any, path: str) -> NodeProfile:
     shares = parse_count(cpu["shares"], join(cpu_path, "shares"), minimum=2) if cpu.get("shares") is not None else None
     cpuset = optional_text(cpu.get("cpuset"), join(cpu_path, "cpuset"))
     if cpuset is not None and not re.fullmatch(r"\d+(-\d+)?(,\d+(-\d+)?)*", cpuset):
-        raise ModelError(join(cpu_path, "cpuset"), f"expected CPU numbers such as '0,1' or '0-3', got {cpuset!r}")
+        raise ModelError(join(cpu_path, "cpuset"), f"expected CPU numbers such as '0,1' or '0-3', got {shown(cpuset)}")
     if "memory" in caps and caps["memory"] is None:
         raise ModelError(join(caps_path, "memory"), "empty (give a size such as 512M, or leave it out for no limit)")
     memory = parse_size(caps["memory"], join(caps_path, "memory")) if "memory" in caps else None
@@ -136,7 +136,7 @@ MAX_CPUS = 4096
 
 def _positive(value: Any, path: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= MAX_CPUS:
-        raise ModelError(path, f"expected a number of CPUs above 0 and at most {MAX_CPUS}, got {str(value)[:40]!r}")
+        raise ModelError(path, f"expected a number of CPUs above 0 and at most {MAX_CPUS}, got {shown(value)}")
     return float(value)
 
 
@@ -167,7 +167,7 @@ def _blueprint(raw: Any, path: str, services: dict, nodes: dict, networks: dict)
     names = [a.interface or f"eth{k}" for k, a in enumerate(attachments)]
     for i in range(len(attachments)):
         if names.count(names[i]) > 1:
-            raise ModelError(join(join(nets_path, i), "interface"), f"interface name {names[i]!r} is used twice")
+            raise ModelError(join(join(nets_path, i), "interface"), f"interface name {shown(names[i])} is used twice")
     single = boolean(raw.get("single", False), join(path, "single"))
     if single and replicas != 1:
         raise ModelError(join(path, "replicas"), f"a single blueprint has exactly one instance (this has {replicas})")
@@ -206,7 +206,7 @@ def _route(raw: Any, path: str, interfaces: list[str]) -> Route:
             destination = ip_network(str(raw["to"]), strict=False)
         except ValueError:
             raise ModelError(join(path, "to"),
-                             f"invalid subnet {raw['to']!r} (write e.g. 10.0.2.0/24, or default)") from None
+                             f"invalid subnet {shown(raw['to'])} (write e.g. 10.0.2.0/24, or default)") from None
         if not isinstance(destination, IPv4Network):
             raise ModelError(join(path, "to"), "only IPv4 routes are supported")
     via = None
@@ -214,10 +214,11 @@ def _route(raw: Any, path: str, interfaces: list[str]) -> Route:
         try:
             via = IPv4Address(str(raw["via"]))
         except ValueError:
-            raise ModelError(join(path, "via"), f"invalid IPv4 address {raw['via']!r}") from None
+            raise ModelError(join(path, "via"), f"invalid IPv4 address {shown(raw['via'])}") from None
     device = raw.get("dev")
     if device is not None and device not in interfaces:
-        raise ModelError(join(path, "dev"), f"unknown interface {device!r} (this blueprint's: {', '.join(interfaces)})")
+        raise ModelError(join(path, "dev"),
+                         f"unknown interface {shown(device)} (this blueprint's: {', '.join(interfaces)})")
     if via is None and device is None:
         raise ModelError(path, "give the gateway (via) or the interface (dev) of the route")
     return Route(destination, via, device)
@@ -260,11 +261,12 @@ def _attachment(raw: Any, path: str, networks: dict, label: str) -> Attachment:
     switch = raw.get("switch")
     if switch is not None and switch not in networks[name].switch_names:
         raise ModelError(join(path, "switch"),
-                         f"unknown switch {switch!r} (network {name!r} has: {', '.join(networks[name].switch_names)})")
+                         f"unknown switch {shown(switch)} (network {shown(name)} has: "
+                         f"{', '.join(networks[name].switch_names)})")
     interface = raw.get("interface")
     if interface is not None and (not isinstance(interface, str) or not _INTERFACE.match(interface)
                                   or interface == "lo"):
-        raise ModelError(join(path, "interface"), f"invalid interface name {interface!r} "
+        raise ModelError(join(path, "interface"), f"invalid interface name {shown(interface)} "
                          "(at most 15 letters, digits, '.', '-', '_'; not lo)")
     unnumbered = boolean(raw.get("unnumbered", False), join(path, "unnumbered"))
     if unnumbered and ip is not None:
@@ -281,7 +283,7 @@ def _check_switch_names(networks: dict) -> None:
             if switch in owner and owner[switch] != network.name:
                 where = join(join(join(ROOT, "networks"), i), "switches")
                 raise ModelError(join(where, j) if network.switches else join(join(join(ROOT, "networks"), i), "name"),
-                                 f"switch {switch!r} is also a switch of network {owner[switch]!r}")
+                                 f"switch {shown(switch)} is also a switch of network {shown(owner[switch])}")
             owner[switch] = network.name
 
 
