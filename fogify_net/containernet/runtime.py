@@ -56,20 +56,20 @@ class Deployment:
             self._serve()
 
     def _serve(self) -> None:
-        from werkzeug.serving import make_server
-
         from fogify_net_api.app import create_app
+
+        from ..host.wsgi import wsgi_server
 
         url = urlparse(os.environ.get("FOGIFY_URL", "http://127.0.0.1:5000"))
         port = url.port or 5000
-        try:
-            self._server = make_server("127.0.0.1", port, create_app(self.controller), threaded=True)
+        try:  # waitress within the bounds the API daemon has (host/wsgi.py)
+            self._server = wsgi_server(create_app(self.controller), "127.0.0.1", port, name="fogify-net")
         except OSError as why:
             warn(f"*** the REST API of this run is not served: 127.0.0.1:{port} is taken ({why.strerror}); "
                  "stop the API daemon (fogify-net undeploy) to reach this run with the SDK and the CLI\n")
             return
-        self.api_url = f"http://127.0.0.1:{port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, name="containernet-api", daemon=True)
+        self.api_url = f"http://127.0.0.1:{self._server.effective_port}"
+        self._thread = threading.Thread(target=self._server.run, name="containernet-api", daemon=True)
         self._thread.start()
 
     def act(self, kind: str, params: dict) -> dict:
@@ -90,7 +90,10 @@ class Deployment:
                 raise DeployError(self.controller.message)
         finally:
             if self._server is not None:
-                self._server.shutdown()
-                self._server.server_close()
-                self._server = None
+                from ..host.wsgi import stop
+
+                stop(self._server)
+                if self._thread is not None:
+                    self._thread.join(5)
+                self._server = self._thread = None
             self.controller.close()
