@@ -6,7 +6,8 @@ The script's other imports stay Debian's Mininet (mininet.node.Controller,
 mininet.link.TCLink, mininet.cli.CLI, mininet.log, mininet.topo.Topo).
 `Mininet` is the same class, for Mininet scripts (`from fogify_net.containernet
 import Containernet as Mininet`, or `Mininet`); `Docker` stands for
-Containernet's Docker host class; `TreeContainerNet` and `ContainerTreeTopo`
+Containernet's Docker host class (also given to Debian's mininet.node, where
+Containernet's scripts import it from); `TreeContainerNet` and `ContainerTreeTopo`
 for Containernet's topolib.
 
 - net.py: the network classes; translate.py: a topology as a compose document;
@@ -16,9 +17,16 @@ for Containernet's topolib.
   remote.py: the CLI's view of a deployment the API daemon runs.
 """
 
+import mininet.node
+
 from .net import Containernet, Docker, FogMininet
 from .topolib import ContainerTreeTopo, TreeContainerNet
 
 Mininet = Containernet
+
+# Containernet's scripts import its host class from its own mininet.node (`from mininet.node import
+# Controller, Docker`), which Debian's Mininet lacks; once the changed import line has run, ours is there.
+if not hasattr(mininet.node, "Docker"):
+    mininet.node.Docker = Docker
 
 __all__ = ["ContainerTreeTopo", "Containernet", "Docker", "FogMininet", "Mininet", "TreeContainerNet"]

@@ -283,6 +283,12 @@ UPSTREAM = {  # example -> (the line to change, its replacement, CLI input, what
     "containernet_topology_example.py": ("from mininet.topolib import TreeContainerNet",
                                          "from fogify_net.containernet import TreeContainerNet", "pingall\n",
                                          ["0% dropped (72/72 received)"]),
+    "dockerhosts.py": ("from mininet.net import Containernet", "from fogify_net.containernet import Containernet",
+                       "d1 ping -c 2 d4\n", ["2 received", "0% dropped (1/1 received)"]),
+    "linuxrouter.py": ("from mininet.net import Mininet", "from fogify_net.containernet import Mininet",
+                       "h1 ping -c 2 h3\nh2 ping -c 2 h3\n", ["192.168.1.0     0.0.0.0", "ttl=63", "2 received"]),
+    "linearbandwidth.py": ("from mininet.net import Mininet", "from fogify_net.containernet import Mininet", "",
+                           ["*** Linear network results", "0% dropped (2/2 received)"]),
 }
 
 
@@ -296,8 +302,15 @@ def test_containernets_own_examples_with_the_import_line_changed(name, tmp_path)
     text = (Path(checkout) / "examples" / name).read_text()
     assert old in text
     text = text.replace(old, new).replace("fanout=100", "fanout=3").replace("/home/user/vol1", str(tmp_path))
+    congestion = Path("/proc/sys/net/ipv4/tcp_congestion_control")
+    was = congestion.read_text()  # linearbandwidth.py sets reno machine-wide
     before = snapshot()
-    output = run_script(tmp_path, text, "", commands + "exit\n")
+    try:
+        output = run_script(tmp_path, text, "", commands + "exit\n", timeout=600)
+    finally:
+        congestion.write_text(was)
     for piece in expected:
         assert piece in output, output[-2000:]
+    if name == "linearbandwidth.py":  # 5 links of 30 ms each way between h1 and h5, 100 Mbit/s each
+        assert re.search(r"4 \t\t[\d.]+ Mbits/sec", output), output[-1500:]
     assert_clean(before)
