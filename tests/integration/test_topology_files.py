@@ -94,11 +94,22 @@ def test_a_ready_topology_deploys_from_the_command_line_and_measures_as_its_dry_
     assert_clean(before)
 
 
-def test_actions_scenarios_and_the_sdk_work_on_a_python_topology(cli):
+def test_actions_scenarios_and_the_sdk_work_on_a_python_topology(cli, tmp_path):
     from FogifySDK import FogifySDK
 
     before = snapshot()
     cli("deploy", "topologies/router-chain", "--param", "routers=2")
+    script = tmp_path / "commands"
+    script.write_text("nodes\nnet\ndump\niperf ha-1 hb-1\nlink r1 hop-1 down\nha-1 ping -n -c 1 -W 1 hb-1\n"
+                      "link r1 hop-1 up\nha-1 ping -n -c 2 -W 2 hb-1\n")
+    shell = cli("cli", "--script", str(script))
+    assert re.search(r"available nodes are: \n.*ha-1 hb-1 hop-1 lan-a lan-b r1 r2", shell), shell[-3000:]
+    assert "r1 r1-eth0:lan-a-eth" in shell or "r1 eth0:" in shell, shell[-3000:]  # net
+    assert "<ContainerNode r2: " in shell, shell[-3000:]  # dump
+    rate = float(re.search(r"\*\*\* Results: \['([\d.]+) Mbits/sec'", shell).group(1))
+    print(f"router-chain (2 routers): iperf ha-1 -> hb-1 {rate:.2f} Mbit/s in the CLI (narrowest hop 20)")
+    assert 0.85 * 20 <= rate <= 20.2
+    assert "1 packets transmitted, 0 received" in shell and "2 packets transmitted, 2 received" in shell, shell
     answer = cli("action", "network", "instance_type=r1", "network=hop-1", "uplink.latency.delay=30ms")
     assert '"r1"' in answer
     assert "finished" in cli("scenario", "run", "cut-hop-1")
