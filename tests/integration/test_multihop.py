@@ -9,6 +9,7 @@ goodput with iperf3, with each shaping mechanism this machine has.
 from __future__ import annotations
 
 import statistics
+import subprocess
 
 import pytest
 
@@ -18,7 +19,7 @@ from fogify_net.host.capabilities import NETEM, USERSPACE, probe
 from fogify_net.model import ModelBuilder
 from fogify_net.model.actions import parse_action
 
-from .conftest import BASE_IMAGE, assert_clean, emulation, iperf, snapshot
+from .conftest import BASE_IMAGE, assert_clean, emulation, iperf, snapshot, wait_until
 from .test_shaping import rtts
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("machine")]
@@ -128,3 +129,24 @@ def test_switch_link_actions_unplug_replug_and_reshape_a_cable():
         after = median_rtt_ms(h1, target, 10)
         print(f"switch link s2->s3 15 -> 40 ms: RTT {before:.1f} -> {after:.1f} ms")
         assert after - before == pytest.approx(25, abs=2)
+
+
+def test_a_router_and_a_routed_host_killed_outside_fogify_net_come_back_forwarding_with_their_routes():
+    """Docker's events: a router's container killed is down (the path through it breaks); started
+    again it forwards (Docker's sysctl) and the routed host has its static route back (relinked)."""
+    before = snapshot()
+    with emulation(routed().build()) as emu:
+        target = emu.plan.instance("b").interface("right").ip
+        containers = [emu.plan.instance(name).container for name in ("gw", "b")]
+        subprocess.run(["docker", "kill", *containers], check=True, capture_output=True)
+        assert wait_until(lambda: {"gw", "b"} <= set(emu.lost), timeout=30), emu.lost
+        assert emu.state == "degraded" and "gw stopped" in emu.detail
+        assert "100% packet loss" in emu.hosts["a"].cmd(f"ping -n -c 2 -W 1 {target}")
+        subprocess.run(["docker", "start", *containers], check=True, capture_output=True)
+        assert wait_until(lambda: not emu.lost and emu.state == "running", timeout=30), emu.detail
+        assert emu.hosts["gw"].cmd("cat /proc/sys/net/ipv4/ip_forward").strip() == "1"
+        assert "10.78.1.0/24 via 10.78.2.1" in emu.hosts["b"].cmd("ip route")
+        measured = median_rtt_ms(emu.hosts["a"], target, 10)
+        print(f"routed, after the router and b were killed and started: RTT {measured:.2f} ms (declared 64)")
+        assert 64 <= measured <= 64 * 1.02 + 1.5
+    assert_clean(before)

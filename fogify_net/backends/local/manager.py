@@ -466,6 +466,8 @@ class LocalBackend(Backend):
                               else f"stopped (exit code {state.get('ExitCode')}{error})")
                     log.warning("%s %s without fogify-net", name, reason)
                     self.lost[name] = reason
+                    # our shell holds the namespace: without this a killed router kept forwarding
+                    self.hosts[name].stop_shell()
                     self.shaper.forget([i.port for i in self.plan.instance(name).interfaces])
                 elif running and (name in self.lost or pid != self.hosts[name].cpid):
                     back.append(self.plan.instance(name))
