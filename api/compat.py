@@ -18,7 +18,7 @@ def swarm_representation(plan: Plan) -> dict:
         instances = plan.instances_of(blueprint.label)
         service = plan.model.services[blueprint.service]
         cpus = instances[0].cpus if instances else 0.0
-        memory = plan.model.nodes[blueprint.node].memory
+        memory = instances[0].memory if instances else (plan.model.nodes[blueprint.node].memory or 0)
         services[blueprint.label] = {
             "image": service.image,
             "environment": {**dict(service.environment), "FOGIFY_NAME": blueprint.label,

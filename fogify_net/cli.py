@@ -221,19 +221,52 @@ def cmd_agent(args) -> int:
     return 0
 
 
+def topology_file(name: str) -> Path:
+    """The file `deploy` means: as given, else with .py, .yaml or .yml (`topologies/tree`); a
+    `topologies/...` name not found here is looked up in the checkout fogify-net runs from."""
+    candidates = [Path(name)]
+    if name.startswith("topologies/") and not Path(name).parent.exists():
+        candidates.append(Path(__file__).resolve().parents[1] / name)
+    for path in candidates:
+        for suffix in ("", ".py", ".yaml", ".yml"):
+            if path.with_name(path.name + suffix).is_file():
+                return path.with_name(path.name + suffix)
+    raise CliError(f"no such file: {name}")
+
+
+def read_topology(path: Path, params: list[str]) -> tuple[str, list[str]]:
+    """A compose file's text, or a Python topology's document as YAML text; and warnings to show."""
+    if path.suffix != ".py":
+        if params:
+            raise CliError("--param is for Python topologies (a .py file)")
+        return path.read_text(), []
+    import yaml
+
+    from fogify_net.containernet.load import load_topology, parse_params
+
+    document, warnings = load_topology(path, parse_params(params))
+    return yaml.safe_dump(document, sort_keys=False), warnings
+
+
 def cmd_deploy(args) -> int:
+    path = topology_file(args.file)
+    text, warnings = read_topology(path, args.param)
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     if args.dry_run:
         from fogify_net.dryrun import dry_run
+        from fogify_net.model import parse_model_text
 
-        print(dry_run(args.file, args.shaping))
+        model = parse_model_text(text, base_dir=path.resolve().parent) if path.suffix == ".py" else None
+        print(dry_run(str(path), args.shaping, model=model))
         return 0
-    text = Path(args.file).read_text()
-    traces = _trace_uploads(Path(args.file), text)
+    traces = _trace_uploads(path, text)
     if not _api_alive(args.url):
         if args.url != DEFAULT_URL and not args.url.startswith("http://127.0.0.1"):
             raise CliError(f"no fogify-net API answers at {args.url}")
         _start_daemon(args.url, args.allow_host_access)
-    _json(_call("POST", f"{args.url}/topology/", files=[("file", (Path(args.file).name, text)), *traces]))
+    name = path.name if path.suffix != ".py" else f"{path.stem}.yaml"
+    _json(_call("POST", f"{args.url}/topology/", files=[("file", (name, text)), *traces]))
     report = _wait(args.url, "deploy", args.timeout, lambda r: r["status"] != "deploying")
     if report["status"] == "error":
         raise CliError(report["message"])
@@ -389,6 +422,86 @@ def cmd_trace(args) -> int:
     return 0
 
 
+def cmd_cli(args) -> int:
+    """Mininet's CLI on the running deployment (its shells run here: as root, on the API's machine)."""
+    from fogify_net.containernet.remote import open_cli
+
+    if os.geteuid() != 0:
+        raise CliError("the CLI opens shells in the containers' namespaces: run it as root")
+    if not _api_alive(args.url):
+        raise CliError(f"no fogify-net API answers at {args.url}")
+    try:
+        open_cli(args.url, _headers(), script=args.script)
+    except RuntimeError as error:
+        raise CliError(str(error)) from None
+    return 0
+
+
+def action_params(pairs: list[str], raw: str | None) -> dict:
+    """An action's params from KEY=VALUE pairs (dotted keys nest, values read as YAML) and/or --json."""
+    import yaml
+
+    params: dict = json.loads(raw) if raw else {}
+    if not isinstance(params, dict):
+        raise CliError("--json wants a JSON object of parameters")
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise CliError(f"expected KEY=VALUE, got {pair!r}")
+        where = params
+        *parents, last = key.split(".")
+        for part in parents:
+            where = where.setdefault(part, {})
+            if not isinstance(where, dict):
+                raise CliError(f"{key}: {part} is not a mapping")
+        where[last] = yaml.safe_load(value) if value else ""
+    return params
+
+
+def cmd_action(args) -> int:
+    """POST /actions/<type>/ as the SDK does; prints the answer."""
+    params = action_params(args.params, args.json)
+    answer = _json(_call("POST", f"{args.url}/actions/{args.type}/", json={"params": params}, timeout=args.timeout))
+    print(json.dumps(answer, indent=2))
+    return 0
+
+
+def cmd_scenario(args) -> int:
+    """Start a scenario and follow it until it ends (run), or list, show, cancel."""
+    if args.what == "list":
+        body = _json(_call("GET", f"{args.url}/scenarios/"))
+        for item in body["available"]:
+            note = f"  cannot run: {item['error']}" if item.get("error") else ""
+            print(f"{item['name']}: {item['actions']} actions, {item['duration']:g} s{note}")
+        return 0
+    if not args.name:
+        raise CliError(f"scenario {args.what} needs the scenario's name")
+    url = f"{args.url}/scenarios/{args.name}/"
+    if args.what == "cancel":
+        _json(_call("DELETE", url))
+        print(f"cancelled {args.name}")
+        return 0
+    if args.what == "run":
+        started = _json(_call("POST", url))
+        print(f"{args.name}: started, planned end in {started['end'] - started['start']:.1f} s")
+        if args.no_wait:
+            return 0
+    shown = 0
+    while True:
+        run = _json(_call("GET", url))
+        for action in run["actions"][shown:]:
+            if action.get("fired") is None:
+                break
+            late = f"{action['lateness_ms']:+.0f} ms" if action.get("lateness_ms") is not None else ""
+            print(f"  {action['position']}: {action['type']} {action.get('instance_type') or ''} {late} "
+                  f"{action.get('result') or ''}".rstrip())
+            shown += 1
+        if run["state"] != "running" or args.what == "status":
+            print(f"{args.name}: {run['state']}")
+            return 0 if run["state"] in ("finished", "running") else 1
+        time.sleep(0.2)
+
+
 # --- output ------------------------------------------------------------------------------------
 
 
@@ -450,8 +563,11 @@ def main(argv: list[str] | None = None) -> int:
     agent.add_argument("-v", "--verbose", action="store_true")
     agent.set_defaults(func=cmd_agent)
 
-    deploy = sub.add_parser("deploy", help="deploy a fogified compose file and wait until it runs")
-    deploy.add_argument("file")
+    deploy = sub.add_parser("deploy", help="deploy a fogified compose file or a Python topology and wait until it runs")
+    deploy.add_argument("file", help="a compose file, or a .py file defining a Topo or build(params) "
+                        "(topologies/<name> finds topologies/<name>.py or .yaml)")
+    deploy.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                        help="a Python topology's parameter (repeatable), e.g. --param fanout=3")
     deploy.add_argument("--dry-run", action="store_true", help="print the plan and the exact commands; touch nothing")
     deploy.add_argument("--shaping", default="auto", choices=["auto", "netem", "userspace"],
                         help="with --dry-run: the mechanism to show")
@@ -495,7 +611,31 @@ def main(argv: list[str] | None = None) -> int:
     trace.add_argument("name", nargs="?", help="one trace (default: every trace)")
     trace.set_defaults(func=cmd_trace)
 
-    for p in (deploy, undeploy, status, clean, execute, move, trace):
+
+    cli = sub.add_parser("cli", help="Mininet's CLI on the running deployment (nodes, net, pingall, iperf a b, "
+                         "<node> <command>, link a b down|up)")
+    cli.add_argument("--script", help="run the CLI commands in this file instead of reading the terminal")
+    cli.set_defaults(func=cmd_cli)
+
+    action = sub.add_parser("action", help="run an action now, as the SDK does (POST /actions/<type>/)",
+                            description="Examples: `fogify-net action stress instance_type=edge cpu=60 duration=30`, "
+                            "`fogify-net action network instance_type=car network=lan uplink.bandwidth=2Mbps`, "
+                            "`fogify-net action link_down switches='[s1, s2]'`.")
+    action.add_argument("type", help="horizontal_scaling, vertical_scaling, network, links, stress, command, "
+                        "link_down, link_up, switch_link, partition, heal, crash, restart, move, trace")
+    action.add_argument("params", nargs="*", metavar="KEY=VALUE",
+                        help="parameters; dotted keys nest (uplink.latency.delay=20ms), values are YAML")
+    action.add_argument("--json", help="the parameters as a JSON object (KEY=VALUE pairs go on top)")
+    action.add_argument("--timeout", type=float, default=120)
+    action.set_defaults(func=cmd_action)
+
+    scenario = sub.add_parser("scenario", help="run a scenario of the deployed model and follow it")
+    scenario.add_argument("what", choices=["run", "list", "status", "cancel"])
+    scenario.add_argument("name", nargs="?")
+    scenario.add_argument("--no-wait", action="store_true", help="with run: return once it started")
+    scenario.set_defaults(func=cmd_scenario)
+
+    for p in (deploy, undeploy, status, clean, execute, move, trace, cli, action, scenario):
         p.add_argument("--url", default=DEFAULT_URL, help=f"the API (default {DEFAULT_URL}, env FOGIFY_URL)")
 
     args = parser.parse_args(argv)

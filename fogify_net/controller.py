@@ -306,6 +306,7 @@ class Controller:
             "shaping": {"mechanism": emulation.mechanism if emulation else self.capabilities.mechanism(self.shaping)},
             "instances": [],
             "networks": [],
+            "switch_links": [],
             "warnings": [],
             "traces": [],
         }
@@ -320,8 +321,15 @@ class Controller:
         report["networks"] = [
             {"name": n.name, "bridge": n.bridge, "subnet": str(n.subnet),
              "uplink": plan.model.networks[n.name].uplink.describe(),
-             "downlink": plan.model.networks[n.name].downlink.describe()}
+             "downlink": plan.model.networks[n.name].downlink.describe(),
+             "switches": dict(n.switches)}
             for n in plan.networks.values()
+        ]
+        report["switch_links"] = [
+            {"name": link.name, "network": link.network, "from": link.source, "to": link.target,
+             "ports": [link.source_port, link.target_port], "up": link.up,
+             "forward": link.forward.describe(), "backward": link.backward.describe()}
+            for link in plan.switch_links()
         ]
         for instance in plan.instances:
             report["instances"].append({
@@ -338,10 +346,13 @@ class Controller:
                 "cpus": round(instance.cpus, 4),
                 "memory": instance.memory,
                 "networks": {
-                    i.network: {"ip": str(i.ip), "interface": i.name, "port": i.port, "up": i.up,
+                    i.network: {"ip": None if i.ip is None else str(i.ip), "prefixlen": i.prefixlen,
+                                "interface": i.name, "port": i.port, "switch": i.switch, "up": i.up,
                                 "uplink": i.uplink.describe(), "downlink": i.downlink.describe()}
                     for i in instance.interfaces
                 },
+                "forwarding": instance.forwarding,
+                "routes": [route.describe() for route in instance.routes],
             })
         return report
 

@@ -34,13 +34,14 @@ from ..model.actions import (
     Noop,
     Partition,
     Stress,
+    SwitchLinkChange,
     TraceAction,
     VerticalScaling,
 )
 from ..model.errors import shown
 from ..model.limits import MAX_INSTANCES
 from ..model.units import format_duration, format_size
-from .targets import known_label, known_network, move_sources, resolve, resolve_on_network
+from .targets import known_label, known_network, move_sources, resolve, resolve_on_network, resolve_switch_link
 
 if TYPE_CHECKING:
     from ..traces.player import TracePlayer
@@ -120,6 +121,8 @@ class ActionRunner:
     @run.register
     def _(self, request: HorizontalScaling) -> Outcome:
         label = known_label(self.plan, request.target.label)
+        if self.plan.model.blueprint(label).single:
+            raise BadRequest(f"params.instance_type: {label} is a single host (single: true), it does not scale")
         annotation = ACTIONS["horizontal_scaling"].annotation
         if request.up:
             total = len(self.plan.instances) + request.count
@@ -234,6 +237,43 @@ class ActionRunner:
         kind = "link_up" if request.up else "link_down"
         return Outcome(ACTIONS[kind].annotation, str(request.target), f"Parameters: Network => {request.network}",
                        {"instances": [i.name for i in instances]})
+
+    @run.register
+    def _(self, request: SwitchLinkChange) -> Outcome:
+        a, b = request.switches
+        link = resolve_switch_link(self.plan, a, b)
+        forward, backward = (request.forward, request.backward) if link.source == a else (
+            request.backward, request.forward)
+        saved = (link.forward, link.backward, link.up)
+
+        def restore() -> None:
+            link.forward, link.backward = saved[0], saved[1]
+
+        if forward is not None or backward is not None:
+            with self._applied_or_restored(restore):
+                link.forward = link.forward.patched(forward)
+                link.backward = link.backward.patched(backward)
+                self.emulation.reshape()
+        if request.up is not None:
+            def replug() -> None:  # both ends back as they were; the shaping too, if it changed above
+                restore()
+                try:
+                    self.emulation.set_switch_link_state(link, saved[2])
+                except Exception as error:  # the original error is the one to report
+                    log.error("plugging switch link %s back as it was failed too: %s", link.name, error)
+                link.up = saved[2]
+
+            with self._applied_or_restored(replug, reapply=forward is not None or backward is not None):
+                self.emulation.set_switch_link_state(link, request.up)
+        kind = {None: "switch_link", True: "link_up", False: "link_down"}[request.up]
+        if kind != "switch_link" and (forward is not None or backward is not None):
+            kind = "switch_link"
+        state = "" if request.up is None else f", {'up' if request.up else 'down'}"
+        return Outcome(ACTIONS[kind].annotation, f"{a}|{b}",
+                       f"Parameters: {link.source}->{link.target} {link.forward.describe()}, "
+                       f"{link.target}->{link.source} {link.backward.describe()}{state}",
+                       {"switch_link": {"name": link.name, "up": link.up, "forward": link.forward.describe(),
+                                        "backward": link.backward.describe()}})
 
     @run.register
     def _(self, request: Partition) -> Outcome:

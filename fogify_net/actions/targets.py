@@ -11,7 +11,7 @@ is BadRequest (400), naming the parameter.
 
 from __future__ import annotations
 
-from ..compile.plan import InstancePlan, Plan
+from ..compile.plan import InstancePlan, Plan, SwitchLinkPlan
 from ..errors import BadRequest, NotFound
 from ..model.actions import Target
 from ..model.errors import shown
@@ -84,3 +84,15 @@ def move_sources(plan: Plan, instances: list[InstancePlan], to: str, source: str
         else:
             groups.setdefault(source, []).append(instance)
     return groups, unchanged
+
+
+def resolve_switch_link(plan: Plan, a: str, b: str) -> SwitchLinkPlan:
+    """The cable between switches `a` and `b` (either order); NotFound for unknown switches or no cable."""
+    for switch in (a, b):
+        if plan.switch_network(switch) is None:
+            known = ", ".join(s for n in plan.networks.values() for s in n.switches)
+            raise NotFound(f"unknown switch {shown(switch)} (known: {known})")
+    link = plan.switch_link(a, b)
+    if link is None:
+        raise NotFound(f"no switch link joins {shown(a)} and {shown(b)}")
+    return link

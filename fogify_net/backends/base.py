@@ -28,7 +28,7 @@ from ..model.errors import ModelError
 
 if TYPE_CHECKING:
     from ..compile.flows import Flow
-    from ..compile.plan import InstancePlan, Plan
+    from ..compile.plan import InstancePlan, Plan, SwitchLinkPlan
     from ..model.actions import Stress
 
 log = logging.getLogger(__name__)
@@ -173,6 +173,10 @@ class Backend(ABC):
     @abstractmethod
     def set_link_state(self, instances: list[InstancePlan], network: str, up: bool) -> None:
         """Unplug (or plug back) these instances' cable on `network`."""
+
+    @abstractmethod
+    def set_switch_link_state(self, link: SwitchLinkPlan, up: bool) -> None:
+        """Unplug (or plug back) the cable between two switches; the plan records the state."""
 
     @abstractmethod
     def crash(self, instances: list[InstancePlan]) -> None:

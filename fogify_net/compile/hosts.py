@@ -30,7 +30,7 @@ def hosts_file(plan: Plan, instance: InstancePlan) -> str:
     mine = {i.network for i in instance.interfaces}
     lines = []
     for target in sorted(plan.instances, key=lambda i: (i.label, i.slot)):
-        shared = [i for i in target.interfaces if i.network in mine]
+        shared = [i for i in target.interfaces if i.network in mine and i.ip is not None]
         for position, interface in enumerate(shared):
             names = _names(target, interface.network, primary=position == 0)
             lines.append(f"{interface.ip}\t{' '.join(dict.fromkeys(names))}")

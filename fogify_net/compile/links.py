@@ -1,15 +1,21 @@
 """ip commands that build the switches and the links of a plan.
 
-Root-namespace work is one `ip -batch` (bridges, veth pairs, ports); each
-container gets one more batch for its own ends (addresses, up). The container
-end is created directly inside the container's namespace (`peer ... netns
-<pid>`), so it never appears in the root namespace.
+Root-namespace work is one `ip -batch` (bridges, veth pairs, ports, the
+cables between switches); each container gets one more batch for its own ends
+(addresses, routes, up). The container end is created directly inside the
+container's namespace (`peer ... netns <pid>`), so it never appears in the
+root namespace.
 """
 
 from __future__ import annotations
 
 from .naming import ALIAS
-from .plan import InstancePlan, InterfacePlan
+from .plan import InstancePlan, InterfacePlan, Plan, SwitchLinkPlan
+
+
+def switch_bridges(plan: Plan) -> dict[str, str]:
+    """Every switch's bridge, by switch name."""
+    return {switch: bridge for network in plan.networks.values() for switch, bridge in network.switches.items()}
 
 
 def bridge_commands(bridge: str, network: str) -> list[str]:
@@ -29,16 +35,32 @@ def veth_commands(instance: InstancePlan, pid: int | str, bridges: dict[str, str
         lines += [
             f"link add name {interface.port} type veth peer name {interface.name} netns {pid}",
             f"link set {interface.port} alias {ALIAS}:{instance.name}:{interface.network}",
-            f"link set {interface.port} master {bridges[interface.network]}",
+            f"link set {interface.port} master {bridges[interface.switch]}",
             f"link set {interface.port} {'up' if interface.up else 'down'}",
         ]
     return lines
 
 
+def switch_link_commands(link: SwitchLinkPlan, bridges: dict[str, str]) -> list[str]:
+    """A cable between two switches: a veth pair, one end a port of each bridge."""
+    lines = [f"link add name {link.source_port} type veth peer name {link.target_port}"]
+    for port, switch in ((link.source_port, link.source), (link.target_port, link.target)):
+        lines += [f"link set {port} alias {ALIAS}:{link.network}:{link.name}",
+                  f"link set {port} master {bridges[switch]}",
+                  f"link set {port} {'up' if link.up else 'down'}"]
+    return lines
+
+
 def container_commands(instance: InstancePlan, interfaces: list[InterfacePlan] | None = None) -> list[str]:
-    """Inside the container's namespace: MACs, addresses and links up (of all interfaces, or `interfaces`)."""
+    """Inside the container's namespace: MACs, addresses, links up, then the static routes; of all
+    interfaces, or only `interfaces` (an interface a move adds: lo and the routes are there already)."""
     lines = ["link set lo up"] if interfaces is None else []
     for interface in instance.interfaces if interfaces is None else interfaces:
-        lines += [f"link set {interface.name} address {interface.mac}",
-                  f"addr add {interface.cidr} dev {interface.name}", f"link set {interface.name} up"]
+        lines.append(f"link set {interface.name} address {interface.mac}")
+        if interface.cidr is not None:
+            lines.append(f"addr add {interface.cidr} dev {interface.name}")
+        lines.append(f"link set {interface.name} up")
+    if interfaces is None:
+        for route in instance.routes:
+            lines.append(f"route replace {route.describe()}")
     return lines

@@ -22,6 +22,7 @@ DISTRIBUTION_PREFIX = "fogify-net-"  # tc's table files of custom delay distribu
 _BRIDGE_SAFE = re.compile(r"^[A-Za-z0-9_-]+\Z")
 BRIDGE_PATTERN = re.compile(r"^fgn-[A-Za-z0-9_-]{1,11}\Z")
 PORT_PATTERN = re.compile(r"^fgnh\d+e\d+\Z")
+SWITCH_LINK_PATTERN = re.compile(r"^fgnl\d+[ab]\Z")
 HOST_NODE_PATTERN = re.compile(r"^fgnh\d+\Z")
 
 
@@ -56,9 +57,18 @@ def port_name(index: int, interface: int) -> str:
     return name
 
 
+def switch_link_ports(index: int) -> tuple[str, str]:
+    """The two ends of switch link number `index`: on its source switch, on its target switch."""
+    name = f"{PREFIX}l{index}"
+    if len(name) + 1 > IFNAMSIZ:
+        raise ValueError(f"switch link number {index} needs a name longer than {IFNAMSIZ} characters")
+    return f"{name}a", f"{name}b"
+
+
 def container_name(instance: str) -> str:
     return f"{CONTAINER_PREFIX}{instance}"
 
 
-def instance_name(label: str, slot: int) -> str:
-    return f"{label}.{slot}"
+def instance_name(label: str, slot: int, single: bool = False) -> str:
+    """`<label>.<slot>`; a single blueprint's one instance is named by the label alone (Mininet's host names)."""
+    return label if single and slot == 1 else f"{label}.{slot}"

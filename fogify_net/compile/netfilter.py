@@ -93,21 +93,27 @@ class Filter:
         return text + self.action
 
 
+def _addresses(plan: Plan, label: str, network: str) -> tuple[IPv4Address, ...]:
+    """The addresses of `label`'s instances on `network` (unnumbered interfaces have none)."""
+    return tuple(i.interface(network).ip for i in plan.instances_of(label)
+                 if i.interface(network) is not None and i.interface(network).ip is not None)
+
+
 def filters(plan: Plan) -> list[Filter]:
     """Partitions (drop both ways), then each network's firewall rules in the order they are checked
     (blueprints' overrides' rules before the network's own, Model.firewall_rules_of)."""
     found = []
     for source, target, network in sorted(plan.partitions, key=str):
         for net in [network] if network else sorted(plan.networks):
-            a = tuple(i.interface(net).ip for i in plan.instances_of(source) if i.interface(net))
-            b = tuple(i.interface(net).ip for i in plan.instances_of(target) if i.interface(net))
+            a = _addresses(plan, source, net)
+            b = _addresses(plan, target, net)
             if a and b:
                 found.append(Filter(a, b, "drop"))
                 found.append(Filter(b, a, "drop"))
     for name in plan.networks:
         for rule in plan.model.firewall_rules_of(name):
-            a = tuple(i.interface(name).ip for i in plan.instances_of(rule.source) if i.interface(name))
-            b = tuple(i.interface(name).ip for i in plan.instances_of(rule.target) if i.interface(name))
+            a = _addresses(plan, rule.source, name)
+            b = _addresses(plan, rule.target, name)
             if not a or not b:
                 continue
             ports = None

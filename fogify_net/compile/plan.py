@@ -8,23 +8,49 @@ difference, so the plan is always the desired state of the running network.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 
 from ..errors import Conflict
-from ..model.schema import DelayDistribution, LinkRule, Model, NodeProfile, QoS, Service
+from ..model.errors import ModelError, join
+from ..model.schema import DelayDistribution, LinkRule, Model, NodeProfile, QoS, Route, Service
 from .addressing import DEFAULT_POOL, AddressBook, assign_subnets, static_addresses
-from .naming import bridge_name, container_name, host_node_name, instance_name, port_name
+from .naming import bridge_name, container_name, host_node_name, instance_name, port_name, switch_link_ports
 from .resources import CPU_PERIOD, HostFacts, cpu_quota, node_cpus
+
+
+@dataclass
+class SwitchLinkPlan:
+    """A cable between two switches of a network: a veth pair whose ends are ports of the two bridges.
+
+    `forward` (source -> target) is shaped on the source end's egress, i.e.
+    the downlink of `source_port`; `backward` on the target end's egress.
+    """
+
+    name: str  # <source>-<target>
+    network: str
+    source: str
+    target: str
+    source_port: str
+    target_port: str
+    forward: QoS
+    backward: QoS
+    up: bool = True
+
+    def joins(self, a: str, b: str) -> bool:
+        return {a, b} == {self.source, self.target}
 
 
 @dataclass
 class NetworkPlan:
     name: str
-    bridge: str
+    bridge: str  # the bridge of the first switch, where instances attach by default
     subnet: IPv4Network
     links: list[LinkRule]  # per-pair overrides, changed by `links` actions
     addresses: AddressBook = field(repr=False)
+    switches: dict[str, str] = field(default_factory=dict)  # switch name -> bridge; one entry unless multi-switch
+    switch_links: list[SwitchLinkPlan] = field(default_factory=list)
 
 
 @dataclass
@@ -32,15 +58,16 @@ class InterfacePlan:
     network: str
     name: str  # inside the container, e.g. eth0
     port: str  # the switch-side end in the root namespace
-    ip: IPv4Address
+    ip: IPv4Address | None  # None: unnumbered
     prefixlen: int
     uplink: QoS  # this instance's current shaping on this network (network actions change it)
     downlink: QoS
     up: bool = True
+    switch: str = ""  # the switch (bridge) of the network it plugs into
 
     @property
-    def cidr(self) -> str:
-        return f"{self.ip}/{self.prefixlen}"
+    def cidr(self) -> str | None:
+        return None if self.ip is None else f"{self.ip}/{self.prefixlen}"
 
     @property
     def mac(self) -> str:
@@ -48,8 +75,10 @@ class InterfacePlan:
 
         It stays the same when the instance restarts or its slot is reused, so
         peers' neighbour caches stay right; a random MAC left them sending to the
-        old one for up to half a minute.
+        old one for up to half a minute. An unnumbered interface's comes from its port name.
         """
+        if self.ip is None:
+            return "02:67:" + ":".join(f"{b:02x}" for b in hashlib.sha1(self.port.encode()).digest()[:4])
         return "02:66:" + ":".join(f"{byte:02x}" for byte in self.ip.packed)
 
 
@@ -65,6 +94,8 @@ class InstancePlan:
     cpu_quota: int
     memory: int  # bytes
     cpu_period: int = CPU_PERIOD
+    forwarding: bool = False  # a router: forwards IPv4 between its interfaces
+    routes: tuple[Route, ...] = ()
 
     @property
     def container(self) -> str:
@@ -111,6 +142,17 @@ class Plan:
     def members(self, network: str) -> list[InstancePlan]:
         return [i for i in self.instances if i.interface(network) is not None]
 
+    def switch_links(self) -> list[SwitchLinkPlan]:
+        return [link for network in self.networks.values() for link in network.switch_links]
+
+    def switch_link(self, a: str, b: str) -> SwitchLinkPlan | None:
+        """The cable between switches `a` and `b`, in either order."""
+        return next((link for link in self.switch_links() if link.joins(a, b)), None)
+
+    def switch_network(self, switch: str) -> str | None:
+        """The network a switch belongs to."""
+        return next((n.name for n in self.networks.values() if switch in n.switches), None)
+
     def replicas(self) -> dict[str, int]:
         counts = {b.label: 0 for b in self.model.blueprints}
         for instance in self.instances:
@@ -125,16 +167,39 @@ def compile_model(model: Model, host: HostFacts, pool: IPv4Network = DEFAULT_POO
     taken: set[str] = set()
     networks = {}
     for name, subnet in subnets.items():
-        bridge = bridge_name(name, taken)
-        taken.add(bridge)
+        definition = model.networks[name]
+        switches = {}
+        for switch in definition.switch_names:
+            switches[switch] = bridge_name(switch, taken)
+            taken.add(switches[switch])
         reserved = [address for address, _ in statics[name]]
         addresses = AddressBook(subnet, reserved)
-        networks[name] = NetworkPlan(name, bridge, subnet, list(model.links_of(name)), addresses)
+        networks[name] = NetworkPlan(name, switches[definition.switch_names[0]], subnet, list(model.links_of(name)),
+                                     addresses, switches)
     plan = Plan(model=model, host=host, networks=networks, distributions=dict(model.distributions))
+    index = 1
+    for network in networks.values():
+        for link in model.networks[network.name].switch_links:
+            source_port, target_port = switch_link_ports(index)
+            index += 1
+            network.switch_links.append(SwitchLinkPlan(link.name, network.name, link.source, link.target,
+                                                       source_port, target_port, link.forward, link.backward))
+    _check_routes(plan)
     for blueprint in model.blueprints:
         add_instances(plan, blueprint.label, blueprint.replicas)
     plan.warnings = capacity_warnings(plan)
     return plan
+
+
+def _check_routes(plan: Plan) -> None:
+    """A gateway must be on one of the instance's own networks, or the kernel refuses the route."""
+    for i, blueprint in enumerate(plan.model.blueprints):
+        subnets = {a.network: plan.networks[a.network].subnet for a in blueprint.networks}
+        for j, route in enumerate(blueprint.routes):
+            if route.via is not None and not any(route.via in subnet for subnet in subnets.values()):
+                mine = ", ".join(f"{name} {subnet}" for name, subnet in subnets.items()) or "none"
+                raise ModelError(join(join(join(join("x-fogify", "topology"), i), "routes"), j) + ".via",
+                                 f"gateway {route.via} is on none of {blueprint.label}'s networks ({mine})")
 
 
 def capacity_warnings(plan: Plan) -> list[str]:
@@ -145,7 +210,7 @@ def capacity_warnings(plan: Plan) -> list[str]:
         if instances and instances[0].cpus > plan.host.cpus:
             warnings.append(f"{blueprint.label}: a node of {instances[0].cpus:.2f} CPUs on a machine with "
                             f"{plan.host.cpus}; it gets at most {plan.host.cpus}")
-    memory = sum(i.memory for i in plan.instances)
+    memory = sum(i.memory for i in plan.instances if i.node.memory is not None)
     if memory > plan.host.memory:
         warnings.append(f"the nodes' memory adds up to {memory / 2**30:.1f} GiB; this machine has "
                         f"{plan.host.memory / 2**30:.1f} GiB")
@@ -197,7 +262,7 @@ def add_instances(plan: Plan, label: str, count: int) -> list[InstancePlan]:
 def _add_instances(plan: Plan, label: str, count: int, added: list[InstancePlan]) -> None:
     blueprint = plan.model.blueprint(label)
     node = plan.model.nodes[blueprint.node]
-    quota = cpu_quota(node_cpus(node.cores, node.clock_mhz, plan.host))
+    quota = cpu_quota(node_cpus(node, plan.host))
     slots = {i.slot for i in plan.instances_of(label)}
     for _ in range(count):
         slot = max(slots, default=0) + 1
@@ -213,20 +278,22 @@ def _add_instances(plan: Plan, label: str, count: int, added: list[InstancePlan]
                 interfaces.append(
                     InterfacePlan(
                         network=attachment.network,
-                        name=f"eth{k}",
+                        name=attachment.interface or f"eth{k}",
                         port=port_name(index, k),
-                        ip=network.addresses.take(static),
+                        ip=None if attachment.unnumbered else network.addresses.take(static),
                         prefixlen=network.subnet.prefixlen,
                         uplink=definition.uplink,
                         downlink=definition.downlink,
+                        switch=attachment.switch or plan.model.networks[attachment.network].switch_names[0],
                     )
                 )
         except BaseException:  # this replica's addresses so far go back to their subnets
             for interface in interfaces:
-                plan.networks[interface.network].addresses.release(interface.ip)
+                if interface.ip is not None:
+                    plan.networks[interface.network].addresses.release(interface.ip)
             raise
         instance = InstancePlan(
-            name=instance_name(label, slot),
+            name=instance_name(label, slot, blueprint.single),
             label=label,
             slot=slot,
             index=index,
@@ -234,7 +301,9 @@ def _add_instances(plan: Plan, label: str, count: int, added: list[InstancePlan]
             node=node,
             interfaces=interfaces,
             cpu_quota=quota,
-            memory=node.memory,
+            memory=node.memory if node.memory is not None else plan.host.memory,
+            forwarding=blueprint.forwarding,
+            routes=blueprint.routes,
         )
         plan.instances.append(instance)
         added.append(instance)
@@ -250,10 +319,12 @@ def attach(plan: Plan, instance: InstancePlan, network: str, position: int | Non
     network an instance shares with a peer gives the names without a network.
     `ip` takes that address instead (a failed move going back).
     """
-    used = {int(i.name.removeprefix("eth")) for i in instance.interfaces}
-    number = min(set(range(len(used) + 1)) - used)
+    names, ports = {i.name for i in instance.interfaces}, {i.port for i in instance.interfaces}
+    number = next(n for n in range(len(names) + 1)
+                  if f"eth{n}" not in names and port_name(instance.index, n) not in ports)
     blueprint = plan.model.blueprint(instance.label)
     definition = plan.model.network_of(blueprint, network) if blueprint else plan.model.networks[network]
+    declared = next((a for a in blueprint.networks if a.network == network), None) if blueprint else None
     book = plan.networks[network]
     interface = InterfacePlan(
         network=network,
@@ -263,6 +334,7 @@ def attach(plan: Plan, instance: InstancePlan, network: str, position: int | Non
         prefixlen=book.subnet.prefixlen,
         uplink=definition.uplink,
         downlink=definition.downlink,
+        switch=(declared and declared.switch) or plan.model.networks[network].switch_names[0],
     )
     instance.interfaces.insert(len(instance.interfaces) if position is None else position, interface)
     return interface
@@ -284,5 +356,6 @@ def remove_instances(plan: Plan, label: str, count: int) -> list[InstancePlan]:
     for instance in victims:
         plan.instances.remove(instance)
         for interface in instance.interfaces:
-            plan.networks[interface.network].addresses.release(interface.ip)
+            if interface.ip is not None:
+                plan.networks[interface.network].addresses.release(interface.ip)
     return victims

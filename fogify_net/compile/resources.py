@@ -27,5 +27,11 @@ def cpu_quota(cpus: float) -> int:
     return max(MIN_QUOTA, round(cpus * CPU_PERIOD))
 
 
-def node_cpus(cores: int, clock_mhz: float, host: HostFacts) -> float:
-    return cores * clock_mhz / host.cpu_mhz
+def node_cpus(node, host: HostFacts) -> float:
+    """CPUs of the machine a node profile gets: cores x clock over the host clock, its exact `cpus`,
+    or, with neither, all of them (a profile without a processor is not limited)."""
+    if node.cpus is not None:
+        return node.cpus
+    if node.cores is not None and node.clock_mhz is not None:
+        return node.cores * node.clock_mhz / host.cpu_mhz
+    return float(host.cpus)

@@ -46,7 +46,7 @@ def needs_qdisc(direction: DirectionShaping | None, kernel_delay: bool) -> bool:
     if direction.peers:
         return True
     qos = direction.default
-    return qos.rate is not None or (kernel_delay and (qos.needs_delay or qos.loss > 0))
+    return qos.rate is not None or qos.queue is not None or (kernel_delay and (qos.needs_delay or qos.loss > 0))
 
 
 def _class(dev: str, minor: int, qos: QoS) -> str:
@@ -59,8 +59,11 @@ def _class(dev: str, minor: int, qos: QoS) -> str:
     )
 
 
-def queue_limit(rate: int | None) -> int:
-    """Packets the leaf FIFO holds: QUEUE_TIME of traffic at the class rate, never less than MIN_QUEUE."""
+def queue_limit(rate: int | None, queue: int | None = None) -> int:
+    """Packets the leaf FIFO holds: the declared queue, else QUEUE_TIME of traffic at the class rate,
+    never less than MIN_QUEUE."""
+    if queue:
+        return queue
     return max(MIN_QUEUE, math.ceil((rate or UNLIMITED) / 8 * QUEUE_TIME / MTU))
 
 
@@ -81,9 +84,9 @@ def leaf_spec(qos: QoS, kernel_delay: bool) -> str:
             parts.append(f"loss {qos.loss:.6g}%")
         rate_pps = (qos.rate or 10**9) / 8 / MTU
         held = rate_pps * (qos.delay + 4 * qos.jitter) * 1.5
-        parts.append(f"limit {max(1000, math.ceil(held))}")
+        parts.append(f"limit {qos.queue or max(1000, math.ceil(held))}")
         return " ".join(parts)
-    return f"pfifo limit {queue_limit(qos.rate)}"
+    return f"pfifo limit {queue_limit(qos.rate, qos.queue)}"
 
 
 def _classes(direction: DirectionShaping, subnet: IPv4Network) -> dict[int, tuple[QoS, IPv4Address | None]]:

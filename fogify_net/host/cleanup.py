@@ -28,7 +28,7 @@ from .kernel import ip_batch, iptables_delete_chain, iptables_remove, run
 
 log = logging.getLogger(__name__)
 
-_SHELL = re.compile(r"^mininet:(fgnh\d+|fgn-[A-Za-z0-9_-]+)\Z")
+_SHELL = re.compile(r"^mininet:(fgnh\d+|fgn-[A-Za-z0-9_-]+|fgnv-[A-Za-z0-9_.-]+)\Z")  # fgnv-: containernet's
 
 
 def cleanup(run_dir: str = "/run/fogify-net", keep_apis: bool = False) -> list[str]:

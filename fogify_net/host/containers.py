@@ -44,6 +44,7 @@ def run_container(
     memswap_limit: int | str | None = None,
     cap_add: list[str] | None = None,
     privileged: bool = False,
+    sysctls: dict[str, str] | None = None,
     client: docker.DockerClient | None = None,
 ) -> Container:
     """Start a detached container without networking, marked as ours; returns it inspected."""
@@ -68,6 +69,7 @@ def run_container(
         memswap_limit=memswap_limit,
         cap_add=cap_add,
         privileged=privileged,
+        sysctls=sysctls,
         init=True,  # reap zombies and forward signals even when the image has no init
     )
     client = client or docker_client()

@@ -13,14 +13,16 @@ from .schema import (
     NodeProfile,
     QoS,
     QoSPatch,
+    Route,
     Scenario,
     ScenarioAction,
     Service,
+    SwitchLink,
     Volume,
 )
 
 __all__ = [
     "Attachment", "Blueprint", "FirewallRule", "LinkRule", "Model", "ModelBuilder", "ModelError", "Network",
-    "NodeProfile", "QoS", "QoSPatch", "Scenario", "ScenarioAction", "Service", "Volume",
+    "NodeProfile", "QoS", "QoSPatch", "Route", "Scenario", "ScenarioAction", "Service", "SwitchLink", "Volume",
     "load_model", "parse_model", "parse_model_text",
 ]

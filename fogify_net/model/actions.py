@@ -17,7 +17,7 @@ from typing import Any, Callable
 from .errors import ModelError, join, shown
 from .fields import valid_name
 from .limits import MAX_COMMAND_TIMEOUT_S, MAX_INSTANCES, MAX_OVERLAP_S
-from .networks import directions, parse_link
+from .networks import directions, parse_link, parse_qos_patch
 from .schema import BoundTrace, LinkRule, Model, QoSPatch, TraceTarget
 from .traces import parse_trace_spec
 from .units import parse_count, parse_percent, parse_seconds, parse_size
@@ -89,6 +89,20 @@ class LinkState:
     target: Target
     network: str
     up: bool
+
+
+@dataclass(frozen=True)
+class SwitchLinkChange:
+    """A cable between two switches: plug it out or in, and/or change its shaping.
+
+    `forward` is what travels from the first switch named to the second,
+    `backward` the other way (whatever order the model declared them in).
+    """
+
+    switches: tuple[str, str]
+    up: bool | None = None
+    forward: QoSPatch | None = None
+    backward: QoSPatch | None = None
 
 
 @dataclass(frozen=True)
@@ -309,12 +323,44 @@ def _command(params: dict, path: str, model: Model | None) -> Command:
 
 
 def _link_state(up: bool):
-    def parse(params: dict, path: str, model: Model | None) -> LinkState:
+    """An instance's cable on a network (instance_type, network), or a cable between two switches (switches)."""
+
+    def parse(params: dict, path: str, model: Model | None) -> LinkState | SwitchLinkChange:
+        if params.get("switches") is not None:
+            return SwitchLinkChange(_switch_pair(params, path, model), up=up)
         target = parse_target(params, path, model)
         name = _network_name(params.get("network"), join(path, "network"), model)
         return LinkState(target=target, network=name, up=up)
 
     return parse
+
+
+def _switch_pair(params: dict, path: str, model: Model | None) -> tuple[str, str]:
+    value, where = params.get("switches"), join(path, "switches")
+    if not isinstance(value, list) or len(value) != 2 or not all(isinstance(x, str) and x for x in value):
+        raise ModelError(where, "expected the two switches a switch link joins, e.g. [s1, s2]")
+    if model is not None:
+        links = [link for network in model.networks.values() for link in network.switch_links]
+        if not any({link.source, link.target} == set(value) for link in links):
+            raise ModelError(where, f"no switch link joins {shown(value[0])} and {shown(value[1])}")
+    return value[0], value[1]
+
+
+def _switch_link(params: dict, path: str, model: Model | None) -> SwitchLinkChange:
+    """{switches: [a, b], up, symmetric, forward (a -> b), backward (b -> a)}: a switch link's state and shaping."""
+    pair = _switch_pair(params, path, model)
+    both = parse_qos_patch(params["symmetric"], join(path, "symmetric")) if params.get("symmetric") else None
+    patches = {}
+    for key in ("forward", "backward"):
+        given = parse_qos_patch(params[key], join(path, key)) if params.get(key) else None
+        merged = {**(both.values() if both else {}), **(given.values() if given else {})}
+        patches[key] = QoSPatch(**merged) if merged else None
+    up = params.get("up")
+    if up is not None and not isinstance(up, bool):
+        raise ModelError(join(path, "up"), f"expected true or false, got {shown(up)}")
+    if up is None and patches["forward"] is None and patches["backward"] is None:
+        raise ModelError(path, "give up (true or false) and/or the shaping: symmetric, forward, backward")
+    return SwitchLinkChange(pair, up=up, **patches)
 
 
 def _partition(heal: bool):
@@ -428,6 +474,7 @@ ACTIONS: dict[str, ActionKind] = {kind.name: kind for kind in (
     ActionKind("command", _command, "COMMAND"),
     ActionKind("link_down", _link_state(up=False), "LINK_DOWN"),
     ActionKind("link_up", _link_state(up=True), "LINK_UP"),
+    ActionKind("switch_link", _switch_link, "SWITCH_LINK"),
     ActionKind("partition", _partition(heal=False), "PARTITION"),
     ActionKind("heal", _partition(heal=True), "HEAL"),
     ActionKind("crash", _lifecycle(restart=False), "CRASH"),

@@ -38,11 +38,16 @@ class ModelBuilder:
         self.services[name] = {"image": image, **compose}
         return self
 
-    def node(self, name: str, cores: int, clock_speed: float, memory: str) -> ModelBuilder:
-        self.nodes.append(
-            {"name": name,
-             "capabilities": {"processor": {"cores": cores, "clock_speed": clock_speed}, "memory": memory}}
-        )
+    def node(self, name: str, cores: int | None = None, clock_speed: float | None = None,
+             memory: str | int | None = None, **processor: Any) -> ModelBuilder:
+        """A node profile: cores x clock_speed (MHz), or processor keys such as cpus=0.5, shares, cpuset;
+        no memory means no memory limit."""
+        cpu = {key: value for key, value in (("cores", cores), ("clock_speed", clock_speed)) if value is not None}
+        cpu.update(processor)
+        capabilities: dict[str, Any] = {"processor": cpu} if cpu else {}
+        if memory is not None:
+            capabilities["memory"] = memory
+        self.nodes.append({"name": name, "capabilities": capabilities})
         return self
 
     def network(self, name: str, uplink: dict | None = None, downlink: dict | None = None,
@@ -66,9 +71,11 @@ class ModelBuilder:
                 return self
         raise KeyError(f"no network {network!r} defined yet")
 
-    def blueprint(self, label: str, node: str, service: str, networks: list, replicas: int = 1) -> ModelBuilder:
+    def blueprint(self, label: str, node: str, service: str, networks: list, replicas: int = 1,
+                  **extra: Any) -> ModelBuilder:
+        """A blueprint; extra keys are the blueprint's own (forwarding, routes, single, placement)."""
         self.topology.append(
-            {"label": label, "node": node, "service": service, "networks": networks, "replicas": replicas})
+            {"label": label, "node": node, "service": service, "networks": networks, "replicas": replicas, **extra})
         return self
 
     def scenario(self, name: str, actions: list[dict[str, Any]],

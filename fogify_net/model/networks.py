@@ -12,17 +12,19 @@ from typing import Any
 
 from .distributions import lookup
 from .errors import ModelError, join, shown
-from .fields import boolean, known_keys, mapping, sequence, valid_name
-from .schema import FirewallRule, LinkRule, Network, QoS, QoSPatch
+from .fields import boolean, known_keys, mapping, sequence, unique, valid_name
+from .schema import FirewallRule, LinkRule, Network, QoS, QoSPatch, SwitchLink
 from .traces import TraceFiles, parse_traces
 from .units import parse_count, parse_delay, parse_percent, parse_rate
 
 
 def parse_qos_patch(raw: Any, path: str) -> QoSPatch:
-    """One direction as written in a model or an action: bandwidth, latency{...}, drop."""
+    """One direction as written in a model or an action: bandwidth, latency{...}, drop, queue (packets)."""
     raw = mapping(raw, path, "network characteristics")
-    known_keys(raw, path, {"bandwidth", "latency", "drop", "loss"})
+    known_keys(raw, path, {"bandwidth", "latency", "drop", "loss", "queue"})
     values: dict[str, Any] = {}
+    if raw.get("queue") is not None:
+        values["queue"] = parse_count(raw["queue"], join(path, "queue"), minimum=1)
     if raw.get("bandwidth") is not None:
         values["rate"] = parse_rate(raw["bandwidth"], join(path, "bandwidth"))
     for key in ("drop", "loss"):
@@ -73,7 +75,7 @@ def parse_network(raw: Any, path: str, files: TraceFiles | None = None) -> Netwo
         raw,
         path,
         {"name", "uplink", "downlink", "bidirectional", "links", "capacity", "subnet",
-         "firewall_rules", "packet_level_monitoring", "trace"},
+         "firewall_rules", "packet_level_monitoring", "trace", "switches", "switch_links"},
     )
     name = valid_name(raw.get("name"), join(path, "name"))
     up, down = directions(raw, path)
@@ -100,7 +102,74 @@ def parse_network(raw: Any, path: str, files: TraceFiles | None = None) -> Netwo
         packet_level_monitoring=boolean(raw.get("packet_level_monitoring", False),
                                         join(path, "packet_level_monitoring")),
         traces=parse_traces(raw.get("trace"), join(path, "trace"), name, files),
+        **_switches(raw, path),
     )
+
+
+# --- switches: a network of several switches joined by shaped cables ------------------------------
+
+
+def _switches(raw: dict, path: str) -> dict[str, Any]:
+    """`switches` (names) and `switch_links` (cables between them, a tree), as Network fields.
+
+    Linux bridges run without spanning tree here, so a loop of cables would
+    circulate broadcasts for ever: loops are refused, and every switch must be
+    reachable from the others (a network is one layer-2 segment).
+    """
+    if raw.get("switches") is None and raw.get("switch_links") is None:
+        return {}
+    switches_path = join(path, "switches")
+    names = [valid_name(item, join(switches_path, i))
+             for i, item in enumerate(sequence(raw.get("switches"), switches_path))]
+    if not names:
+        raise ModelError(switches_path, "give the names of the network's switches (switch_links join them)")
+    unique(names, switches_path, "switch")
+    links_path = join(path, "switch_links")
+    links = tuple(parse_switch_link(item, join(links_path, i), names)
+                  for i, item in enumerate(sequence(raw.get("switch_links"), links_path)))
+    parent = {name: name for name in names}
+
+    def root(name: str) -> str:
+        while parent[name] != name:
+            name = parent[name]
+        return name
+
+    for i, link in enumerate(links):
+        a, b = root(link.source), root(link.target)
+        if a == b:
+            raise ModelError(join(links_path, i), f"{link.source}-{link.target} closes a loop of switches "
+                             "(bridges run without spanning tree here; keep the switch links a tree)")
+        parent[a] = b
+    apart = [name for name in names if root(name) != root(names[0])]
+    if apart:
+        raise ModelError(links_path, f"switch {shown(apart[0])} is not linked to {shown(names[0])}: a network is one "
+                         "segment; join its switches with switch_links, or make it a network of its own")
+    return {"switches": tuple(names), "switch_links": links}
+
+
+def parse_switch_link(raw: Any, path: str, switches: list[str]) -> SwitchLink:
+    """A cable: from, to, and `symmetric` (each direction gets these values whole, as a Mininet TCLink),
+    `forward` (from -> to) and/or `backward` (to -> from)."""
+    raw = mapping(raw, path, "a switch link")
+    known_keys(raw, path, {"from", "to", "symmetric", "forward", "backward"})
+    ends = []
+    for key in ("from", "to"):
+        if raw.get(key) is None:
+            raise ModelError(join(path, key), "missing (a switch of this network)")
+        if raw[key] not in switches:
+            raise ModelError(join(path, key),
+                             f"unknown switch {shown(raw[key])} (this network's: {', '.join(switches)})")
+        ends.append(raw[key])
+    if ends[0] == ends[1]:
+        raise ModelError(join(path, "to"), "a switch link joins two different switches")
+    both = parse_qos_patch(raw["symmetric"], join(path, "symmetric")) if raw.get("symmetric") is not None else None
+    directions = {}
+    for key in ("forward", "backward"):
+        qos = QoS().patched(both)
+        if raw.get(key) is not None:
+            qos = qos.patched(parse_qos_patch(raw[key], join(path, key)))
+        directions[key] = qos
+    return SwitchLink(ends[0], ends[1], **directions)
 
 
 def parse_subnet(value: Any, path: str) -> IPv4Network:

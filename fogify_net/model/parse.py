@@ -9,21 +9,32 @@ services, networks.py the networks, scenarios.py the scenarios.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import replace
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Network, ip_network
 from pathlib import Path
 from typing import Any
 
 from .compose import parse_service
 from .distributions import known_distributions
 from .errors import ModelError, join, shown
-from .fields import known_keys, mapping, named_list, optional_text, sequence, unique, valid_name
+from .fields import boolean, known_keys, mapping, named_list, optional_text, sequence, unique, valid_name
 from .limits import MAX_INSTANCES, MAX_TRACES
 from .loader import load_yaml
 from .networks import parse_network
 from .scenarios import parse_scenario
-from .schema import Attachment, Blueprint, BoundTrace, DelayDistribution, Model, Network, NodeProfile, TraceTarget
+from .schema import (
+    Attachment,
+    Blueprint,
+    BoundTrace,
+    DelayDistribution,
+    Model,
+    Network,
+    NodeProfile,
+    Route,
+    TraceTarget,
+)
 from .traces import TraceFiles, parse_traces
 from .units import parse_clock, parse_count, parse_size
 
@@ -83,6 +94,7 @@ def _parse_model(data: Any, base_dir: Path | None, traces: TraceFiles) -> Model:
     total = sum(b.replicas for b in blueprints)
     if total > MAX_INSTANCES:
         raise ModelError(topology_path, f"{total} instances; a deployment has at most {MAX_INSTANCES}")
+    _check_switch_names(networks)
     bound = _bound_traces(networks, blueprints)
     model = Model(services, nodes, networks, blueprints, {}, (), bound)
     _check_network_references(model)
@@ -122,6 +134,8 @@ def _bound_traces(networks: dict, blueprints: tuple[Blueprint, ...]) -> tuple[Bo
 
 
 def _node(raw: Any, path: str) -> NodeProfile:
+    """A node profile. The processor is Fogify's cores x clock_speed, or `cpus` of this machine; without
+    a processor the node may use the whole machine, and without memory it has no memory limit."""
     raw = mapping(raw, path, "a node")
     known_keys(raw, path, {"name", "capabilities", "node_specifications"})
     name = valid_name(raw.get("name"), join(path, "name"))
@@ -129,20 +143,38 @@ def _node(raw: Any, path: str) -> NodeProfile:
     caps = mapping(raw.get("capabilities"), caps_path, "the node's capabilities")
     known_keys(caps, caps_path, {"processor", "memory", "disk"})
     cpu_path = join(caps_path, "processor")
-    cpu = mapping(caps.get("processor"), cpu_path, "the processor")
-    known_keys(cpu, cpu_path, {"cores", "clock_speed"})
-    if "cores" not in cpu:
-        raise ModelError(join(cpu_path, "cores"), "missing")
-    if "clock_speed" not in cpu:
-        raise ModelError(join(cpu_path, "clock_speed"), "missing (MHz, e.g. 1400)")
-    if "memory" not in caps:
-        raise ModelError(join(caps_path, "memory"), "missing (e.g. 2G or 512M)")
-    return NodeProfile(
-        name=name,
-        cores=parse_count(cpu["cores"], join(cpu_path, "cores"), minimum=1),
-        clock_mhz=parse_clock(cpu["clock_speed"], join(cpu_path, "clock_speed")),
-        memory=parse_size(caps["memory"], join(caps_path, "memory")),
-    )
+    cpu = mapping(caps["processor"], cpu_path, "the processor") if "processor" in caps else {}
+    known_keys(cpu, cpu_path, {"cores", "clock_speed", "cpus", "shares", "cpuset"})
+    cores = clock = cpus = None
+    if "cpus" in cpu:
+        if "cores" in cpu or "clock_speed" in cpu:
+            raise ModelError(join(cpu_path, "cpus"), "give either cpus or cores and clock_speed, not both")
+        cpus = _positive(cpu["cpus"], join(cpu_path, "cpus"))
+    elif "cores" in cpu or "clock_speed" in cpu:
+        if "cores" not in cpu:
+            raise ModelError(join(cpu_path, "cores"), "missing")
+        if "clock_speed" not in cpu:
+            raise ModelError(join(cpu_path, "clock_speed"), "missing (MHz, e.g. 1400)")
+        cores = parse_count(cpu["cores"], join(cpu_path, "cores"), minimum=1)
+        clock = parse_clock(cpu["clock_speed"], join(cpu_path, "clock_speed"))
+    shares = parse_count(cpu["shares"], join(cpu_path, "shares"), minimum=2) if cpu.get("shares") is not None else None
+    cpuset = optional_text(cpu.get("cpuset"), join(cpu_path, "cpuset"))
+    if cpuset is not None and not re.fullmatch(r"\d+(-\d+)?(,\d+(-\d+)?)*", cpuset):
+        raise ModelError(join(cpu_path, "cpuset"), f"expected CPU numbers such as '0,1' or '0-3', got {shown(cpuset)}")
+    if "memory" in caps and caps["memory"] is None:
+        raise ModelError(join(caps_path, "memory"), "empty (give a size such as 512M, or leave it out for no limit)")
+    memory = parse_size(caps["memory"], join(caps_path, "memory")) if "memory" in caps else None
+    return NodeProfile(name=name, cores=cores, clock_mhz=clock, memory=memory, cpus=cpus, cpu_shares=shares,
+                       cpuset=cpuset)
+
+
+MAX_CPUS = 4096
+
+
+def _positive(value: Any, path: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= MAX_CPUS:
+        raise ModelError(path, f"expected a number of CPUs above 0 and at most {MAX_CPUS}, got {shown(value)}")
+    return float(value)
 
 
 # --- topology ---------------------------------------------------------------------
@@ -151,7 +183,8 @@ def _node(raw: Any, path: str) -> NodeProfile:
 def _blueprint(raw: Any, path: str, services: dict, nodes: dict, networks: dict,
                traces: TraceFiles | None = None) -> Blueprint:
     raw = mapping(raw, path, "a blueprint")
-    known_keys(raw, path, {"node", "service", "label", "replicas", "networks", "placement"})
+    known_keys(raw, path, {"node", "service", "label", "replicas", "networks", "placement", "forwarding", "routes",
+                           "single"})
     for key in ("node", "service", "label"):
         if raw.get(key) is None:
             raise ModelError(join(path, key), "missing")
@@ -169,6 +202,16 @@ def _blueprint(raw: Any, path: str, services: dict, nodes: dict, networks: dict,
         for i, item in enumerate(sequence(raw.get("networks"), nets_path))
     )
     unique([a.network for a in attachments], nets_path, "network")
+    names = [a.interface or f"eth{k}" for k, a in enumerate(attachments)]
+    for i in range(len(attachments)):
+        if names.count(names[i]) > 1:
+            raise ModelError(join(join(nets_path, i), "interface"), f"interface name {shown(names[i])} is used twice")
+    single = boolean(raw.get("single", False), join(path, "single"))
+    if single and replicas != 1:
+        raise ModelError(join(path, "replicas"), f"a single blueprint has exactly one instance (this has {replicas})")
+    routes_path = join(path, "routes")
+    routes = tuple(_route(item, join(routes_path, i), names)
+                   for i, item in enumerate(sequence(raw.get("routes"), routes_path)))
     if replicas > 1:
         for i, attachment in enumerate(attachments):
             if attachment.ip is not None:
@@ -183,11 +226,53 @@ def _blueprint(raw: Any, path: str, services: dict, nodes: dict, networks: dict,
         networks=attachments,
         placement=tuple((str(k), optional_text(v, join(join(path, "placement"), str(k)[:80])) or "")
                         for k, v in placement.items()),
+        forwarding=boolean(raw.get("forwarding", False), join(path, "forwarding")),
+        routes=routes,
+        single=single,
     )
 
 
+def _route(raw: Any, path: str, interfaces: list[str]) -> Route:
+    """A static route: {to: CIDR or default, via: gateway address} or {to: ..., dev: interface}."""
+    raw = mapping(raw, path, "a route")
+    known_keys(raw, path, {"to", "via", "dev"})
+    if raw.get("to") is None:
+        raise ModelError(join(path, "to"), "missing (a subnet such as 10.0.2.0/24, or default)")
+    destination = None
+    if str(raw["to"]) != "default":
+        try:
+            destination = ip_network(str(raw["to"]), strict=False)
+        except ValueError:
+            raise ModelError(join(path, "to"),
+                             f"invalid subnet {shown(raw['to'])} (write e.g. 10.0.2.0/24, or default)") from None
+        if not isinstance(destination, IPv4Network):
+            raise ModelError(join(path, "to"), "only IPv4 routes are supported")
+    via = None
+    if raw.get("via") is not None:
+        try:
+            via = IPv4Address(str(raw["via"]))
+        except ValueError:
+            raise ModelError(join(path, "via"), f"invalid IPv4 address {shown(raw['via'])}") from None
+    device = raw.get("dev")
+    if device is not None and device not in interfaces:
+        raise ModelError(join(path, "dev"),
+                         f"unknown interface {shown(device)} (this blueprint's: {', '.join(interfaces)})")
+    if via is None and device is None:
+        raise ModelError(path, "give the gateway (via) or the interface (dev) of the route")
+    return Route(destination, via, device)
+
+
+_INTERFACE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$")
+ATTACHMENT_KEYS = {"name", "ip", "switch", "interface", "unnumbered", "trace"}
+
+
 def _attachment(raw: Any, path: str, networks: dict, label: str, traces: TraceFiles | None = None) -> Attachment:
-    """A network entry of a blueprint: a name, {name, ip}, or a full inline definition; `trace` with any."""
+    """A network entry of a blueprint: a name, {name, ip}, or a full inline definition.
+
+    Our own keys may join any of these: `switch` (where it plugs in, when the
+    network has several), `interface` (its name in the container),
+    `unnumbered` (no address) and `trace` (this blueprint's own trace there).
+    """
     name_path = path if isinstance(raw, str) else join(path, "name")
     if isinstance(raw, str):
         raw = {"name": raw}
@@ -204,12 +289,41 @@ def _attachment(raw: Any, path: str, networks: dict, label: str, traces: TraceFi
     inline = any(raw.get(key) is not None for key in ("uplink", "downlink", "bidirectional"))
     override = None
     if inline:
-        override = parse_network({k: v for k, v in raw.items() if k not in ("ip", "trace")}, path)
+        override = parse_network({k: v for k, v in raw.items() if k not in ATTACHMENT_KEYS - {"name"}}, path)
         _check_override(override, networks[name], path, label)
+        for key in ("switches", "switch_links"):
+            if raw.get(key) is not None:
+                raise ModelError(join(path, key), "switches belong to the network's own definition")
     else:
-        known_keys(raw, path, {"name", "ip", "trace"})
+        known_keys(raw, path, ATTACHMENT_KEYS)
+    switch = raw.get("switch")
+    if switch is not None and switch not in networks[name].switch_names:
+        raise ModelError(join(path, "switch"),
+                         f"unknown switch {shown(switch)} (network {shown(name)} has: "
+                         f"{', '.join(networks[name].switch_names)})")
+    interface = raw.get("interface")
+    if interface is not None and (not isinstance(interface, str) or not _INTERFACE.match(interface)
+                                  or interface == "lo"):
+        raise ModelError(join(path, "interface"), f"invalid interface name {shown(interface)} "
+                         "(at most 15 letters, digits, '.', '-', '_'; not lo)")
+    unnumbered = boolean(raw.get("unnumbered", False), join(path, "unnumbered"))
+    if unnumbered and ip is not None:
+        raise ModelError(join(path, "unnumbered"), "an unnumbered interface has no ip")
     own = parse_traces(raw.get("trace"), join(path, "trace"), f"{label}@{name}", traces)
-    return Attachment(network=name, ip=ip, override=override, traces=own)
+    return Attachment(network=name, ip=ip, override=override, switch=switch, interface=interface,
+                      unnumbered=unnumbered, traces=own)
+
+
+def _check_switch_names(networks: dict) -> None:
+    """Switches become bridges, named after them: no two networks may share a switch name."""
+    owner: dict[str, str] = {}
+    for i, network in enumerate(networks.values()):
+        for j, switch in enumerate(network.switch_names):
+            if switch in owner and owner[switch] != network.name:
+                where = join(join(join(ROOT, "networks"), i), "switches")
+                raise ModelError(join(where, j) if network.switches else join(join(join(ROOT, "networks"), i), "name"),
+                                 f"switch {shown(switch)} is also a switch of network {shown(owner[switch])}")
+            owner[switch] = network.name
 
 
 def _check_override(override: Network, network: Network, path: str, label: str) -> None:

@@ -30,6 +30,7 @@ class QoS:
     correlation: float = 0.0  # percent, correlation of successive jitter samples
     distribution: str = "uniform"
     loss: float = 0.0  # percent
+    queue: int | None = None  # packets the direction's queue holds (Mininet's max_queue_size); None: sized by rate
 
     def patched(self, patch: QoSPatch | None) -> QoS:
         """This QoS with the fields the patch sets replaced."""
@@ -59,6 +60,8 @@ class QoS:
             parts.append(text)
         if self.loss:
             parts.append(f"{self.loss:.3g}% loss")
+        if self.queue:
+            parts.append(f"queue {self.queue}")
         return " ".join(parts)
 
 
@@ -91,6 +94,7 @@ class QoSPatch:
     correlation: float | None = None
     distribution: str | None = None
     loss: float | None = None
+    queue: int | None = None
 
     def values(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
@@ -213,7 +217,26 @@ class FirewallRule:
 
 
 @dataclass(frozen=True)
+class SwitchLink:
+    """A cable between two switches of one network, shaped on each end's egress (Mininet's TCLink).
+
+    `forward` is what travels from `source` to `target`, `backward` the other way.
+    """
+
+    source: str
+    target: str
+    forward: QoS = QoS()
+    backward: QoS = QoS()
+
+    @property
+    def name(self) -> str:
+        return f"{self.source}-{self.target}"
+
+
+@dataclass(frozen=True)
 class Network:
+    """A layer-2 segment with one subnet: one switch by default, or several joined by switch links."""
+
     name: str
     uplink: QoS = QoS()
     downlink: QoS = QoS()
@@ -223,14 +246,27 @@ class Network:
     firewall_rules: tuple[FirewallRule, ...] = ()
     packet_level_monitoring: bool = False
     traces: tuple[TraceSpec, ...] = ()
+    switches: tuple[str, ...] = ()  # empty: one switch named after the network
+    switch_links: tuple[SwitchLink, ...] = ()
+
+    @property
+    def switch_names(self) -> tuple[str, ...]:
+        """The switches this network is made of; the first is where instances attach by default."""
+        return self.switches or (self.name,)
 
 
 @dataclass(frozen=True)
 class NodeProfile:
+    """A node's CPU and memory. CPUs are cores x clock_mhz over the host's clock, or `cpus` of this
+    machine exactly; with neither, the whole machine. Memory None: no limit."""
+
     name: str
-    cores: int
-    clock_mhz: float
-    memory: int  # bytes
+    cores: int | None
+    clock_mhz: float | None
+    memory: int | None  # bytes
+    cpus: float | None = None
+    cpu_shares: int | None = None  # Docker's relative CPU weight
+    cpuset: str | None = None  # CPUs the node may run on, e.g. "0,1"
 
 
 @dataclass(frozen=True)
@@ -268,6 +304,26 @@ class Attachment:
     ip: IPv4Address | None = None
     override: Network | None = None
     traces: tuple[TraceSpec, ...] = ()  # this blueprint's own traces on the network
+    switch: str | None = None  # which of the network's switches (default: its first)
+    interface: str | None = None  # the interface's name in the container (default: eth<k>)
+    unnumbered: bool = False  # no address on this interface (a Mininet port without an ip)
+
+
+@dataclass(frozen=True)
+class Route:
+    """A static route of an instance: to `destination` (None: the default route) via a gateway or an interface."""
+
+    destination: IPv4Network | None
+    via: IPv4Address | None = None
+    device: str | None = None
+
+    def describe(self) -> str:
+        text = "default" if self.destination is None else str(self.destination)
+        if self.via is not None:
+            text += f" via {self.via}"
+        if self.device is not None:
+            text += f" dev {self.device}"
+        return text
 
 
 @dataclass(frozen=True)
@@ -278,6 +334,9 @@ class Blueprint:
     replicas: int
     networks: tuple[Attachment, ...]
     placement: tuple[tuple[str, str], ...] = ()
+    forwarding: bool = False  # forwards IPv4 between its networks (a router)
+    routes: tuple[Route, ...] = ()
+    single: bool = False  # one instance named by the label alone (d1, not d1.1), as Mininet names hosts
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,7 @@ class Action_type(Enum):  # Fogify's public name, kept for compatibility
     RESTART = "RESTART", "restart"
     MOVE = "MOVE", "move"
     TRACE = "TRACE", "trace"
+    SWITCH_LINK = "SWITCH_LINK", "switch_link"
 
     def __new__(cls, value: str, route: str) -> Self:
         member = object.__new__(cls)
@@ -190,6 +191,19 @@ class ActionsMixin(HttpMixin):
         """Undo :meth:`link_down`."""
         return self._post_action(Action_type.LINK_UP, {"instance_type": instance_type,
                                                        "instances": num_of_instances, "network": network})
+
+    def switch_link(self, switch_a: str, switch_b: str, up: bool | None = None, symmetric: dict | None = None,
+                    forward: dict | None = None, backward: dict | None = None) -> dict:
+        """Plug the cable between two switches out (``up=False``) or in, and/or change its shaping.
+
+        ``forward`` (from ``switch_a`` to ``switch_b``), ``backward`` and ``symmetric`` (each
+        direction) take ``{"bandwidth", "latency": {"delay", ...}, "drop"}``; changes persist.
+        """
+        params: dict = {"switches": [switch_a, switch_b]}
+        for key, value in (("up", up), ("symmetric", symmetric), ("forward", forward), ("backward", backward)):
+            if value is not None:
+                params[key] = value
+        return self._post_action(Action_type.SWITCH_LINK, params)
 
     def partition(self, from_label: str, to_label: str, network: str | None = None) -> dict:
         """Drop all traffic between two labels (on one network, or on all they share)."""

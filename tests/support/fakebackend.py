@@ -106,6 +106,12 @@ class FakeBackend(Backend):
             self.fail_reshape -= 1
             raise RuntimeError("ip: Cannot find device")
 
+    def set_switch_link_state(self, link, up) -> None:
+        link.up = up
+        if self.fail_reshape:
+            self.fail_reshape -= 1
+            raise RuntimeError("ip: Cannot find device")
+
     def crash(self, instances) -> None:
         self.crashed.update(i.name for i in instances)
 

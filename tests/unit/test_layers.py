@@ -20,6 +20,7 @@ LAYERS = [
     {"backends"},
     {"actions", "scenarios", "monitoring", "traces", "dryrun", "doctor", "record"},
     {"controller"},
+    {"containernet"},
     {"cli"},
 ]
 PURE = {"model", "compile"}  # read no files but the model: no os, subprocess, docker, mininet

@@ -36,10 +36,13 @@ def start_container(instance: InstancePlan):
         labels={**dict(instance.service.labels), "fogify-net.instance": instance.name},
         cpu_quota=instance.cpu_quota,
         cpu_period=instance.cpu_period,
+        cpu_shares=instance.node.cpu_shares,
+        cpuset_cpus=instance.node.cpuset,
         mem_limit=instance.memory,
         memswap_limit=instance.memory,
         cap_add=list(instance.service.cap_add) or None,
         privileged=instance.service.privileged,
+        sysctls={"net.ipv4.ip_forward": "1" if instance.forwarding else "0"},
     )
 
 

@@ -18,7 +18,7 @@ import threading
 import time
 from pathlib import Path
 
-from ...compile.links import container_commands, veth_commands
+from ...compile.links import container_commands, switch_bridges, veth_commands
 from ...compile.plan import InstancePlan, InterfacePlan, attach, detach
 from ...host.kernel import ip_batch
 
@@ -119,7 +119,7 @@ class HandoverMixin:
                 if old is not None:
                     instance.interfaces.remove(old)
                     instance.interfaces.append(old)
-            bridges = {name: network.bridge for name, network in self.plan.networks.items()}
+            bridges = switch_bridges(self.plan)
             ip_batch([line for instance, interface in added
                       for line in veth_commands(instance, self.hosts[instance.name].cpid, bridges, [interface])])
             for instance, interface in added:
@@ -159,7 +159,7 @@ class HandoverMixin:
         """
         host = self.hosts[instance.name]
         if not created:
-            bridges = {name: network.bridge for name, network in self.plan.networks.items()}
+            bridges = switch_bridges(self.plan)
             ip_batch(veth_commands(instance, host.cpid, bridges, [interface]))
         lines = container_commands(instance, [interface])
         address = [line for line in lines if line.startswith("addr add")]

@@ -24,10 +24,10 @@ from mininet.net import Mininet
 
 from ...compile.flows import FLOW_SET, FLOW_TABLE, Flow, flow_ruleset, flow_teardown, parse_flow_set
 from ...compile.hosts import hosts_file
-from ...compile.links import container_commands, veth_commands
+from ...compile.links import container_commands, switch_bridges, switch_link_commands, veth_commands
 from ...compile.naming import LABEL, VOLUME_LABEL
 from ...compile.netfilter import bridge_rules
-from ...compile.plan import InstancePlan, Plan, add_instances, remove_instances
+from ...compile.plan import InstancePlan, Plan, SwitchLinkPlan, add_instances, remove_instances
 from ...host import owner as owner_record
 from ...host.capabilities import Capabilities, probe
 from ...host.command import run_command
@@ -67,7 +67,7 @@ class LocalBackend(HandoverMixin, Backend):
         self.net = Mininet(topo=None, build=False, controller=None, switch=FogBridge, host=DockerHost,
                            link=PreparedLink, inNamespace=False, autoSetMacs=False, waitConnected=False)
         self.hosts: dict[str, DockerHost] = {}
-        self.switches: dict[str, FogBridge] = {}
+        self.switches: dict[str, FogBridge] = {}  # by switch name (a network's own name unless it has several)
         self._containers: dict[str, object] = {}  # instance name -> container, including ones without a host yet
         self._bridge_rules: list[tuple[str, str, str]] = []
         self._counters = CounterReader()
@@ -108,6 +108,8 @@ class LocalBackend(HandoverMixin, Backend):
             except KernelError as error:
                 errors.append(str(error))
             self._remove_instances(list(self._containers))
+            ip_batch([f"link del {link.source_port}" for link in self.plan.switch_links()
+                      if Path(f"/sys/class/net/{link.source_port}").exists()], force=True)
             if self.switches:
                 FogBridge.batchShutdown(list(self.switches.values()))
                 for switch in self.switches.values():
@@ -213,9 +215,17 @@ class LocalBackend(HandoverMixin, Backend):
             return {}
 
     def _create_bridges(self) -> None:
+        """One bridge per switch, then the cables between the switches of a network."""
         for name, network in self.plan.networks.items():
-            self.switches[name] = self.net.addSwitch(network.bridge, cls=FogBridge, network=name)
+            for switch, bridge in network.switches.items():
+                self.switches[switch] = self.net.addSwitch(bridge, cls=FogBridge, network=name)
         FogBridge.batchStartup(list(self.switches.values()))
+        bridges = switch_bridges(self.plan)
+        links = self.plan.switch_links()
+        ip_batch([line for link in links for line in switch_link_commands(link, bridges)])
+        for link in links:
+            self.net.addLink(self.switches[link.source], self.switches[link.target], intfName1=link.source_port,
+                             intfName2=link.target_port, addr1=None, addr2=None)
 
     # --- instances ---------------------------------------------------------------------------
 
@@ -242,7 +252,7 @@ class LocalBackend(HandoverMixin, Backend):
         if failure is not None:
             raise failure
         started = [(instance, self.hosts[instance.name]) for instance in instances]
-        bridges = {name: network.bridge for name, network in self.plan.networks.items()}
+        bridges = switch_bridges(self.plan)
         try:
             ip_batch([line for instance, host in started for line in veth_commands(instance, host.cpid, bridges)])
             self._parallel(lambda pair: ip_batch(container_commands(pair[0]), pair[1].cpid), started)
@@ -255,7 +265,7 @@ class LocalBackend(HandoverMixin, Backend):
             self.net.hosts.append(host)
             self.net.nameToNode[host.name] = host
             for interface in instance.interfaces:
-                self.net.addLink(host, self.switches[interface.network], intfName1=interface.name,
+                self.net.addLink(host, self.switches[interface.switch], intfName1=interface.name,
                                  intfName2=interface.port, params1={"ip": interface.cidr}, addr1=None, addr2=None)
 
     def _start_container(self, instance: InstancePlan) -> None:
@@ -376,6 +386,13 @@ class LocalBackend(HandoverMixin, Backend):
                     lines.append(f"link set {interface.port} {'up' if up else 'down'}")
             ip_batch(lines)
 
+    def set_switch_link_state(self, link: SwitchLinkPlan, up: bool) -> None:
+        """Unplug or plug the cable between two switches: both ends go down (or up) together."""
+        with self.lock:
+            link.up = up
+            state = "up" if up else "down"
+            ip_batch([f"link set {link.source_port} {state}", f"link set {link.target_port} {state}"])
+
     def crash(self, instances: list[InstancePlan]) -> None:
         """Kill the containers; their links go with their namespaces."""
         with self.lock:
@@ -394,7 +411,7 @@ class LocalBackend(HandoverMixin, Backend):
         """Rebuild the links, shaping and names of these instances' containers, (re)started first
         with `restart`, else running again already (started by someone else after a loss)."""
         with self.lock:
-            bridges = {name: network.bridge for name, network in self.plan.networks.items()}
+            bridges = switch_bridges(self.plan)
             root = []
             for instance in instances:
                 old = self.hosts[instance.name]
@@ -417,7 +434,7 @@ class LocalBackend(HandoverMixin, Backend):
                 host = self.hosts[instance.name]
                 ip_batch(container_commands(instance), host.cpid)
                 for interface in instance.interfaces:
-                    self.net.addLink(host, self.switches[interface.network], intfName1=interface.name,
+                    self.net.addLink(host, self.switches[interface.switch], intfName1=interface.name,
                                      intfName2=interface.port, params1={"ip": interface.cidr}, addr1=None, addr2=None)
             self.shaper.forget([i.port for instance in instances for i in instance.interfaces])
             self.reshape()
@@ -456,6 +473,8 @@ class LocalBackend(HandoverMixin, Backend):
                               else f"stopped (exit code {state.get('ExitCode')}{error})")
                     log.warning("%s %s without fogify-net", name, reason)
                     self.lost[name] = reason
+                    # our shell holds the namespace: without this a killed router kept forwarding
+                    self.hosts[name].stop_shell()
                     self.shaper.forget([i.port for i in self.plan.instance(name).interfaces])
                 elif running and (name in self.lost or pid != self.hosts[name].cpid):
                     back.append(self.plan.instance(name))

@@ -71,7 +71,7 @@ class Shaper:
         """
         with self._lock:
             if only is None:
-                desired = {port: s for port, s in plan_shaping(plan).items() if s.instance in pids}
+                desired = {port: s for port, s in plan_shaping(plan).items() if s.root or s.instance in pids}
                 changed = desired
             else:
                 changed = {}
@@ -125,7 +125,9 @@ class Shaper:
             old = self.applied.get(port)
             subnet = plan.networks[s.network].subnet
             lines = direction_commands(s.device, old and old.uplink, s.uplink, subnet, "dst", self.kernel_delay)
-            if lines:
+            if s.root:
+                root += lines
+            elif lines:
                 inside.setdefault(pids[s.instance], []).extend(lines)
             root += direction_commands(port, old and old.downlink, s.downlink, subnet, "src", self.kernel_delay)
         tc_batch(root)

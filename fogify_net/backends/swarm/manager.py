@@ -86,6 +86,26 @@ CONVERGE_TIMEOUT = 180.0
 RECONCILE_INTERVAL = 1.0
 
 
+def unsupported_topology(plan: Plan) -> None:
+    """Refuse (400, naming the field) what the local backend's multi-hop networks add and Swarm cannot do:
+    an overlay network is one switch, and tasks get Swarm's names, addresses and routes."""
+    for i, network in enumerate(plan.model.networks.values()):
+        if network.switches:
+            raise ModelError(f"x-fogify.networks[{i}].switches",
+                             "several switches per network are not supported on Swarm (an overlay network is one "
+                             "switch); use the local backend")
+    for i, blueprint in enumerate(plan.model.blueprints):
+        path = f"x-fogify.topology[{i}]"
+        for key in ("forwarding", "routes", "single"):
+            if getattr(blueprint, key):
+                raise ModelError(f"{path}.{key}", f"{key} is not supported on Swarm (tasks are routed and named "
+                                 "by Swarm); use the local backend")
+        for j, attachment in enumerate(blueprint.networks):
+            for key in ("interface", "unnumbered"):
+                if getattr(attachment, key):
+                    raise ModelError(f"{path}.networks[{j}].{key}", f"{key} is not supported on Swarm")
+
+
 class SwarmBackend(Backend):
     """One deployment of a plan on the Swarm whose manager answers at `manager_url`."""
 
@@ -135,6 +155,7 @@ class SwarmBackend(Backend):
                 if attachment.ip is not None:
                     raise ModelError(f"x-fogify.topology.{blueprint.label}.networks",
                                      "static addresses are not supported on Swarm (its IPAM assigns them)")
+        unsupported_topology(self.plan)
         existing = {s.name for s in self.client.services.list()}
         clash = sorted(existing & {b.label for b in self.plan.model.blueprints})
         if clash:
@@ -428,6 +449,9 @@ class SwarmBackend(Backend):
         task = self._task(instance)
         request = LinkRequest(task["container"], str(self.plan.networks[network].subnet), up)
         self._agent(task["hostname"], "post", "/link/", request.to_json())
+
+    def set_switch_link_state(self, link, up: bool) -> None:
+        raise BadRequest("switch links are not supported on the Swarm backend (an overlay network is one switch)")
 
     def crash(self, instances: list[InstancePlan]) -> None:
         raise BadRequest("crash is not supported on the Swarm backend (Swarm replaces a dead task at once)")

@@ -1,0 +1,316 @@
+"""Containernet and Mininet scripts run on fogify-net with only their import line changed, shaped as declared.
+
+The scripts below are written in the idiom of Containernet's examples (containernet/containernet,
+examples/containernet_example.py, containernet_example_cmd_field.py, containernet_volume_example.py,
+containernet_topology_example.py, dockerhosts.py) and of Mininet's (mininet/mininet,
+examples/linuxrouter.py, examples/linearbandwidth.py), not copied from them: each builds with
+Containernet's API, starts, runs Mininet's CLI (fed on stdin, as a user types) and stops. The
+test then checks what the CLI printed (RTTs, iperf rates, link down/up, files, routes) and that
+nothing is left behind. Set FOGIFY_CONTAINERNET_EXAMPLES to a checkout of containernet/containernet
+(and FOGIFY_MININET_EXAMPLES to one of mininet/mininet) to run the upstream examples themselves.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import statistics
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from .conftest import snapshot, wait_until
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("machine")]
+
+HEADER = """
+from fogify_net.containernet import Containernet
+from mininet.node import Controller
+from mininet.cli import CLI
+from mininet.link import TCLink
+from mininet.log import info, setLogLevel
+setLogLevel('info')
+"""
+
+
+def run_script(tmp_path: Path, header: str, body: str, commands: str = "exit\n", timeout: float = 240) -> str:
+    """Run `header` + `body` as a user would (as root, its own process), the CLI reading `commands`; its output."""
+    script = tmp_path / "script.py"
+    script.write_text(header + textwrap.dedent(body))
+    env = {**os.environ, "FOGIFY_URL": "http://127.0.0.1:5078", "PYTHONUNBUFFERED": "1"}
+    result = subprocess.run([sys.executable, str(script)], input=commands, capture_output=True, text=True,
+                            timeout=timeout, env=env, cwd=tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    return output
+
+
+def ours(state: dict[str, set[str]]) -> dict[str, set[str]]:
+    """What of a snapshot fogify-net made: other engineers' scratch interfaces may come and go meanwhile."""
+    mark = ("fgn", "fogify", "mininet:")
+    return {key: {line for line in lines if key == "containers" or any(m in line for m in mark)}
+            for key, lines in state.items()}
+
+
+def assert_clean(before: dict[str, set[str]]) -> None:
+    """Nothing fogify-net made is left: containers, interfaces, rules, tables, shells."""
+    before = ours(before)
+    after = wait_until(lambda: (lambda s: s if s == before else None)(ours(snapshot())), timeout=5) or ours(snapshot())
+    for key in before:
+        assert after[key] == before[key], f"{key} left behind: {sorted(after[key] ^ before[key])}"
+
+
+def rtts(output: str) -> list[float]:
+    return [float(value) for value in re.findall(r"time=([\d.]+) ms", output)]
+
+
+def iperf_mbits(output: str) -> float:
+    server = re.findall(r"\*\*\* Results: \['([\d.]+) (M|K)bits/sec'", output)[-1]
+    return float(server[0]) / (1000 if server[1] == "K" else 1)
+
+
+def test_the_simplest_example_two_switches_and_a_shaped_cable(tmp_path):
+    before = snapshot()
+    output = run_script(tmp_path, HEADER, """
+        net = Containernet(controller=Controller)
+        net.addController('c0')
+        d1 = net.addDocker('d1', ip='10.0.0.251', dimage="ubuntu:trusty")
+        d2 = net.addDocker('d2', ip='10.0.0.252', dimage="ubuntu:trusty")
+        s1 = net.addSwitch('s1')
+        s2 = net.addSwitch('s2')
+        net.addLink(d1, s1)
+        net.addLink(s1, s2, cls=TCLink, delay='40ms', bw=5)
+        net.addLink(s2, d2)
+        net.start()
+        net.ping([d1, d2])
+        CLI(net)
+        net.stop()
+    """, "d1 ping -c 8 -i 0.2 d2\niperf d1 d2\nlink s1 s2 down\nd1 ping -c 1 -W 1 d2\nlink s1 s2 up\n"
+         "d1 ping -c 2 -i 0.2 d2\nsh " + sys.executable + " -m fogify_net.cli status --url http://127.0.0.1:5078\n")
+    assert "it runs fogify-net/base:latest instead" in output  # ubuntu:trusty is not here; no registry
+    assert "*** Results: 0% dropped (2/2 received)" in output
+    first = rtts(output)[:8]
+    print(f"simplest example: RTT median {statistics.median(first):.2f} ms (declared 2 x 40 ms), "
+          f"TCP {iperf_mbits(output):.2f} Mbit/s (declared 5)")
+    assert 80 <= statistics.median(first) <= 80 * 1.02 + 1.5
+    assert 0.88 * 5 <= iperf_mbits(output) <= 5.05
+    assert "1 packets transmitted, 0 received" in output  # the cable was out
+    assert len(rtts(output)) >= 8 + 2  # and in again
+    assert "d1" in output and "status: running" in output  # the script's own API served the status
+    assert_clean(before)
+
+
+def test_volumes_and_a_direct_link_between_containers(tmp_path):
+    before = snapshot()
+    shared = tmp_path / "vol1"
+    output = run_script(tmp_path, HEADER, f"""
+        net = Containernet(controller=Controller)
+        net.addController('c0')
+        d1 = net.addDocker('d1', volumes=["{shared}:/vol1"], ip='10.0.0.251', dimage="ubuntu:trusty")
+        d2 = net.addDocker('d2', volumes=["{shared}:/vol1"], ip='10.0.0.252', dimage="ubuntu:trusty")
+        s1 = net.addSwitch('s1')
+        s2 = net.addSwitch('s2')
+        net.addLink(d1, d2)
+        net.addLink(s1, s2, cls=TCLink, delay='100ms', bw=1)
+        net.addLink(s2, d2)
+        net.start()
+        net.ping([d1, d2])
+        CLI(net)
+        net.stop()
+    """, "d1 sh -c 'echo from-d1 > /vol1/note'\nd2 cat /vol1/note\nnet\nd2 ip -br addr\n")
+    assert "*** Results: 0% dropped (2/2 received)" in output
+    assert "from-d1" in output and (shared / "note").read_text() == "from-d1\n"
+    assert "d1 d1-eth0:d2-eth0" in output  # Mininet's `net` output: the direct link
+    assert re.search(r"d2-eth1@\S+\s+UP\s*\n", output)  # d2-eth1 has no address, as in Containernet
+    assert_clean(before)
+
+
+def test_the_command_field_of_an_image_runs_on_start(tmp_path):
+    import io
+
+    import docker
+
+    client = docker.from_env()
+    image = "fgt-cmdfield:latest"
+    dockerfile = b'FROM fogify-net/base:latest\nCMD ["python3", "-m", "http.server", "8000"]\n'
+    client.images.build(fileobj=io.BytesIO(dockerfile), tag=image, rm=True)
+    before = snapshot()
+    try:
+        output = run_script(tmp_path, HEADER, f"""
+            net = Containernet(controller=Controller)
+            net.addController('c0')
+            d1 = net.addDocker('d1', ip='10.0.0.251', dimage="ubuntu:trusty")
+            d2 = net.addDocker('d2', ip='10.0.0.252', dimage="{image}")
+            s1 = net.addSwitch('s1')
+            s2 = net.addSwitch('s2')
+            net.addLink(d1, s1)
+            net.addLink(s1, s2, cls=TCLink, delay='10ms', bw=10)
+            net.addLink(s2, d2)
+            net.start()
+            d2.start()
+            CLI(net)
+            net.stop()
+        """, "d1 for i in $(seq 50); do python3 -c \"import urllib.request as u; "
+             "print('status', u.urlopen('http://10.0.0.252:8000/').status)\" 2>/dev/null && break; sleep 0.2; done\n"
+             "d2 ps -eo args\n")
+        assert "status 200" in output and "python3 -m http.server 8000" in output
+    finally:
+        client.images.remove(image, force=True)
+    assert_clean(before)
+
+
+def test_a_containernet_tree_and_addDocker_after_start(tmp_path):
+    before = snapshot()
+    output = run_script(tmp_path, "", """
+        from fogify_net.containernet import TreeContainerNet
+        from mininet.cli import CLI
+        from mininet.log import setLogLevel, info
+        setLogLevel('info')
+        network = TreeContainerNet(depth=2, fanout=2)
+        network.start()
+        network.pingAll()
+        info('*** Dynamically add a container at runtime\\n')
+        d5 = network.addDocker('d5', dimage="ubuntu:trusty", cpu_period=50000, cpu_quota=25000)
+        network.addLink(d5, network.get('s3'), params1={"ip": "10.0.0.250/8"})
+        network.ping([network.get('h1')], manualdestip="10.0.0.250")
+        CLI(network)
+        network.removeDocker('d5')
+        network.ping([network.get('h1')], manualdestip="10.0.0.250")
+        network.stop()
+    """, "d5 cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us\n")
+    assert "*** Results: 0% dropped (12/12 received)" in output
+    assert "h1 -> 10.0.0.250 \n*** Results: 0% dropped (1/1 received)" in output
+    assert re.search(r"50000\s+100000", output)  # cpu_quota/cpu_period = 0.5 CPUs, as a quota per 100 ms
+    assert "h1 -> X \n*** Results: 100% dropped (0/1 received)" in output  # d5 is gone
+    assert_clean(before)
+
+
+def test_a_linux_router_joins_three_subnets(tmp_path):
+    before = snapshot()
+    output = run_script(tmp_path, "", """
+        from mininet.topo import Topo
+        from fogify_net.containernet import Mininet
+        from mininet.node import Node
+        from mininet.log import setLogLevel, info
+        from mininet.cli import CLI
+
+        class LinuxRouter(Node):
+            def config(self, **params):
+                super().config(**params)
+                self.cmd('sysctl net.ipv4.ip_forward=1')
+
+            def terminate(self):
+                self.cmd('sysctl net.ipv4.ip_forward=0')
+                super().terminate()
+
+        class ThreeSubnets(Topo):
+            def build(self, **_opts):
+                router = self.addNode('r0', cls=LinuxRouter, ip='192.168.1.1/24')
+                subnets = [('192.168.1.1/24', '192.168.1.100/24'), ('172.16.0.1/12', '172.16.0.100/12'),
+                           ('10.0.0.1/8', '10.0.0.100/8')]
+                for i, (gateway, address) in enumerate(subnets, 1):
+                    switch = self.addSwitch('s%d' % i)
+                    self.addLink(switch, router, intfName2='r0-eth%d' % i, params2={'ip': gateway})
+                    host = self.addHost('h%d' % i, ip=address, defaultRoute='via ' + gateway.split('/')[0])
+                    self.addLink(host, switch)
+
+        setLogLevel('info')
+        net = Mininet(topo=ThreeSubnets(), waitConnected=True)
+        net.start()
+        info(net['r0'].cmd('ip route'))
+        CLI(net)
+        net.stop()
+    """, "pingall\nr0 cat /proc/sys/net/ipv4/ip_forward\nh1 cat /proc/sys/net/ipv4/ip_forward\n")
+    assert "*** Results: 0% dropped (12/12 received)" in output
+    assert "172.16.0.0/12 dev r0-eth2 proto kernel scope link src 172.16.0.1" in output
+    assert "\n1\n0\n" in output  # the router forwards (r0's ip_forward), a host does not (h1's)
+    assert_clean(before)
+
+
+def test_bandwidth_and_delay_along_a_linear_chain_of_switches(tmp_path):
+    before = snapshot()
+    output = run_script(tmp_path, "", """
+        from functools import partial
+        from fogify_net.containernet import Mininet
+        from mininet.node import OVSKernelSwitch, Controller
+        from mininet.topo import Topo
+        from mininet.link import TCLink
+        from mininet.log import lg, info
+
+        class LinearTestTopo(Topo):
+            def build(self, N, **params):
+                hosts = [self.addHost('h%s' % h) for h in range(1, N + 1)]
+                switches = [self.addSwitch('s%s' % s) for s in range(1, N)]
+                for a, b in zip(switches, switches[1:]):
+                    self.addLink(a, b)
+                self.addLink(hosts[0], switches[0])
+                for host, switch in zip(hosts[1:], switches):
+                    self.addLink(host, switch)
+
+        lg.setLogLevel('info')
+        link = partial(TCLink, delay='10ms', bw=10)
+        net = Mininet(topo=LinearTestTopo(4), switch=OVSKernelSwitch, controller=Controller, link=link,
+                      waitConnected=True)
+        net.start()
+        for n in (1, 3):
+            info('pinging h1 -> h%d\\n' % (n + 1))
+            info(net.hosts[0].cmd('ping -c 6 -i 0.2 %s' % net.hosts[n].IP()))
+            serverbw, _clientbw = net.iperf([net.hosts[0], net.hosts[n]], seconds=4)
+            info('iperf h1 -> h%d: %s\\n' % (n + 1, serverbw))
+        net.stop()
+    """)
+    values = rtts(output)
+    near, far = statistics.median(values[:6]), statistics.median(values[6:12])
+    rates = [float(v) for v in re.findall(r"iperf h1 -> h\d: ([\d.]+) Mbits/sec", output)]
+    print(f"linear chain: RTT h1-h2 {near:.2f} ms (declared 2 x 2 x 10), h1-h4 {far:.2f} ms (declared 2 x 4 x 10); "
+          f"TCP {rates} Mbit/s (declared 10)")
+    assert 40 <= near <= 40 * 1.02 + 1.5 and 80 <= far <= 80 * 1.02 + 2.5
+    assert len(rates) == 2 and all(0.88 * 10 <= rate <= 10.1 for rate in rates)
+    assert_clean(before)
+
+
+UPSTREAM = {  # example -> (the line to change, its replacement, CLI input, what its output must hold)
+    "containernet_example.py": ("from mininet.net import Containernet",
+                                "from fogify_net.containernet import Containernet",
+                                "d1 ping -c 3 d2\n", ["0% dropped (2/2 received)", "time=20"]),
+    "containernet_volume_example.py": ("from mininet.net import Containernet",
+                                       "from fogify_net.containernet import Containernet", "", ["0% dropped"]),
+    "containernet_example_cmd_field.py": ("from mininet.net import Containernet",
+                                          "from fogify_net.containernet import Containernet", "", ["Done"]),
+    "containernet_topology_example.py": ("from mininet.topolib import TreeContainerNet",
+                                         "from fogify_net.containernet import TreeContainerNet", "pingall\n",
+                                         ["0% dropped (72/72 received)"]),
+    "dockerhosts.py": ("from mininet.net import Containernet", "from fogify_net.containernet import Containernet",
+                       "d1 ping -c 2 d4\n", ["2 received", "0% dropped (1/1 received)"]),
+    "linuxrouter.py": ("from mininet.net import Mininet", "from fogify_net.containernet import Mininet",
+                       "h1 ping -c 2 h3\nh2 ping -c 2 h3\n", ["192.168.1.0     0.0.0.0", "ttl=63", "2 received"]),
+    "linearbandwidth.py": ("from mininet.net import Mininet", "from fogify_net.containernet import Mininet", "",
+                           ["*** Linear network results", "0% dropped (2/2 received)"]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(UPSTREAM))
+def test_containernets_own_examples_with_the_import_line_changed(name, tmp_path):
+    """Only where a checkout of containernet/containernet is given (CI is offline)."""
+    checkout = os.environ.get("FOGIFY_CONTAINERNET_EXAMPLES")
+    if not checkout:
+        pytest.skip("set FOGIFY_CONTAINERNET_EXAMPLES to a checkout of containernet/containernet")
+    old, new, commands, expected = UPSTREAM[name]
+    text = (Path(checkout) / "examples" / name).read_text()
+    assert old in text
+    text = text.replace(old, new).replace("fanout=100", "fanout=3").replace("/home/user/vol1", str(tmp_path))
+    congestion = Path("/proc/sys/net/ipv4/tcp_congestion_control")
+    was = congestion.read_text()  # linearbandwidth.py sets reno machine-wide
+    before = snapshot()
+    try:
+        output = run_script(tmp_path, text, "", commands + "exit\n", timeout=600)
+    finally:
+        congestion.write_text(was)
+    for piece in expected:
+        assert piece in output, output[-2000:]
+    if name == "linearbandwidth.py":  # 5 links of 30 ms each way between h1 and h5, 100 Mbit/s each
+        assert re.search(r"4 \t\t[\d.]+ Mbits/sec", output), output[-1500:]
+    assert_clean(before)
