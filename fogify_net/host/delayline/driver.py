@@ -58,15 +58,28 @@ class QueueConfig:
         return lines
 
 
+# Upper edges (us) of the helper's lateness histogram: bucket i counts packets released at least
+# LATE_EDGES_US[i - 1] (0 for i = 0) and less than LATE_EDGES_US[i] us late; the last bucket has
+# no upper end. The same table is `late_edges_us` in delayd.c (a unit test holds them equal).
+LATE_EDGES_US = (25, 50, 100, 200, 300, 500, 750, 1000, 1500, 2000,
+                 3000, 5000, 7500, 10000, 20000, 50000, 100000, 200000, 500000, 1000000)
+
+
 @dataclass(frozen=True)
 class QueueStats:
+    """One queue's counters since it was bound (all cumulative but `held`)."""
+
     queue: int
     pkts: int
     held: int
     maxheld: int
-    dropped: int
+    dropped: int  # the kernel's: queue full or our socket full
     late_avg_us: float
     late_max_us: float
+    overbudget: int = 0  # dropped by the helper: past its byte budget
+    stamped: int = 0  # packets scheduled from the kernel's arrival stamp (the rest: from when they were read)
+    released: int = 0
+    late_hist: tuple[int, ...] = ()  # released packets per lateness bucket (LATE_EDGES_US); () from an old helper
 
 
 def find_binary() -> str:
@@ -89,6 +102,10 @@ def parse_stats_line(line: str) -> QueueStats:
         dropped=int(fields["dropped"]),
         late_avg_us=float(fields["late_avg_us"]),
         late_max_us=float(fields["late_max_us"]),
+        overbudget=int(fields.get("overbudget", 0)),
+        stamped=int(fields.get("stamped", 0)),
+        released=int(fields.get("released", 0)),
+        late_hist=tuple(int(n) for n in fields["late_hist"].split(",")) if fields.get("late_hist") else (),
     )
 
 
