@@ -115,6 +115,9 @@
 #define RX_PER_WAKEUP 4096          /* then release due packets before more */
 #define TX_BYTES 65536              /* verdicts per sendto(): ~2000 */
 #define PASS_MAX 1024               /* packets released per verdict pass */
+#ifndef COALESCE_NS
+#define COALESCE_NS 100000          /* a busy helper wakes at most this often */
+#endif
 #define TABLE_N 4096
 #define ACK_TIMEOUT_MS 2000
 #define RELEASE_ALL_SPAN 0x40000000u /* batch verdict id span: "all held" */
@@ -570,8 +573,9 @@ static size_t late_bucket(int64_t late_ns)
 /* Release the due packets in passes of at most PASS_MAX: one sendto() of
  * verdicts per pass, then each packet's lateness (up to that sendto's end)
  * goes into its queue's counters and histogram. */
-static void release_due(void)
+static size_t release_due(void)
 {
+	size_t total = 0;
 	static struct {
 		struct queue *q;
 		int64_t late;
@@ -582,7 +586,7 @@ static void release_due(void)
 		size_t ntouched = 0, n = 0;
 
 		if (nheap == 0 || heap[0].t > now)
-			return;
+			return total;
 		pass_no++;
 		while (nheap && heap[0].t <= now && n < PASS_MAX) {
 			struct held h = heap_pop();
@@ -620,6 +624,7 @@ static void release_due(void)
 				q->late_max_ns = late;
 			q->late_hist[late_bucket(late)]++;
 		}
+		total += n;
 	}
 }
 
@@ -956,6 +961,29 @@ static bool read_commands(void)
 	return true;
 }
 
+/* Sleep until stdin, a signal or (n == 3) the netlink socket is ready, or
+ * timeout_ns (< 0: no timeout) passed; runs commands.  False: time to exit. */
+static bool wait_for(nfds_t n, int64_t timeout_ns, int sfd)
+{
+	struct pollfd p[3] = {{STDIN_FILENO, POLLIN, 0}, {sfd, POLLIN, 0}, {nl_fd, POLLIN, 0}};
+	struct timespec ts, *timeout = NULL;
+	if (timeout_ns >= 0) {
+		ts = (struct timespec){timeout_ns / 1000000000, timeout_ns % 1000000000};
+		timeout = &ts;
+	}
+	if (ppoll(p, n, timeout, NULL) < 0 && errno != EINTR) {
+		logmsg("ppoll: %s", strerror(errno));
+		return false;
+	}
+	if (p[1].revents & POLLIN) {
+		logmsg("terminated by signal");
+		return false;
+	}
+	if (p[0].revents & (POLLIN | POLLHUP | POLLERR))
+		return read_commands();
+	return true;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc == 3 && strcmp(argv[1], "--budget-bytes") == 0) {
@@ -994,29 +1022,21 @@ int main(int argc, char **argv)
 	logmsg("ready (netlink port %u)", nl_portid);
 
 	bool running = true;
+	int64_t woke = now_ns();
 	while (running) {
-		drain(RX_PER_WAKEUP);
-		release_due();
+		bool busy = drain(RX_PER_WAKEUP) > 0;
+		busy |= release_due() > 0;
 
-		struct timespec ts, *timeout = NULL;
-		if (nheap) {
-			int64_t left = heap[0].t - now_ns();
-			if (left < 0)
-				left = 0;
-			ts = (struct timespec){left / 1000000000, left % 1000000000};
-			timeout = &ts;
-		}
-		struct pollfd p[3] = {{nl_fd, POLLIN, 0}, {STDIN_FILENO, POLLIN, 0}, {sfd, POLLIN, 0}};
-		if (ppoll(p, 3, timeout, NULL) < 0 && errno != EINTR) {
-			logmsg("ppoll: %s", strerror(errno));
-			break;
-		}
-		if (p[1].revents & (POLLIN | POLLHUP | POLLERR))
-			running = read_commands();
-		if (p[2].revents & POLLIN) {
-			logmsg("terminated by signal");
-			running = false;
-		}
+		/* A busy helper wakes at most once per COALESCE_NS and handles what
+		 * arrived and fell due meanwhile together: late by at most that, and
+		 * reading later does not delay anything (packets are scheduled from
+		 * their arrival stamps).  An idle helper wakes at once. */
+		int64_t quiet = busy ? woke + COALESCE_NS - now_ns() : 0;
+		if (quiet > 0)
+			running = wait_for(2, quiet, sfd);
+		if (running)
+			running = wait_for(3, nheap ? heap[0].t - now_ns() : -1, sfd);
+		woke = now_ns();
 	}
 	for (unsigned int i = 0; i < NQUEUES; i++)
 		if (queues[i])
