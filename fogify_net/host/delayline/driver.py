@@ -27,6 +27,8 @@ DISTRIBUTIONS = ("uniform", "normal", "pareto", "paretonormal")
 TABLE_MAX = 4096  # values of a queue's own table (the helper's limit)
 BUILT_BINARY = Path(__file__).with_name("fogify-delayd")
 REPLY_TIMEOUT_S = 10.0
+REALTIME_PRIORITY = 10  # SCHED_FIFO: above every ordinary process, below the kernel's own threads (50)
+CPU_CGROUP_ROOT = Path("/sys/fs/cgroup/cpu")  # cgroup v1: real-time needs rt_runtime_us, which the root has
 RESTART_BACKOFF_S = (0.0, 0.1, 0.5, 2.0, 5.0)  # by deaths within 1 s of a start
 
 
@@ -142,6 +144,7 @@ class DelayLine:
         on_state: Callable[[str, str], None] | None = None,
         binary: str | None = None,
         nice: int = -10,
+        realtime: int | None = REALTIME_PRIORITY,
     ) -> None:
         self.run_dir = Path(run_dir)
         self.name = name
@@ -149,6 +152,7 @@ class DelayLine:
         self.on_state = on_state
         self.binary = binary
         self.nice = nice
+        self.realtime = realtime
         self._queues: dict[int, QueueConfig] = {}
         self._lock = threading.RLock()
         self._proc: subprocess.Popen[bytes] | None = None
@@ -286,12 +290,41 @@ class DelayLine:
         self._buf = b""
         self._started_at = time.monotonic()
         self.pid_file.write_text(f"{self._proc.pid}\n")
-        try:  # its timing is the emulated delay: let it preempt the emulated apps
-            os.setpriority(os.PRIO_PROCESS, self._proc.pid, self.nice)
-        except OSError as exc:
-            log.warning("cannot set fogify-delayd's nice value to %d: %s", self.nice, exc)
+        self._prioritise(self._proc.pid)
         threading.Thread(target=self._log_stderr, args=(self._proc,), name=f"{self.name}-stderr", daemon=True).start()
         log.info("started %s (pid %d)", self.binary, self._proc.pid)
+
+    def _prioritise(self, pid: int) -> None:
+        """Its timing is the emulated delay: let it preempt the emulated applications.
+
+        Real-time (SCHED_FIFO) wakes it at each release time even when the
+        emulation keeps both cores busy; under nice -10 alone it waited up to
+        tens of ms behind them (BENCHMARKS.md, capacity). With cgroup v1's
+        real-time group scheduling a process may only turn real-time in a cpu
+        cgroup that has real-time runtime: a helper started from a service's
+        cgroup moves to the root one first. Without any, it keeps nice only.
+        """
+        try:
+            os.setpriority(os.PRIO_PROCESS, pid, self.nice)
+        except OSError as exc:
+            log.warning("cannot set fogify-delayd's nice value to %d: %s", self.nice, exc)
+        if not self.realtime:
+            return
+        param = os.sched_param(self.realtime)
+        try:
+            os.sched_setscheduler(pid, os.SCHED_FIFO, param)
+            return
+        except PermissionError:
+            pass
+        except OSError as exc:
+            log.warning("fogify-delayd stays at nice %d, not real-time: %s", self.nice, exc)
+            return
+        try:
+            (CPU_CGROUP_ROOT / "cgroup.procs").write_text(f"{pid}\n")
+            os.sched_setscheduler(pid, os.SCHED_FIFO, param)
+        except OSError as exc:
+            log.warning("fogify-delayd stays at nice %d, not real-time (its cpu cgroup has no real-time "
+                        "runtime): %s", self.nice, exc)
 
     def _kill_stale(self) -> None:
         """A helper left by a crashed run still owns its queues; our binds would fail."""
