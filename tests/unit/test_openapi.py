@@ -31,7 +31,7 @@ class StandInController:
 
     def report(self) -> dict:
         return {"status": "idle", "message": "", "shaping": {"mechanism": "netem"},
-                "instances": [], "networks": [], "warnings": []}
+                "instances": [], "networks": [], "warnings": [], "fidelity": "unknown", "fidelity_reasons": []}
 
     def topology(self) -> dict:
         return {}
