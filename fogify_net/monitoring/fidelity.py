@@ -161,11 +161,6 @@ def late_quantile(hist: Iterable[int], q: float) -> float:
     return late_bucket_floor(len(counts) - 1)
 
 
-def late_at_least(hist: Iterable[int], threshold_us: float) -> int:
-    """Packets in buckets that lie wholly at or above `threshold_us`."""
-    return sum(count for index, count in enumerate(hist) if late_bucket_floor(index) >= threshold_us)
-
-
 def _link_name(instance: str, network: str, direction: str, peer: str) -> str:
     return f"{network} ({instance} {direction}{f' toward {peer}' if peer else ''})"
 
@@ -362,7 +357,8 @@ class FidelityMonitor:
         t = self.thresholds
         findings = []
         current = {}
-        threshold_us = t.delay_late_ms * 1000
+        first_late = next((i for i in range(len(LATE_EDGES_US) + 1) if late_bucket_floor(i) >= t.delay_late_ms * 1000),
+                          len(LATE_EDGES_US))
         for down in readings.delay_lines_down:
             findings.append(Finding(DELAY_DOWN, down, f"no delay on {down}", "", 1.0,
                                     tuple(sorted(readings.instances))))
@@ -374,19 +370,24 @@ class FidelityMonitor:
                     or delay.dropped < before.dropped):
                 self._delay_window.pop(key, None)
                 continue
+            window = self._delay_window.setdefault(key, deque(maxlen=t.delay_window))
+            if delay.released == before.released and delay.dropped == before.dropped:
+                window.append(None)  # an idle round: nothing released, nothing dropped (most queues, most rounds)
+                if not any(window):
+                    continue
+            else:
+                delta = tuple(n - m for n, m in zip(delay.late_hist, before.late_hist))
+                window.append((sum(delta[first_late:]), delay.released - before.released, delta))
             name = _link_name(delay.instance, delay.network, delay.direction, delay.peer)
             dropped = delay.dropped - before.dropped
             if dropped >= t.delay_drops:
                 findings.append(Finding(DELAY_DROPS, name, f"delay line dropped {dropped} packets on {name}",
                                         "its queue or the helper's socket was full", float(dropped),
                                         (delay.instance,), delay.network))
-            window = self._delay_window.setdefault(key, deque(maxlen=t.delay_window))
-            window.append(tuple(n - m for n, m in zip(delay.late_hist, before.late_hist)))
-            pooled = [sum(column) for column in zip(*window)]
-            late = late_at_least(pooled, threshold_us)
-            total = sum(pooled)
+            rounds = [entry for entry in window if entry]
+            late, total = sum(entry[0] for entry in rounds), sum(entry[1] for entry in rounds)
             if late >= t.delay_late_min and late >= 0.01 * total:
-                p99 = late_quantile(pooled, 0.99) / 1000
+                p99 = late_quantile([sum(column) for column in zip(*(entry[2] for entry in rounds))], 0.99) / 1000
                 findings.append(Finding(DELAY_LATE, name, f"delay line late by {p99:.1f} ms p99 on {name}",
                                         f"{late} of {total} packets over {t.delay_late_ms:g} ms late", p99,
                                         (delay.instance,), delay.network))

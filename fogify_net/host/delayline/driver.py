@@ -96,6 +96,7 @@ def parse_stats_line(line: str) -> QueueStats:
     """Parse `q <queue> key=value ...` from the helper's `stats` answer."""
     words = line.split()
     fields = dict(word.split("=", 1) for word in words[2:])
+    hist = fields.get("late_hist")
     return QueueStats(
         queue=int(words[1]),
         pkts=int(fields["pkts"]),
@@ -107,7 +108,7 @@ def parse_stats_line(line: str) -> QueueStats:
         overbudget=int(fields.get("overbudget", 0)),
         stamped=int(fields.get("stamped", 0)),
         released=int(fields.get("released", 0)),
-        late_hist=tuple(int(n) for n in fields["late_hist"].split(",")) if fields.get("late_hist") else (),
+        late_hist=tuple(map(int, hist.split(","))) if hist else (),
     )
 
 
