@@ -1034,8 +1034,10 @@ int main(int argc, char **argv)
 		int64_t quiet = busy ? woke + COALESCE_NS - now_ns() : 0;
 		if (quiet > 0)
 			running = wait_for(2, quiet, sfd);
-		if (running)
-			running = wait_for(3, nheap ? heap[0].t - now_ns() : -1, sfd);
+		if (running) {
+			int64_t due = nheap ? heap[0].t - now_ns() : -1; /* -1: no timeout */
+			running = wait_for(3, nheap && due < 0 ? 0 : due, sfd);
+		}
 		woke = now_ns();
 	}
 	for (unsigned int i = 0; i < NQUEUES; i++)
