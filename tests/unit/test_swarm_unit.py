@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from ipaddress import IPv4Address, IPv4Network
 
+import pytest
+
 from fogify_net.backends.swarm.agent.shaping import Installed, loss_ruleset, shaping_commands
 from fogify_net.backends.swarm.services import constraints
 from fogify_net.backends.swarm.wire import TaskShaping, direction_from_json, direction_to_json
@@ -162,5 +164,8 @@ def test_fidelity_readings_travel_from_the_agent_unchanged() -> None:
         [DelayQueue("a.1", "lan", "downlink", "", "node-2", 3, 20.0, 10, 9, 0, 1, tuple(range(21)))],
         ["network 1234567890 on node-2 (its helper is down)"])
     assert readings_from_json(json.loads(json.dumps(readings_to_json(readings)))) == readings
-    request = FidelityRequest("node-2", {"c1": SampleRequest("a.1", 0.5, 2**27, {"lan": "10.0.0.0/24"})})
+    request = FidelityRequest("node-2", {"0123456789ab": SampleRequest("a.1", 0.5, 2**27, {"lan": "10.0.0.0/24"})})
     assert FidelityRequest.from_json(json.loads(json.dumps(request.to_json()))) == request
+    with pytest.raises(ValueError, match="not a Docker id"):  # the agent's 400
+        FidelityRequest.from_json({"node": "node-2", "containers": {"../etc": request.to_json()["containers"]
+                                                                    ["0123456789ab"]}})
