@@ -90,7 +90,7 @@ class DelayQueues:
                 continue
             found.append(DelayQueue(wanted.instance, wanted.network, slot.direction, str(slot.peer or ""), node,
                                     queue, qos.delay * 1000 if qos else 0.0, counted.pkts, counted.released,
-                                    counted.dropped, counted.held, counted.late_hist))
+                                    counted.dropped + counted.overbudget, counted.held, counted.late_hist))
         return found
 
     def clear(self) -> None:

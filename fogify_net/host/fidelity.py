@@ -92,7 +92,7 @@ class DelayQueue:
     delay_ms: float
     packets: int
     released: int
-    dropped: int  # by the kernel: the queue or the helper's socket was full
+    dropped: int  # by the kernel (the queue or the helper's socket was full) or the helper (past its byte budget)
     held: int  # now
     late_hist: tuple[int, ...]  # released packets by lateness (fogify_net.host.delayline.driver.LATE_EDGES_US)
 

@@ -382,7 +382,7 @@ class FidelityMonitor:
             dropped = delay.dropped - before.dropped
             if dropped >= t.delay_drops:
                 findings.append(Finding(DELAY_DROPS, name, f"delay line dropped {dropped} packets on {name}",
-                                        "its queue or the helper's socket was full", float(dropped),
+                                        "its queue, the helper's socket or its byte budget was full", float(dropped),
                                         (delay.instance,), delay.network))
             rounds = [entry for entry in window if entry]
             late, total = sum(entry[0] for entry in rounds), sum(entry[1] for entry in rounds)

@@ -304,6 +304,16 @@ class DelayLine:
         real-time group scheduling a process may only turn real-time in a cpu
         cgroup that has real-time runtime: a helper started from a service's
         cgroup moves to the root one first. Without any, it keeps nice only.
+
+        We set both from here, as root, on the helper's pid, and the helper
+        itself never asks: it drops to user nobody with CAP_NET_ADMIN alone and
+        no_new_privs (delayd.c, drop_privileges), and keeping CAP_SYS_NICE for
+        one call would leave a process that reads untrusted packets able to
+        starve the machine with any real-time priority. A caller with
+        CAP_SYS_NICE may change another process's policy whatever its uid, so
+        it does not matter whether the helper has dropped its privileges yet;
+        the policy and the nice value survive its setresuid(), and the helper
+        cannot change them back (tests/integration/test_fidelity.py checks).
         """
         try:
             os.setpriority(os.PRIO_PROCESS, pid, self.nice)
