@@ -14,6 +14,7 @@ import math
 import os
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -254,3 +255,25 @@ def test_an_idle_then_moderate_deployment_stays_faithful_for_60_s(controller):
                     f"({controller.store.episodes()})")
     assert states == ["ok"] * 60, controller.store.episodes()
     assert controller.store.episodes() == []
+
+
+def test_the_delay_helper_runs_real_time_as_nobody_with_net_admin_alone(tmp_path):
+    """The driver (root) makes the helper real-time from outside; the helper drops to nobody with
+    CAP_NET_ADMIN alone and no_new_privs, and keeps the policy (no CAP_SYS_NICE kept for it)."""
+    from fogify_net.host.delayline import DelayLine
+
+    line = DelayLine(run_dir=tmp_path, name="fgt-delayd-rt")
+    line.start()
+    try:
+        pid = line.pid
+        proc = Path(f"/proc/{pid}/status")
+        assert wait_until(lambda: "Uid:\t65534" in proc.read_text(), timeout=5)
+        status = dict(row.split(":\t", 1) for row in proc.read_text().splitlines() if ":\t" in row)
+        assert status["Uid"].split() == ["65534"] * 4 and status["Gid"].split() == ["65534"] * 4
+        assert int(status["CapEff"], 16) == int(status["CapPrm"], 16) == 1 << 12  # CAP_NET_ADMIN
+        assert status["NoNewPrivs"].strip() == "1"
+        assert os.sched_getscheduler(pid) == os.SCHED_FIFO
+        assert os.sched_getparam(pid).sched_priority == line.realtime
+        assert os.getpriority(os.PRIO_PROCESS, pid) == line.nice
+    finally:
+        line.stop()

@@ -8,7 +8,9 @@
  * process and one poll loop.
  *
  * Usage: fogify-delayd [--budget-bytes N]; started as root, it keeps only
- * CAP_NET_ADMIN and runs as nobody (drop_privileges).
+ * CAP_NET_ADMIN and runs as nobody (drop_privileges).  It runs real-time
+ * (SCHED_FIFO), but never sets that itself: its root parent (driver.py,
+ * _prioritise) does, on its pid, so no CAP_SYS_NICE is kept here.
  *
  * Control protocol: one command per line on stdin, one reply line on stdout
  * ("ok", "err <reason>", "pong", or for stats several "q ..." lines then
