@@ -33,6 +33,10 @@ from ._frames import (
 )
 from ._http import ANNOTATIONS_URL, FIDELITY_URL, MONITORING_URL, PACKETS_URL, HttpMixin
 
+# fogify-net's fidelity monitor marks an episode's rounds from its start, which its checks find up to
+# three sampling rounds later (a window of rounds); records this recent are fetched again
+REFETCH_S = 10.0
+
 if TYPE_CHECKING:
     from typing_extensions import Self  # typing.Self from Python 3.11; only read by type checkers
 
@@ -72,17 +76,21 @@ class MetricsMixin(HttpMixin):
         return self
 
     def _merge_records(self, instance: str, records: list) -> None:
-        cached = self.data.setdefault(instance, [])
-        seen = {record_key(record) for record in cached}
-        cached.extend(record for record in records if record_key(record) not in seen)
+        """Add `records` to the cache; one fetched again replaces the cached copy (its `fidelity` may have
+        turned 0 since: an episode marks the rounds from its start, a few rounds back)."""
+        fetched = {record_key(record): record for record in records}
+        cached = [record for record in self.data.get(instance, []) if record_key(record) not in fetched]
+        cached.extend(fetched.values())
         sort_records(cached)
+        self.data[instance] = cached
 
     def get_metrics_from(self, service: str) -> pd.DataFrame:
         """The metrics of one instance (``label.N``) as a DataFrame.
 
         Index ``timestamp`` (naive UTC, sub-second when the API sends ``ts``),
         columns ``count`` and each metric, sorted by ``count``. The first call
-        fetches everything; later calls fetch only newer records.
+        fetches everything; later calls fetch only newer records (and those of
+        the last ``REFETCH_S`` seconds again, whose marks may have changed).
 
         fogify-net adds the column ``fidelity``: 1 where the emulation was
         faithful for this instance in that round, 0 where it was not; when
@@ -90,7 +98,7 @@ class MetricsMixin(HttpMixin):
         """
         cached = self.data.get(service)
         if cached:
-            since = record_time(cached[-1]) - pd.Timedelta(milliseconds=100)
+            since = record_time(cached[-1]) - pd.Timedelta(seconds=REFETCH_S)
             self.get_metrics(service=service, from_timestamp=since)
         else:
             self.get_metrics(service=service)

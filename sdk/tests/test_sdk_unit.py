@@ -836,7 +836,7 @@ def test_get_metrics_from_builds_the_frame_and_fetches_increments(fogify, api):
     assert list(frame["count"]) == [1, 2, 3] and list(frame["cpu_util"]) == [10.0, 20.0, 30.0]
     fetches = [r["args"] for r in api.sent("GET", "/monitorings/")]
     assert fetches[0] == {"service": "mec-svc-1.1"}
-    assert fetches[1] == {"service": "mec-svc-1.1", "from_timestamp": str(math.floor(epoch(T0) + 1.4))}
+    assert fetches[1] == {"service": "mec-svc-1.1", "from_timestamp": str(math.floor(epoch(T0) + 1.5 - 10))}
 
 
 def test_metrics_from_a_degraded_window_warn_and_carry_the_fidelity_column(fogify, api):
@@ -847,6 +847,16 @@ def test_metrics_from_a_degraded_window_warn_and_carry_the_fidelity_column(fogif
         frame = fogify.get_metrics_from("a.1")
     assert list(frame["fidelity"]) == [1.0, 0.0, 0.0]
     assert frame.diff()["cpu"].iloc[1] == 1e9  # a numeric column: Fogify's notebooks diff() whole frames
+
+
+def test_rounds_marked_degraded_after_they_were_fetched_are_fetched_again(fogify, api):
+    first = [{**metric_record(n, n - 1, 1.0), "fidelity": 1.0} for n in (1, 2, 3)]
+    later = [{**record, "fidelity": 0.0} for record in first[1:]] + [{**metric_record(4, 3, 1.0), "fidelity": 0.0}]
+    api.answer("GET", "/monitorings/", ({"a.1": first}, 200), ({"a.1": later}, 200))
+    assert list(fogify.get_metrics_from("a.1")["fidelity"]) == [1.0, 1.0, 1.0]
+    with pytest.warns(FidelityWarning, match="3 of 4 rounds"):
+        frame = fogify.get_metrics_from("a.1")
+    assert list(frame["count"]) == [1, 2, 3, 4] and list(frame["fidelity"]) == [1.0, 0.0, 0.0, 0.0]
 
 
 def test_metrics_of_a_faithful_window_and_of_fogify_do_not_warn(fogify, api, recwarn):
