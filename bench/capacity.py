@@ -134,8 +134,16 @@ class MonitorThread:
     def summary(self) -> str:
         if "degraded" not in self.states:
             return "ok"
-        checks = sorted({r.split(" for ")[0] for r in self.reasons})
+        checks = sorted({short_reason(r) for r in self.reasons})
         return "degraded: " + "; ".join(checks)[:160]
+
+
+def short_reason(reason: str) -> str:
+    """A reason without its duration; the host's keeps how long tasks waited for a CPU (what tells a
+    busy machine from a starved one)."""
+    head = reason.split(" for ")[0]
+    waited = re.search(r"waited for a CPU (\d+)%", reason)
+    return f"{head}, waited {waited.group(1)}%" if head.startswith("host CPU") and waited else head
 
 
 # --- namespaces on a bridge ------------------------------------------------------------------------
@@ -397,7 +405,7 @@ def instances_curve(counts: list[int], duration: float) -> list[Point]:
                 episodes = controller.store.episodes(from_ts=began, to_ts=time.time())
                 kinds = {}
                 for episode in episodes:  # one reason per check
-                    kinds.setdefault(episode["check"], episode["reason"].split(" for ")[0])
+                    kinds.setdefault(episode["check"], short_reason(episode["reason"]))
                 verdict = "degraded: " + "; ".join(kinds[c] for c in sorted(kinds)) if kinds else "ok"
                 points.append(Point(
                     f"{k} x 0.5 CPU = {k / 2:g} CPUs busy", max(0.0, p(probe, 0.99) - INSTANCES_RTT_MS),
