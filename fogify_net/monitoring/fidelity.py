@@ -287,11 +287,13 @@ class FidelityMonitor:
             waited = None
             if now.stall_us is not None and before.stall_us is not None:
                 waited = 100.0 * (now.stall_us - before.stall_us) / ((now.at - before.at) * 1e6)
-            if busy_pct < t.host_busy_pct or (waited is not None and waited < t.host_wait_pct):
+            # without PSI (a kernel built without it), more runnable tasks than cores stand in for the waiting
+            queued = waited >= t.host_wait_pct if waited is not None else now.runnable > len(now.cores)
+            if busy_pct < t.host_busy_pct or not queued:
                 continue
             cores = " ".join(f"{100.0 * b / a:.0f}%" for b, a in zip(busy, total) if a > 0)
             detail = f"cores {cores}" + (f", runnable tasks waited for a CPU {waited:.0f}% of the time"
-                                         if waited is not None else "")
+                                         if waited is not None else f", {now.runnable} tasks runnable")
             on = f" on {node}" if several else ""
             affected = tuple(sorted(i.name for i in readings.instances.values() if i.node == node))
             findings.append(Finding(HOST_CPU, node, f"host CPU{on} saturated {busy_pct:.0f}%", detail, busy_pct,

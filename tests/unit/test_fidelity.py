@@ -36,6 +36,8 @@ class World:
         self.t = 0.0
         self.cores = [[0, 0] for _ in range(cores)]
         self.stall = 0
+        self.psi = True  # False: a kernel without /proc/pressure
+        self.runnable = 1
         self.instances: dict[str, list] = {}  # name -> [quota, usage_ns, throttled_ns, stall_us]
         self.links: dict[tuple, list] = {}  # (instance, network, direction) -> [rate, bytes, overlimits, drops, qlen]
         self.delays: dict[tuple, list] = {}  # (instance, network, direction) -> [released, dropped, hist]
@@ -71,7 +73,8 @@ class World:
 
     def readings(self) -> Readings:
         readings = Readings()
-        readings.hosts[NODE] = HostCpu(NODE, self.t, tuple(map(tuple, self.cores)), self.stall, 1)
+        readings.hosts[NODE] = HostCpu(NODE, self.t, tuple(map(tuple, self.cores)), self.stall if self.psi else None,
+                                     self.runnable)
         for name, (quota, usage, throttled, stall) in self.instances.items():
             readings.instances[name] = InstanceCpu(name, NODE, self.t, quota, usage, 0, 0, throttled, stall)
         for (instance, network, direction), (rate, sent, over, drops, qlen) in self.links.items():
@@ -118,6 +121,21 @@ def test_a_busy_host_whose_tasks_do_not_wait_is_faithful():
     for _ in range(4):
         world.second(busy=0.99, wait=0.02)  # one busy loop per core, nobody queued behind it
         assert observe(monitor, world).state == "ok"
+
+
+def test_without_psi_a_busy_host_is_judged_by_its_run_queue():
+    monitor, world = FidelityMonitor(), World()
+    world.psi = False
+    observe(monitor, world)
+    world.runnable = 2  # one busy loop per core
+    for _ in range(3):
+        world.second(busy=1.0)
+        assert observe(monitor, world).state == "ok"
+    world.runnable = 5
+    world.second(busy=1.0)
+    observe(monitor, world)
+    world.second(busy=1.0)
+    assert observe(monitor, world).reasons == ["host CPU saturated 100% for 2 s (cores 100% 100%, 5 tasks runnable)"]
 
 
 def test_a_busy_host_whose_tasks_wait_a_little_is_faithful():
