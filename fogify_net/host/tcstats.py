@@ -193,30 +193,49 @@ class ClassReader:
 
     `read({pid or None: [device, ...]})` gives {(pid, device): [ClassStats]};
     a namespace or device that is gone is left out (and its socket closed).
+
+    An open socket keeps its network namespace alive, and with it the
+    container's interfaces and addresses: a container that is killed must
+    have its socket closed first (`forget`), or its links outlive it until
+    the next round (a crashed instance would still answer pings).
     """
 
     def __init__(self) -> None:
         self._sockets: dict[int | None, NetlinkSocket] = {}
+        self._forgotten: set[int] = set()  # namespaces going away: not to be opened again
+        self._lock = threading.Lock()  # a round and a forget() from an action's thread
 
     def read(self, wanted: dict[int | None, list[str]]) -> dict[tuple[int | None, str], list[ClassStats]]:
         found: dict[tuple[int | None, str], list[ClassStats]] = {}
-        for pid, devices in wanted.items():
-            try:
-                sock = self._sockets.get(pid) or self._sockets.setdefault(pid, NetlinkSocket(pid))
-            except OSError as error:
-                log.debug("no netlink socket in the namespace of %s: %s", pid, error)
-                continue
-            for device in devices:
+        with self._lock:
+            for pid, devices in wanted.items():
+                if pid in self._forgotten:
+                    continue
                 try:
-                    found[(pid, device)] = sock.classes(device)
+                    sock = self._sockets.get(pid) or self._sockets.setdefault(pid, NetlinkSocket(pid))
                 except OSError as error:
-                    log.debug("no classes of %s in %s: %s", device, pid, error)
-        self.keep(set(wanted))
+                    log.debug("no netlink socket in the namespace of %s: %s", pid, error)
+                    continue
+                for device in devices:
+                    try:
+                        found[(pid, device)] = sock.classes(device)
+                    except OSError as error:
+                        log.debug("no classes of %s in %s: %s", device, pid, error)
+            self._keep(set(wanted))
+            self._forgotten &= set(wanted)  # a round that still asks (it began before the forget) is refused
         return found
 
-    def keep(self, pids: set[int | None]) -> None:
+    def forget(self, pids: set[int]) -> None:
+        """These processes' namespaces are going (a crash, a scale-in, a container that died): close their
+        sockets now, waiting for a round in progress, and open none there again."""
+        with self._lock:
+            self._forgotten |= pids
+            self._keep(set(self._sockets) - set(pids))
+
+    def _keep(self, pids: set[int | None]) -> None:
         for pid in [p for p in self._sockets if p not in pids]:
             self._sockets.pop(pid).close()
 
     def close(self) -> None:
-        self.keep(set())
+        with self._lock:
+            self._keep(set())

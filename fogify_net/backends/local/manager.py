@@ -281,6 +281,7 @@ class LocalBackend(HandoverMixin, Backend):
         instead of 2.2 s on the 2-core test machine.
         """
         gone = [self.hosts.pop(name) for name in names if name in self.hosts]
+        self._classes.forget({host.cpid for host in gone if host.cpid})
         for host in gone:
             host.stop_shell()
         if gone:
@@ -384,8 +385,10 @@ class LocalBackend(HandoverMixin, Backend):
             ip_batch(lines)
 
     def crash(self, instances: list[InstancePlan]) -> None:
-        """Kill the containers; their links go with their namespaces."""
+        """Kill the containers; their links go with their namespaces (the fidelity reader's sockets in
+        them closed first: an open one would keep a namespace, and the instance's address, alive)."""
         with self.lock:
+            self._classes.forget({self.hosts[i.name].cpid for i in instances if self.hosts[i.name].cpid})
             for instance in instances:
                 host = self.hosts[instance.name]
                 host.stop_shell()
@@ -407,6 +410,8 @@ class LocalBackend(HandoverMixin, Backend):
                 old = self.hosts[instance.name]
                 old.stop_shell()
                 if restart:
+                    if old.cpid:  # its namespace goes with the old process, links and all
+                        self._classes.forget({old.cpid})
                     old.container.restart(timeout=2)
                 old.container.reload()
                 self.crashed.discard(instance.name)
@@ -464,6 +469,8 @@ class LocalBackend(HandoverMixin, Backend):
                     log.warning("%s %s without fogify-net", name, reason)
                     self.lost[name] = reason
                     self.shaper.forget([i.port for i in self.plan.instance(name).interfaces])
+                    if self.hosts[name].cpid:  # our socket there would keep its dead namespace and links
+                        self._classes.forget({self.hosts[name].cpid})
                 elif running and (name in self.lost or pid != self.hosts[name].cpid):
                     back.append(self.plan.instance(name))
             if back:

@@ -192,6 +192,8 @@ class Agent:
 
     def forget(self, containers: list[str]) -> None:
         """These tasks are gone (scale-in, undeploy): drop what we knew of them."""
+        known = [self.counters.target(container) for container in containers]
+        self._classes.forget({target.pid for target in known if target is not None})  # frees their namespaces
         with self.lock:
             touched = set()
             for container in containers:
