@@ -48,7 +48,8 @@ class Thresholds:
     # more busy instances than cores make them wait 73-91% (bench/capacity.py, BENCHMARKS.md)
     host_rounds: int = 2  # ... for this many consecutive rounds
     instance_wait_pct: float = 10.0  # instance_cpu: it waited for a CPU (beyond its own throttling) this much ...
-    instance_share: float = 0.9  # ... and got less than this share of its quota, in one round
+    instance_share: float = 0.9  # ... and got less than this share of its quota, in one round, while
+    # what it got and what it waited for together reach that share (it wanted its quota)
     delay_late_ms: float = 1.0  # delay_late: p99 of the lateness over the window above this ...
     delay_late_min: int = 3  # ... with at least this many packets that late (one late packet is not a trend)
     delay_window: int = 3  # rounds of lateness pooled
@@ -315,7 +316,11 @@ class FidelityMonitor:
             got = (now.usage_ns - before.usage_ns) / wall_ns
             waited_ns = (now.stall_us - before.stall_us) * 1000 - max(0, now.throttled_ns - before.throttled_ns)
             waited = max(0.0, 100.0 * waited_ns / wall_ns)
-            if waited < t.instance_wait_pct or got >= t.instance_share * quota:
+            # starved: below its quota, and the time it waited would have taken it there (at least one
+            # task waited, so waiting counts at least one CPU). An instance that wants little (an idle app
+            # whose wakeups wait on a busy machine) is not starved of its quota, however it waits.
+            if (waited < t.instance_wait_pct or got >= t.instance_share * quota
+                    or got + waited / 100 < t.instance_share * quota):
                 continue
             findings.append(Finding(INSTANCE_CPU, name, f"{name} got {got:.2f} of its {quota:g} CPU",
                                     f"it waited for a CPU {waited:.0f}% of the time", waited, (name,)))

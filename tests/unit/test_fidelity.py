@@ -172,6 +172,16 @@ def test_an_instance_waiting_below_its_quota_is_degraded_at_once():
     assert verdict.instances == {"a.1": ["a.1 got 0.48 of its 1 CPU for 1 s (it waited for a CPU 52% of the time)"]}
 
 
+def test_an_instance_that_wants_little_is_not_starved_however_its_wakeups_wait():
+    """The full suite with a VM on one core: an app using 0.03 of its 2 CPUs waited 16% of the time."""
+    monitor, world = FidelityMonitor(), World()
+    world.instances["cloud.1"] = [2.0, 0, 0, 0]
+    observe(monitor, world)
+    world.second(busy=0.9, wait=0.3)
+    world.run("cloud.1", used=0.03, waited=0.16)
+    assert observe(monitor, world).state == "ok"
+
+
 def test_an_instance_throttled_at_its_quota_is_faithful():
     monitor, world = FidelityMonitor(), World()
     world.run("a.1", 0.0)
