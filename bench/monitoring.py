@@ -1,12 +1,18 @@
-"""CPU cost of the sampler per instance, beside an empty loop on the same schedule, and the store's layout.
+"""CPU cost of the sampler and of the fidelity monitor per instance, beside an empty loop, and the store's layout.
 
 1. Starts N idle containers (fogify-net/base, 0.5 CPU, 128 MiB, no Docker
    network), each with one veth port on a test bridge as fogify-net wires
-   them, and with --app-metrics a /fogify/metrics file of 8 numbers. Two
-   threads run the same fixed-rate schedule for --duration seconds: one
-   samples every container into a SQLite store, the other does nothing (the
-   baseline). Reports each thread's CPU time (time.thread_time) per instance
-   per second; the target is under 0.5 ms (0.05 % of a core) per instance.
+   them, an HTB class on both ends of it (uplink in the container, downlink
+   on the port), two queues of a fogify-delayd, and with --app-metrics a
+   /fogify/metrics file of 8 numbers. Three threads run the same fixed-rate
+   schedule for --duration seconds: one samples every container into a SQLite
+   store, one reads and judges the fidelity readings as the controller does
+   (this machine's CPU, each container's CPU cgroup, both HTB classes of each
+   link over netlink, the delay queues' stats, and the monitor's checks), the
+   third does nothing (the baseline). Reports each thread's CPU time
+   (time.thread_time; for the monitor plus the helper's CPU answering its
+   stats) per instance per second; the targets are under 0.5 ms (0.05 % of a
+   core) per instance for the sampler and 0.2 ms (0.02 %) for the monitor.
 2. Store layout: one row per instance and round with the metrics as JSON
    (what store.py does) against one row per metric, for writing rounds and
    reading them back in Fogify's shape.
@@ -35,6 +41,17 @@ from concurrent.futures import ThreadPoolExecutor
 import docker
 
 from fogify_net.host.counters import CounterReader, SampleTarget
+from fogify_net.host.delayline import DelayLine
+from fogify_net.host.fidelity import (
+    DelayQueue,
+    HostCpuReader,
+    InstanceCpuReader,
+    LinkTarget,
+    Readings,
+    read_link_queues,
+)
+from fogify_net.host.tcstats import ClassReader
+from fogify_net.monitoring.fidelity import FidelityMonitor, SamplerHealth
 from fogify_net.monitoring.sampler import Sampler
 from fogify_net.monitoring.schedule import FixedRate
 from fogify_net.monitoring.store import MetricStore, rfc1123
@@ -42,6 +59,7 @@ from fogify_net.monitoring.store import MetricStore, rfc1123
 IMAGE = "fogify-net/base:latest"
 PREFIX = "fgt-mon-bench-"
 BRIDGE = "fgtmbbr0"
+FIRST_QUEUE = 32500  # the delay queues' numbers (no rule feeds them: the helper only answers stats)
 APP_METRICS = {"records": 12, "bytes_sent": 123456, "queue": 3, "errors": 0,
                "latency_ms": 1.5, "p99_ms": 7.25, "rate": 99.5, "uptime_s": 3600}
 
@@ -81,6 +99,12 @@ def start(client: docker.DockerClient, n: int, app_metrics: bool) -> list[Sample
         batch.append(f"link add {port(i)} type veth peer name eth0 netns {target.pid}")
         batch.append(f"link set {port(i)} master {BRIDGE} up")
     sh("ip", "-batch", "-", stdin="\n".join(batch) + "\n")
+    htb = ["qdisc add dev {dev} root handle 1: htb default 1",
+           "class add dev {dev} parent 1: classid 1:1 htb rate 100mbit"]
+    sh("tc", "-batch", "-", stdin="".join(line.format(dev=port(i)) + "\n" for i in range(n) for line in htb))
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda t: sh("nsenter", f"--net=/proc/{t.pid}/ns/net", "tc", "-batch", "-",
+                                   stdin="".join(line.format(dev="eth0") + "\n" for line in htb)), targets))
     return targets
 
 
@@ -92,6 +116,45 @@ def timed_loop(interval: float, stop: threading.Event, tick: Callable[[], object
     out["cpu"] = time.thread_time() - began
     out["ticks"] = schedule.ticks
     out["skipped"] = schedule.skipped
+
+
+class FidelityRound:
+    """What the controller does for the fidelity monitor each round, on the bench's containers and links."""
+
+    def __init__(self, targets: list[SampleTarget], line: DelayLine, interval: float):
+        self.targets = targets
+        self.line = line
+        self.interval = interval
+        self.host = HostCpuReader("bench")
+        self.cpu = InstanceCpuReader("bench")
+        self.classes = ClassReader()
+        self.monitor = FidelityMonitor()
+        self.links = [LinkTarget(t.name, "bench-net", direction, where, device, {1: ""})
+                      for i, t in enumerate(targets)
+                      for direction, where, device in (("uplink", t.pid, "eth0"), ("downlink", None, port(i)))]
+        self.queues = {FIRST_QUEUE + 2 * i + k: (t.name, ("uplink", "downlink")[k])
+                       for i, t in enumerate(targets) for k in (0, 1)}
+        self.verdict = None
+
+    def __call__(self) -> None:
+        readings = Readings({"bench": self.host.read()})
+        readings.instances = self.cpu.read({t.container_id: (t.name, t.pid, t.cpus) for t in self.targets})
+        readings.links = read_link_queues(self.classes, self.links, "bench")
+        for queue, stats in self.line.stats().items():
+            name, direction = self.queues[queue]
+            readings.delays.append(DelayQueue(name, "bench-net", direction, "", "bench", queue, 10.0, stats.pkts,
+                                              stats.released, stats.dropped, stats.held, stats.late_hist))
+        self.verdict = self.monitor.observe(time.time(), readings, SamplerHealth(self.interval, 0, 0.0))
+
+    def close(self) -> None:
+        self.host.close()
+        self.cpu.close()
+        self.classes.close()
+
+
+def helper_cpu_s(pid: int) -> float:
+    with open(f"/proc/{pid}/schedstat") as f:
+        return int(f.read().split()[0]) / 1e9
 
 
 def measure_sampler(targets: list[SampleTarget], duration: float, interval: float) -> dict[str, dict]:
@@ -110,6 +173,11 @@ def measure_sampler(targets: list[SampleTarget], duration: float, interval: floa
         store.add_round = timed_add_round  # type: ignore[method-assign]
         reader = CounterReader()
         sampler = Sampler(lambda: reader.read(targets), store, interval)
+        line = DelayLine(run_dir=tmp, name="fgtmb-delayd")
+        line.start()
+        for queue in range(FIRST_QUEUE, FIRST_QUEUE + 2 * len(targets)):
+            line.set_queue(queue, 10.0)
+        fidelity = FidelityRound(targets, line, interval)
         walls: list[float] = []
 
         def sample() -> None:
@@ -117,16 +185,24 @@ def measure_sampler(targets: list[SampleTarget], duration: float, interval: floa
             sampler.sample_once()
             walls.append(time.perf_counter() - began)
 
-        results: dict[str, dict] = {"sampler": {}, "empty loop": {}}
+        results: dict[str, dict] = {"sampler": {}, "fidelity monitor": {}, "empty loop": {}}
         stop = threading.Event()
         threads = [threading.Thread(target=timed_loop, args=(interval, stop, sample, results["sampler"])),
+                   threading.Thread(target=timed_loop, args=(interval, stop, fidelity, results["fidelity monitor"])),
                    threading.Thread(target=timed_loop, args=(interval, stop, lambda: None, results["empty loop"]))]
+        helper_before = helper_cpu_s(line.pid)
         for thread in threads:
             thread.start()
         time.sleep(duration)
         stop.set()
         for thread in threads:
             thread.join()
+        results["fidelity monitor"]["helper"] = helper_cpu_s(line.pid) - helper_before
+        results["fidelity monitor"]["cpu"] += results["fidelity monitor"]["helper"]
+        results["fidelity monitor"]["state"] = fidelity.verdict.state if fidelity.verdict else "none"
+        results["fidelity monitor"]["links"] = len(fidelity.links)
+        fidelity.close()
+        line.stop()
         results["sampler"]["store"] = store_cpu[0]
         results["sampler"]["wall_p50"] = statistics.median(walls)
         results["sampler"]["wall_max"] = max(walls)
@@ -263,6 +339,12 @@ def sample_containers(args: argparse.Namespace) -> None:
           f"({net / 10:.5f} % of a core; target < 0.5 ms / 0.05 %). "
           f"Of the sampler's CPU, the SQLite write is {s['store'] / s['cpu'] * 100:.0f} %. "
           f"Round wall time: median {s['wall_p50'] * 1000:.2f} ms, max {s['wall_max'] * 1000:.2f} ms.")
+    f = results["fidelity monitor"]
+    net = (f["cpu"] - results["empty loop"]["cpu"]) / seconds * 1000 / args.n
+    print(f"\nFidelity monitor minus empty loop: **{net:.4f} ms CPU per instance per second** "
+          f"({net / 10:.5f} % of a core; target < 0.2 ms / 0.02 %), reading {f['links']} HTB classes and "
+          f"{2 * args.n} delay queues each round; of it, fogify-delayd answering stats "
+          f"{f['helper'] / seconds * 1000 / args.n:.4f} ms. Verdict at the end: {f['state']}.")
 
 
 if __name__ == "__main__":

@@ -2,8 +2,8 @@
 
 It owns the emulation (a Backend: the local Mininet one or Swarm, made by
 name from the registry in fogify_net.backends), the metric store with its
-sampler and flow recorder, and the scenario runner, and it is what the REST
-API and the CLI drive. Deploy and undeploy run
+sampler, flow recorder and fidelity monitor, and the scenario runner, and it
+is what the REST API and the CLI drive. Deploy and undeploy run
 in a thread, as in Fogify, so a client can watch the progress.
 """
 
@@ -30,6 +30,7 @@ from .model.actions import ACTIONS, Noop, parse_action
 from .model.distributions import check_name, known_distributions, make_distribution, parse_trace
 from .model.errors import shown
 from .model.schema import DelayDistribution
+from .monitoring.fidelity import Episode, FidelityMonitor, FiredAction, SamplerHealth, Verdict, fidelity_value
 from .monitoring.flows import PERIOD_S as FLOW_PERIOD_S
 from .monitoring.flows import FlowRecorder
 from .monitoring.sampler import Sampler
@@ -75,6 +76,9 @@ class Controller:
         self.scenarios = ScenarioRunner(self._scenario_action)
         self.emulation: Backend | None = None
         self.traces: TracePlayer | None = None
+        self.fidelity = FidelityMonitor()
+        self.fidelity_cpu = 0.0  # thread CPU seconds spent reading and judging fidelity (bench/monitoring.py)
+        self.fidelity_rounds = 0
         self.status = "idle"
         self.message = ""
         self._model_text: str | None = None
@@ -145,6 +149,8 @@ class Controller:
             self.traces = None
             self._set("deploying", "")
             self.flows.reset()
+            self.fidelity = FidelityMonitor(self.fidelity.thresholds)
+            self.fidelity.seen(self._fired_actions())  # the last deployment's scenarios are not this one's
             self.store.annotate("START", "Topology", None)
             self._worker = threading.Thread(target=self._deploy, args=(self.emulation,), daemon=True,
                                             name="deploy")
@@ -230,6 +236,7 @@ class Controller:
         if self.traces is not None:
             self.traces.close()
         self.flows.read_once()  # the last period's traffic, before the counters go
+        self._end_fidelity()
         try:
             if emulation is not None:
                 emulation.teardown()
@@ -310,6 +317,9 @@ class Controller:
             "warnings": [],
             "traces": [],
         }
+        verdict = self.fidelity.verdict if emulation is not None else Verdict("unknown")
+        report["fidelity"] = verdict.state
+        report["fidelity_reasons"] = verdict.reasons
         if emulation is None:
             return report
         plan = emulation.plan
@@ -345,10 +355,13 @@ class Controller:
                 "pid": emulation.instance_pid(instance.name),
                 "cpus": round(instance.cpus, 4),
                 "memory": instance.memory,
+                "fidelity": _mark(verdict, instance.name in verdict.instances),
+                "fidelity_reasons": verdict.instances.get(instance.name, []),
                 "networks": {
                     i.network: {"ip": None if i.ip is None else str(i.ip), "prefixlen": i.prefixlen,
                                 "interface": i.name, "port": i.port, "switch": i.switch, "up": i.up,
-                                "uplink": i.uplink.describe(), "downlink": i.downlink.describe()}
+                                "uplink": i.uplink.describe(), "downlink": i.downlink.describe(),
+                                "fidelity": _mark(verdict, (instance.name, i.network) in verdict.links)}
                     for i in instance.interfaces
                 },
                 "forwarding": instance.forwarding,
@@ -425,7 +438,72 @@ class Controller:
         emulation = self.emulation
         if emulation is None or self.status not in ("running", "degraded"):
             return {}
-        return emulation.samples()
+        samples = emulation.samples()
+        self._judge(emulation, samples)
+        return samples
+
+    # --- fidelity -------------------------------------------------------------------------------
+
+    def _judge(self, emulation: Backend, samples: Samples) -> None:
+        """One round of the fidelity monitor, in the sampler's round: its verdict marks this round's
+        samples (`fidelity` 1 or 0), and episodes that start or end are stored and annotated."""
+        began = time.thread_time()
+        try:
+            readings = emulation.fidelity_readings()
+        except Exception:  # a reader's failure must not cost the metrics
+            log.exception("reading the fidelity counters failed; judging without them")
+            readings = None
+        schedule = self.sampler.schedule
+        before = self.fidelity.state
+        verdict = self.fidelity.observe(time.time(), readings,
+                                        SamplerHealth(schedule.interval, schedule.skipped, schedule.late),
+                                        self._fired_actions())
+        for name, metrics in samples.items():
+            value = fidelity_value(verdict, name)
+            if value is not None:
+                metrics["fidelity"] = value
+        self._record_fidelity(verdict, before)
+        self.fidelity_cpu += time.thread_time() - began
+        self.fidelity_rounds += 1
+
+    def _fired_actions(self) -> list[FiredAction]:
+        return [FiredAction(run.name, a.position, a.type, a.instance_type, a.planned, a.lateness_ms)
+                for run in self.scenarios.runs() for a in run.actions
+                if a.fired is not None and a.lateness_ms is not None]
+
+    def _record_fidelity(self, verdict: Verdict, before: str) -> None:
+        for episode in verdict.started:
+            episode.id = self.store.add_episode(episode.as_dict())
+            self.store.mark_degraded(episode.instances, episode.start)
+            log.warning("fidelity: %s", episode.reason)
+        for episode in verdict.worse + verdict.ended:
+            if episode.id is not None:
+                self.store.update_episode(episode.id, episode.as_dict())
+        for episode in verdict.ended:
+            log.info("fidelity: ended after %.0f s: %s", (episode.end or 0) - episode.start, episode.reason)
+        if verdict.state == "degraded" and before != "degraded":
+            start = min(e.start for e in verdict.started) if verdict.started else time.time()
+            self.store.annotate("FIDELITY_START", "Topology", "; ".join(verdict.reasons), ts=start)
+        elif before == "degraded" and verdict.state != "degraded":
+            self.store.annotate("FIDELITY_END", "Topology", _ended(verdict.ended))
+
+    def _end_fidelity(self) -> None:
+        """The deployment goes: its open episodes end now."""
+        was = self.fidelity.state
+        ended = self.fidelity.close_all(time.time())
+        for episode in ended:
+            if episode.id is not None:
+                self.store.update_episode(episode.id, episode.as_dict())
+        if was == "degraded":
+            self.store.annotate("FIDELITY_END", "Topology", _ended(ended))
+
+    def fidelity_report(self, from_ts: float | None = None, to_ts: float | None = None,
+                        instance: str | None = None) -> dict:
+        """GET /fidelity/: the state now, its reasons, the thresholds, and the stored episodes."""
+        verdict = self.fidelity.verdict if self.emulation is not None else Verdict("unknown")
+        return {"fidelity": verdict.state, "reasons": verdict.reasons,
+                "thresholds": self.fidelity.thresholds.as_dict(),
+                "episodes": self.store.episodes(from_ts, to_ts, instance)}
 
     # --- state ----------------------------------------------------------------------------------
 
@@ -444,6 +522,14 @@ class Controller:
                     state != self.status or detail != self.message):
                 self._set(state, detail)
                 self.store.annotate("DEGRADED" if state == "degraded" else "RECOVERED", "Topology", detail or None)
+
+
+def _mark(verdict: Verdict, degraded: bool) -> str:
+    return "unknown" if verdict.state == "unknown" else "degraded" if degraded else "ok"
+
+
+def _ended(episodes: list[Episode]) -> str:
+    return "; ".join(episode.reason for episode in episodes) or "every check holds again"
 
 
 __all__ = ["Controller", "ModelError"]

@@ -21,12 +21,16 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
 
 
 def status_table(report: dict) -> str:
-    """One row per instance and network: addresses, limits and the shaping in effect."""
+    """One row per instance and network: addresses, limits, the shaping in effect and its fidelity."""
     rows = []
     placement = report.get("shaping", {}).get("placement")  # Swarm backend: instance -> Swarm node
+    judged = "fidelity" in report  # servers before the fidelity monitor have no marks
     for instance in report.get("instances", []):
         first = True
         for network, attachment in instance["networks"].items() or [("-", {})]:
+            mark = instance.get("fidelity", "-") if first else ""
+            if attachment.get("fidelity") == "degraded":
+                mark = f"{mark} (link degraded)".strip()
             rows.append([
                 instance["name"] if first else "",
                 *([placement.get(instance["name"], "-") if first else ""] if placement is not None else []),
@@ -37,16 +41,23 @@ def status_table(report: dict) -> str:
                 attachment.get("ip", "-"),
                 attachment.get("uplink", "-") + ("" if attachment.get("up", True) else " (link down)"),
                 attachment.get("downlink", "-"),
+                *([mark] if judged else []),
             ])
             first = False
     shaping = report.get("shaping", {})
     parts = [f"status: {report['status']}" + (f" ({report['message']})" if report.get("message") else "")]
     parts.append(f"shaping: {MECHANISMS.get(shaping.get('mechanism'), shaping.get('mechanism'))}")
+    if judged:
+        parts.append(f"fidelity: {report['fidelity']}" + (" (see GET /fidelity/ for the episodes)"
+                                                           if report["fidelity"] == "degraded" else ""))
+        parts += [f"  - {reason}" for reason in report.get("fidelity_reasons", [])]
     for missing in shaping.get("not_applied", []):
         parts.append(f"  not applied: {missing}")
     if rows:
         host = ["HOST"] if placement is not None else []
-        parts.append(table(["INSTANCE", *host, "NODE", "CPUS", "MEMORY", "NETWORK", "IP", "UPLINK", "DOWNLINK"], rows))
+        fidelity = ["FIDELITY"] if judged else []
+        parts.append(table(["INSTANCE", *host, "NODE", "CPUS", "MEMORY", "NETWORK", "IP", "UPLINK", "DOWNLINK",
+                            *fidelity], rows))
     traces = report.get("traces") or []
     if traces:
         parts.append(table(["TRACE", "APPLIES TO", "STATE", "AT", "VALUES", "STEPS", "LATE p95"],

@@ -1,4 +1,4 @@
-"""/monitorings/, /annotations/ and /packets/ in Fogify's shapes."""
+"""/monitorings/, /annotations/ and /packets/ in Fogify's shapes, and /fidelity/ (fogify-net's)."""
 
 from __future__ import annotations
 
@@ -72,6 +72,15 @@ def records():
 def clear_records():
     controller().store.clear_records()
     return jsonify(message="The metrics are empty now")
+
+
+@bp.get("/fidelity/")
+def fidelity():
+    """{fidelity: ok|degraded|unknown, reasons, thresholds, episodes}; `from_timestamp`/`to_timestamp`
+    (epoch seconds) keep the episodes overlapping that window, `instance` those that marked it."""
+    c = controller()
+    instance = request.args.get("instance") or None
+    return jsonify(c.fidelity_report(_timestamp("from_timestamp"), _timestamp("to_timestamp"), instance))
 
 
 @bp.get("/annotations/")

@@ -29,6 +29,7 @@ from ..model.errors import ModelError
 if TYPE_CHECKING:
     from ..compile.flows import Flow
     from ..compile.plan import InstancePlan, Plan, SwitchLinkPlan
+    from ..host.fidelity import Readings
     from ..model.actions import Stress
 
 log = logging.getLogger(__name__)
@@ -205,6 +206,23 @@ class Backend(ABC):
     @abstractmethod
     def samples(self) -> Samples:
         """This round's metrics of every running instance, wherever it runs."""
+
+    def fidelity_readings(self) -> Readings:
+        """This round's readings of how faithfully the deployment runs (fogify_net.host.fidelity):
+        every machine's CPU (per core, run-queue waits), every running instance's CPU cgroup
+        (usage, CFS throttling, CPU pressure) against its quota, every shaped link's HTB classes
+        (rate, bytes, drops, backlog) and every delay queue (lateness histogram, kernel drops),
+        all cumulative; helpers that are down. The fidelity monitor (monitoring/fidelity.py) takes
+        the differences and judges them. This default reports nothing, so a backend without it is
+        judged on the sampler and the scenarios only.
+        """
+        from ..host.fidelity import Readings
+
+        return Readings()
+
+    def _peer_names(self) -> dict[tuple[str, str], str]:
+        """(network, address) -> instance, to name the peers of per-peer queues in readings."""
+        return {(i.network, str(i.ip)): instance.name for instance in self.plan.instances for i in instance.interfaces}
 
     @abstractmethod
     def flow_counters(self) -> dict[Flow, tuple[int, int]]:

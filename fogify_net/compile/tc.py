@@ -97,6 +97,11 @@ def _classes(direction: DirectionShaping, subnet: IPv4Network) -> dict[int, tupl
     return classes
 
 
+def class_peers(direction: DirectionShaping, subnet: IPv4Network) -> dict[int, IPv4Address | None]:
+    """Minor of each class `direction_commands` makes -> the peer it shapes (None: the default class)."""
+    return {minor: peer for minor, (_, peer) in _classes(direction, subnet).items()}
+
+
 def direction_commands(
     dev: str,
     old: DirectionShaping | None,

@@ -14,6 +14,7 @@ from ..compile.netfilter import DelaySlot, delay_slots, iptables_delay_rules
 from ..compile.shaping import InterfaceShaping
 from ..model.schema import DISTRIBUTIONS, DelayDistribution, QoS
 from .delayline import DelayLine
+from .fidelity import DelayQueue
 
 
 def custom_table(name: str, distributions: Mapping[str, DelayDistribution] | None) -> tuple[int, ...] | None:
@@ -74,6 +75,23 @@ class DelayQueues:
             self.line.del_queue(queue)
             self._config.pop(queue, None)
             self._free.append(queue)
+
+    def readings(self, shaping: Mapping[str, InterfaceShaping], node: str) -> list[DelayQueue]:
+        """Each bound queue's counters from the helper, named by what it delays (the peer by its address).
+
+        `shaping` maps ports to their wanted shaping (what `apply` was given).
+        Raises DelayLineError when the helper does not answer.
+        """
+        stats = self.line.stats()
+        found = []
+        for slot, queue in sorted(self.queues.items(), key=lambda item: item[1]):
+            wanted, counted, qos = shaping.get(slot.port), stats.get(queue), self._config.get(queue)
+            if wanted is None or counted is None:
+                continue
+            found.append(DelayQueue(wanted.instance, wanted.network, slot.direction, str(slot.peer or ""), node,
+                                    queue, qos.delay * 1000 if qos else 0.0, counted.pkts, counted.released,
+                                    counted.dropped + counted.overbudget, counted.held, counted.late_hist))
+        return found
 
     def clear(self) -> None:
         """Forget every queue and rule (the line stopped, the chains are gone)."""

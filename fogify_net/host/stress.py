@@ -72,7 +72,8 @@ class StressRunner:
             (child / "cpu.cfs_period_us").write_text("100000")
             (child / "cpu.cfs_quota_us").write_text(str(max(1000, round(cpus * 100000))))
             targets.append(child / "cgroup.procs")
-            for controller in ("cpuacct", "memory", "blkio", "pids"):
+            for controller in ("cpuacct", "memory", "blkio", "pids", "unified"):
+                # unified (hybrid mode): the container's v2 group, whose CPU pressure the fidelity monitor reads
                 if controller in dirs and dirs[controller] != dirs["cpu"]:
                     targets.append(dirs[controller] / "cgroup.procs")
         elif "unified" in dirs:  # cgroup v2: no child with controllers beside the container's processes

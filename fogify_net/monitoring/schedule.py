@@ -16,7 +16,11 @@ log = logging.getLogger(__name__)
 
 
 class FixedRate:
-    """Run `tick` every `interval` seconds until `stop` is set; counts the slots skipped by overruns."""
+    """Run `tick` every `interval` seconds until `stop` is set; counts the slots skipped by overruns.
+
+    `late` is how late the tick in progress (or the last one) started after its slot: a loop
+    that was not scheduled in time (a saturated machine) shows there before it skips slots.
+    """
 
     def __init__(self, interval: float):
         if interval <= 0:
@@ -24,10 +28,12 @@ class FixedRate:
         self.interval = interval
         self.ticks = 0
         self.skipped = 0
+        self.late = 0.0
 
     def run(self, stop: threading.Event, tick: Callable[[], object]) -> None:
         deadline = time.monotonic()
         while not stop.is_set():
+            self.late = max(0.0, time.monotonic() - deadline)
             tick()
             self.ticks += 1
             deadline += self.interval

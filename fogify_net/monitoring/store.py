@@ -1,4 +1,4 @@
-"""Metric records, annotations and packet flows in SQLite, returned in Fogify's JSON shapes.
+"""Metric records, annotations, packet flows and fidelity episodes in SQLite, in Fogify's JSON shapes.
 
 One row per instance and sampling round, the metrics as a JSON object: a round
 of 50 instances is one transaction of 50 rows, and a query decodes one small
@@ -58,6 +58,18 @@ CREATE TABLE IF NOT EXISTS packets (
     dest_watched  INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS packets_ts ON packets (ts);
+CREATE TABLE IF NOT EXISTS fidelity (
+    id        INTEGER PRIMARY KEY AUTOINCREMENT,
+    start_ts  REAL NOT NULL,
+    end_ts    REAL,
+    check_name TEXT NOT NULL,
+    target    TEXT NOT NULL,
+    instances TEXT NOT NULL,
+    network   TEXT NOT NULL,
+    reason    TEXT NOT NULL,
+    worst     REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS fidelity_start ON fidelity (start_ts);
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value INTEGER NOT NULL
@@ -234,10 +246,24 @@ class MetricStore:
             result.setdefault(name, []).append(record)
         return result, following
 
+    def mark_degraded(self, instances: list[str] | tuple[str, ...], since: float) -> None:
+        """Set `fidelity` 0 in the instances' records from `since` on: an episode found late (a check that
+        needs two bad rounds) covers the rounds already stored."""
+        if not instances:
+            return
+        marks = ", ".join("?" * len(instances))
+        with self._lock:
+            self._conn.execute(
+                "UPDATE records SET metrics = json_set(metrics, '$.fidelity', 0.0) "
+                f"WHERE ts >= ? AND instance IN ({marks}) AND json_extract(metrics, '$.fidelity') IS NOT NULL",
+                (since, *instances))
+
     def clear_records(self) -> None:
-        """Delete every record and restart the round counter at 1 (Fogify's DELETE /monitorings/)."""
+        """Delete every record and fidelity episode and restart the round counter at 1 (Fogify's DELETE
+        /monitorings/: the episodes describe the records)."""
         with self._lock, self._transaction():
             self._conn.execute("DELETE FROM records")
+            self._conn.execute("DELETE FROM fidelity")
             self._conn.execute("DELETE FROM meta WHERE key = 'count'")
             self._counter = 0
             self._pruned_at = None
@@ -263,6 +289,43 @@ class MetricStore:
     def clear_annotations(self) -> None:
         with self._lock:
             self._conn.execute("DELETE FROM annotations")
+
+    # --- fidelity episodes ------------------------------------------------------------------
+
+    def add_episode(self, episode: dict[str, Any]) -> int:
+        """Store an episode ({check, target, start, end, instances, network, reason, worst}); returns its id."""
+        with self._lock:
+            cursor = self._conn.execute(
+                "INSERT INTO fidelity (start_ts, end_ts, check_name, target, instances, network, reason, worst) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (episode["start"], episode["end"], episode["check"], episode["target"],
+                 json.dumps(list(episode["instances"])), episode["network"], episode["reason"], episode["worst"]))
+            return int(cursor.lastrowid)
+
+    def update_episode(self, episode_id: int, episode: dict[str, Any]) -> None:
+        """Its end, reason, worst value and instances as they are now."""
+        with self._lock:
+            self._conn.execute(
+                "UPDATE fidelity SET end_ts = ?, reason = ?, worst = ?, instances = ? WHERE id = ?",
+                (episode["end"], episode["reason"], episode["worst"], json.dumps(list(episode["instances"])),
+                 episode_id))
+
+    def episodes(self, from_ts: float | None = None, to_ts: float | None = None,
+                 instance: str | None = None) -> list[dict[str, Any]]:
+        """Episodes overlapping (from_ts, to_ts), oldest first; `instance`: those that marked it."""
+        where, args = _where([("(end_ts IS NULL OR end_ts > ?)", from_ts), ("start_ts < ?", to_ts)])
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT start_ts, end_ts, check_name, target, instances, network, reason, worst "
+                f"FROM fidelity{where} ORDER BY start_ts, id", args).fetchall()
+        result = []
+        for start, end, check, target, instances, network, reason, worst in rows:
+            names = json.loads(instances)
+            if instance is not None and instance not in names:
+                continue
+            result.append({"start": start, "end": end, "check": check, "target": target, "instances": names,
+                           "network": network, "reason": reason, "worst": worst})
+        return result
 
     # --- packets ----------------------------------------------------------------------------
 

@@ -68,6 +68,7 @@ class FogifySDK(DeploymentMixin, ScenariosMixin, ModelMixin, ActionsMixin, Metri
         self.services: list = []
         self.data: dict = {}
         self.annotations: pd.DataFrame = annotations_frame([])
+        self.fidelity_status: dict = {}
         self.fogify_yaml = None
         self.compose_dir: str | None = None  # where the model's relative trace files are
         self._session = requests.Session()

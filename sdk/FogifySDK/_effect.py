@@ -8,8 +8,9 @@ import pandas as pd
 
 from ._frames import naive_utc
 
-# Annotations that mark the topology's life, not an action on it.
-LIFECYCLE_ANNOTATIONS = frozenset({"START", "DEPLOY", "STOP", "UNDEPLOY"})
+# Annotations that mark the topology's life or state, not an action on it.
+LIFECYCLE_ANNOTATIONS = frozenset({"START", "DEPLOY", "STOP", "UNDEPLOY", "DEGRADED", "RECOVERED",
+                                   "FIDELITY_START", "FIDELITY_END"})
 
 EFFECT_COLUMNS = [
     "timestamp", "annotation", "instance_name", "params",

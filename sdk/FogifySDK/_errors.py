@@ -1,4 +1,4 @@
-"""The one exception type the SDK raises."""
+"""The one exception type the SDK raises, and the warning it gives about unfaithful metrics."""
 
 from __future__ import annotations
 
@@ -22,3 +22,12 @@ class ExceptionFogifySDK(Exception):
         self.payload = payload
         self.field = payload.get("field") if isinstance(payload, dict) else None
         super().__init__(f"{message} ({context})" if context else message)
+
+
+class FidelityWarning(UserWarning):
+    """Metrics were read from a window in which the emulation was not faithful (fogify-net's monitor).
+
+    Raised through :mod:`warnings`, so a notebook shows it once per place and can
+    silence it (``warnings.simplefilter("ignore", FidelityWarning)``) or turn it
+    into an error. :meth:`FogifySDK.fidelity` tells what was degraded and why.
+    """

@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 ANNOTATION_COLUMNS = ["timestamp", "annotation", "instance_name", "params"]
+FIDELITY_COLUMNS = ["start", "end", "duration_s", "check", "target", "instances", "network", "reason", "worst"]
 
 TimeLike = "datetime | pd.Timestamp | float | int | str"  # a type alias for hints only: what naive_utc() accepts
 
@@ -165,3 +166,19 @@ def per_second(series: pd.Series) -> pd.Series:
     """Rate of a cumulative counter (bytes, CPU ns) per second of wall time."""
     seconds = series.index.to_series().diff().dt.total_seconds()
     return series.diff() / seconds.to_numpy()
+
+
+def fidelity_frame(episodes: Iterable[dict]) -> pd.DataFrame:
+    """Fidelity episodes as a DataFrame: ``start`` and ``end`` naive UTC (``end`` NaT while open),
+    ``duration_s`` (up to now while open), then the API's fields; oldest first."""
+    rows = []
+    now = utc_now()
+    for episode in episodes:
+        start, end = naive_utc(episode.get("start")), naive_utc(episode.get("end"))
+        duration = ((end if end is not None else now) - start).total_seconds() if start is not None else math.nan
+        rows.append({**{k: episode.get(k) for k in FIDELITY_COLUMNS}, "start": start, "end": end,
+                     "duration_s": duration})
+    frame = pd.DataFrame(rows, columns=FIDELITY_COLUMNS)
+    frame["start"] = pd.to_datetime(frame["start"])
+    frame["end"] = pd.to_datetime(frame["end"])
+    return frame

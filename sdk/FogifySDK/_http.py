@@ -21,6 +21,7 @@ PACKETS_URL = "/packets/"
 STATUS_URL = "/status/"
 SCENARIOS_URL = "/scenarios/"
 DISTRIBUTION_URL = "/generate-network-distribution/"
+FIDELITY_URL = "/fidelity/"
 
 
 def normalise_base_url(url: str) -> str:

@@ -9,6 +9,7 @@ the before/during/after arithmetic of :meth:`MetricsMixin.effect` from
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -16,10 +17,11 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from ._effect import action_annotations, effect_table
-from ._errors import ExceptionFogifySDK
+from ._errors import ExceptionFogifySDK, FidelityWarning
 from ._frames import (
     TimeLike,
     annotations_frame,
+    fidelity_frame,
     metrics_frame,
     naive_utc,
     per_second,
@@ -29,7 +31,11 @@ from ._frames import (
     to_epoch,
     to_timedelta,
 )
-from ._http import ANNOTATIONS_URL, MONITORING_URL, PACKETS_URL, HttpMixin
+from ._http import ANNOTATIONS_URL, FIDELITY_URL, MONITORING_URL, PACKETS_URL, HttpMixin
+
+# fogify-net's fidelity monitor marks an episode's rounds from its start, which its checks find up to
+# three sampling rounds later (a window of rounds); records this recent are fetched again
+REFETCH_S = 10.0
 
 if TYPE_CHECKING:
     from typing_extensions import Self  # typing.Self from Python 3.11; only read by type checkers
@@ -40,6 +46,7 @@ class MetricsMixin(HttpMixin):
 
     data: dict  # {instance: [monitoring records sorted by count]}
     annotations: pd.DataFrame  # the last get_annotations()
+    fidelity_status: dict  # the last fidelity(): {fidelity, reasons, thresholds}
 
     # --------------------------------------------------------------- metrics
 
@@ -69,25 +76,35 @@ class MetricsMixin(HttpMixin):
         return self
 
     def _merge_records(self, instance: str, records: list) -> None:
-        cached = self.data.setdefault(instance, [])
-        seen = {record_key(record) for record in cached}
-        cached.extend(record for record in records if record_key(record) not in seen)
+        """Add `records` to the cache; one fetched again replaces the cached copy (its `fidelity` may have
+        turned 0 since: an episode marks the rounds from its start, a few rounds back)."""
+        fetched = {record_key(record): record for record in records}
+        cached = [record for record in self.data.get(instance, []) if record_key(record) not in fetched]
+        cached.extend(fetched.values())
         sort_records(cached)
+        self.data[instance] = cached
 
     def get_metrics_from(self, service: str) -> pd.DataFrame:
         """The metrics of one instance (``label.N``) as a DataFrame.
 
         Index ``timestamp`` (naive UTC, sub-second when the API sends ``ts``),
         columns ``count`` and each metric, sorted by ``count``. The first call
-        fetches everything; later calls fetch only newer records.
+        fetches everything; later calls fetch only newer records (and those of
+        the last ``REFETCH_S`` seconds again, whose marks may have changed).
+
+        fogify-net adds the column ``fidelity``: 1 where the emulation was
+        faithful for this instance in that round, 0 where it was not; when
+        any row is 0 a :class:`FidelityWarning` says so (see :meth:`fidelity`).
         """
         cached = self.data.get(service)
         if cached:
-            since = record_time(cached[-1]) - pd.Timedelta(milliseconds=100)
+            since = record_time(cached[-1]) - pd.Timedelta(seconds=REFETCH_S)
             self.get_metrics(service=service, from_timestamp=since)
         else:
             self.get_metrics(service=service)
-        return metrics_frame(self.data.get(service, []))
+        frame = metrics_frame(self.data.get(service, []))
+        warn_if_degraded(frame, service)
+        return frame
 
     def clean_metrics(self) -> Any:
         """Delete all monitoring records, on the API and in the cache."""
@@ -115,6 +132,32 @@ class MetricsMixin(HttpMixin):
         if not isinstance(answer, dict) or "res" not in answer:
             raise ExceptionFogifySDK("The API call for packets does not response readable object", payload=answer)
         return pd.DataFrame.from_records(answer["res"])
+
+    def fidelity(self, from_timestamp: TimeLike | None = None, to_timestamp: TimeLike | None = None,
+                 instance: str | None = None) -> pd.DataFrame:
+        """When and why the emulation was not faithful (fogify-net's ``GET /fidelity/``).
+
+        One row per episode: ``start``, ``end`` (naive UTC; NaT while it lasts),
+        ``duration_s``, ``check`` (host_cpu, instance_cpu, delay_late, delay_drops,
+        delay_down, link_rate, sampler, scenario), ``target``, ``instances`` it
+        marked degraded, ``network``, ``reason`` (e.g. ``delay line late by 3.2 ms
+        p99 on wan (car.1 uplink) for 4 s``) and ``worst``. The window keeps the
+        episodes that overlap it; ``instance`` those that concern it. An empty
+        frame means every check held. The state now and the thresholds are in
+        ``self.fidelity_status`` after the call.
+        """
+        params: dict[str, Any] = {}
+        if from_timestamp is not None:
+            params["from_timestamp"] = math.floor(to_epoch(from_timestamp))
+        if to_timestamp is not None:
+            params["to_timestamp"] = math.ceil(to_epoch(to_timestamp))
+        if instance:
+            params["instance"] = instance
+        answer = self._call("GET", FIDELITY_URL, params=params)
+        if not isinstance(answer, dict) or "episodes" not in answer:
+            raise ExceptionFogifySDK(f"The API answered {FIDELITY_URL} without episodes", payload=answer)
+        self.fidelity_status = {key: value for key, value in answer.items() if key != "episodes"}
+        return fidelity_frame(answer["episodes"])
 
     # ----------------------------------------------------------- annotations
 
@@ -221,6 +264,18 @@ class MetricsMixin(HttpMixin):
             annotations = self.get_annotations().annotations
         return effect_table(series, action_annotations(annotations), to_timedelta(window),
                             tolerance=tolerance, abs_tolerance=abs_tolerance)
+
+
+def warn_if_degraded(frame: pd.DataFrame, service: str) -> None:
+    """A FidelityWarning when some of `frame`'s rounds were not faithful (`fidelity` 0)."""
+    if "fidelity" not in frame.columns or frame.empty:
+        return
+    degraded = frame["fidelity"] == 0
+    if degraded.any():
+        first, last = frame.index[degraded.to_numpy()][[0, -1]]
+        warnings.warn(FidelityWarning(
+            f"{int(degraded.sum())} of {len(frame)} rounds of {service}'s metrics come from a window in which the "
+            f"emulation was not faithful ({first} to {last} UTC); see FogifySDK.fidelity() for why"), stacklevel=3)
 
 
 def _between(frame: pd.DataFrame, lower: TimeLike | None, upper: TimeLike | None) -> pd.DataFrame:

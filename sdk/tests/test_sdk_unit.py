@@ -25,7 +25,7 @@ import yaml
 from flask import Flask, jsonify, request
 from werkzeug.serving import make_server
 
-from FogifySDK import ExceptionFogifySDK, FogifySDK
+from FogifySDK import ExceptionFogifySDK, FidelityWarning, FogifySDK
 from FogifySDK._effect import action_annotations, effect_table
 from FogifySDK._frames import metrics_frame, naive_utc, per_second
 from FogifySDK._scenarios import plan_scenario, select_scenario
@@ -465,6 +465,10 @@ def test_action_annotations_parse_strings_and_drop_lifecycle_events():
     frame = pd.DataFrame([
         {"timestamp": rfc1123(T0), "annotation": "START", "instance_name": "Topology", "params": None},
         {"timestamp": rfc1123(T0 + timedelta(seconds=5)), "annotation": "STRESS", "instance_name": "a", "params": "x"},
+        {"timestamp": rfc1123(T0 + timedelta(seconds=6)), "annotation": "FIDELITY_START", "instance_name": "Topology",
+         "params": "host CPU saturated 97% for 2 s"},
+        {"timestamp": rfc1123(T0 + timedelta(seconds=8)), "annotation": "FIDELITY_END", "instance_name": "Topology",
+         "params": None},
         {"timestamp": rfc1123(T0 + timedelta(seconds=9)), "annotation": "UNDEPLOY", "instance_name": "Topology",
          "params": None},
     ])
@@ -832,7 +836,53 @@ def test_get_metrics_from_builds_the_frame_and_fetches_increments(fogify, api):
     assert list(frame["count"]) == [1, 2, 3] and list(frame["cpu_util"]) == [10.0, 20.0, 30.0]
     fetches = [r["args"] for r in api.sent("GET", "/monitorings/")]
     assert fetches[0] == {"service": "mec-svc-1.1"}
-    assert fetches[1] == {"service": "mec-svc-1.1", "from_timestamp": str(math.floor(epoch(T0) + 1.4))}
+    assert fetches[1] == {"service": "mec-svc-1.1", "from_timestamp": str(math.floor(epoch(T0) + 1.5 - 10))}
+
+
+def test_metrics_from_a_degraded_window_warn_and_carry_the_fidelity_column(fogify, api):
+    records = [{**metric_record(1, 0, 1.0), "fidelity": 1.0}, {**metric_record(2, 1, 1.0), "fidelity": 0.0},
+               {**metric_record(3, 2, 1.0), "fidelity": 0.0}]
+    api.answer("GET", "/monitorings/", ({"a.1": records}, 200))
+    with pytest.warns(FidelityWarning, match=r"2 of 3 rounds of a\.1's metrics .* not faithful"):
+        frame = fogify.get_metrics_from("a.1")
+    assert list(frame["fidelity"]) == [1.0, 0.0, 0.0]
+    assert frame.diff()["cpu"].iloc[1] == 1e9  # a numeric column: Fogify's notebooks diff() whole frames
+
+
+def test_rounds_marked_degraded_after_they_were_fetched_are_fetched_again(fogify, api):
+    first = [{**metric_record(n, n - 1, 1.0), "fidelity": 1.0} for n in (1, 2, 3)]
+    later = [{**record, "fidelity": 0.0} for record in first[1:]] + [{**metric_record(4, 3, 1.0), "fidelity": 0.0}]
+    api.answer("GET", "/monitorings/", ({"a.1": first}, 200), ({"a.1": later}, 200))
+    assert list(fogify.get_metrics_from("a.1")["fidelity"]) == [1.0, 1.0, 1.0]
+    with pytest.warns(FidelityWarning, match="3 of 4 rounds"):
+        frame = fogify.get_metrics_from("a.1")
+    assert list(frame["count"]) == [1, 2, 3, 4] and list(frame["fidelity"]) == [1.0, 0.0, 0.0, 0.0]
+
+
+def test_metrics_of_a_faithful_window_and_of_fogify_do_not_warn(fogify, api, recwarn):
+    api.answer("GET", "/monitorings/", ({"a.1": [{**metric_record(1, 0, 1.0), "fidelity": 1.0}],
+                                          "b.1": [metric_record(1, 0, 1.0)]}, 200))
+    fogify.get_metrics_from("a.1")
+    fogify.get_metrics_from("b.1")
+    assert not [w for w in recwarn if issubclass(w.category, FidelityWarning)]
+
+
+def test_fidelity_returns_the_episodes_as_a_frame(fogify, api):
+    episode = {"check": "delay_late", "target": "wan (car.1 uplink)", "start": epoch(T0),
+               "end": epoch(T0 + timedelta(seconds=7)), "instances": ["car.1"], "network": "wan",
+               "reason": "delay line late by 3.2 ms p99 on wan (car.1 uplink) for 2 s", "worst": 3.2}
+    api.answer("GET", "/fidelity/", ({"fidelity": "degraded", "reasons": ["host CPU saturated 97% for 4 s"],
+                                      "thresholds": {"delay_late_ms": 1.0},
+                                      "episodes": [episode, {**episode, "end": None, "check": "host_cpu"}]}, 200))
+    frame = fogify.fidelity(from_timestamp=T0, instance="car.1")
+    assert api.sent("GET", "/fidelity/")[0]["args"] == {"from_timestamp": str(int(epoch(T0))), "instance": "car.1"}
+    assert list(frame.columns) == ["start", "end", "duration_s", "check", "target", "instances", "network",
+                                   "reason", "worst"]
+    assert frame.loc[0, "start"] == pd.Timestamp(T0) and frame.loc[0, "duration_s"] == 7.0
+    assert pd.isna(frame.loc[1, "end"]) and frame.loc[1, "duration_s"] > 7
+    assert fogify.fidelity_status["fidelity"] == "degraded"
+    api.answer("GET", "/fidelity/", ({"fidelity": "ok", "reasons": [], "thresholds": {}, "episodes": []}, 200))
+    assert fogify.fidelity().empty
 
 
 def test_get_metrics_time_window_is_sent_as_epoch_seconds(fogify, api):

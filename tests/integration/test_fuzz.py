@@ -287,7 +287,10 @@ def deployed(api):
 def state(url: str) -> dict:
     """What hostile requests must not change: the instances, their resources and every link's shaping."""
     report = requests.get(f"{url}/status/").json()
-    return {"instances": [(i["name"], i["cpus"], i["memory"], i["networks"]) for i in report["instances"]],
+    # the fidelity marks are left out: they follow the machine's load, not the requests
+    attachments = [{net: {k: v for k, v in a.items() if k != "fidelity"} for net, a in i["networks"].items()}
+                   for i in report["instances"]]
+    return {"instances": [(i["name"], i["cpus"], i["memory"], a) for i, a in zip(report["instances"], attachments)],
             "networks": report["networks"]}
 
 

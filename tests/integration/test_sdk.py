@@ -384,10 +384,12 @@ def test_stress_loads_the_allocation_and_effect_measures_it(deployed, sdk):
     assert len(ax.get_lines()[-1].get_ydata()) == len(window)
     lines = len(ax.get_lines())
     assert sdk.plot_annotations(ax, start=start, stop=utc_now(), colors_gist=["red"]) is sdk
-    marks = ax.get_lines()[lines:]
+    # the fidelity monitor may mark a busy machine's stress (FIDELITY_START/END, in the window too)
+    marks = [m for m in ax.get_lines()[lines:] if not m.get_label().startswith("FIDELITY_")]
     assert [m.get_label() for m in marks] == ["STRESS"] and marks[0].get_color() == "red"
+    lines = len(ax.get_lines())
     sdk.plot_annotations(ax)  # every annotation, a colormap
-    assert len(ax.get_lines()) == lines + 1 + len(sdk.annotations)
+    assert len(ax.get_lines()) == lines + len(sdk.annotations)
     plt.close(figure)
 
 

@@ -270,6 +270,13 @@ def test_single_node_swarm(image_archive: Path, clean: None) -> None:
                           tcp_mbps(web1, web2, ip_of(backend, "web.2", "lan")))
             assert 9.0 <= mbps <= 10.5
 
+            # The fidelity readings come from the agent: the node's CPU, the tasks' cgroups, the classes just used.
+            readings = backend.fidelity_readings()
+            assert set(readings.hosts) == {"fgts1"} and len(readings.hosts["fgts1"].cores) == os.cpu_count()
+            assert readings.instances["web.1"].quota == 0.5 and readings.instances["web.1"].usage_ns > 0
+            uplink = [q for q in readings.links if (q.instance, q.direction) == ("web.1", "uplink")]
+            assert [q.rate for q in uplink] == [10_000_000] and uplink[0].bytes > 1_000_000, uplink
+
             # A partition between web and db cuts both ways, on every task's receive path; heal restores it.
             db1 = task_pid(cluster, backend, "db.1")
             assert len(ping(db1, ip_of(backend, "web.1", "lan"), count=5)) == 5
@@ -301,6 +308,10 @@ def test_single_node_swarm(image_archive: Path, clean: None) -> None:
             report("ping web.1 -> db.1, links rule 20 + 10 ms and 20% + 10% loss: replies of 100 (72 expected), "
                    "min/median ms", f"{len(rtts)}, {min(rtts):.2f}/{median(rtts):.2f}")
             assert 55 <= len(rtts) <= 88 and min(rtts) >= 29.5 and median(rtts) <= 33, rtts
+            delays = {(d.direction, d.peer): d for d in backend.fidelity_readings().delays if d.instance == "web.1"}
+            assert set(delays) == {("uplink", "db.1"), ("downlink", "db.1")}, delays
+            assert delays[("uplink", "db.1")].released >= 55 and delays[("uplink", "db.1")].delay_ms == 20.0
+            assert sum(delays[("uplink", "db.1")].late_hist) == delays[("uplink", "db.1")].released
             lost = report("UDP web.1 -> db.1, 20% declared for the pair, %", udp_loss(web1, db1, ip_db))
             assert 15.0 <= lost <= 26.0
             lost = report("UDP db.1 -> web.1, 10% declared for the pair, %", udp_loss(db1, web1, ip_web1))

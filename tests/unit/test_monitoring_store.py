@@ -265,3 +265,35 @@ def test_a_failing_round_does_not_stop_the_thread(store: MetricStore) -> None:
     sampler.stop()
     assert len(calls) >= 5
     assert sampler.rounds == len(calls)
+
+
+# --- fidelity episodes ---------------------------------------------------------------------------
+
+
+def episode(start: float, end: float | None, instances=("a.1",), check: str = "host_cpu") -> dict:
+    return {"check": check, "target": "box", "start": start, "end": end, "instances": list(instances),
+            "network": "", "reason": "host CPU saturated 97% for 2 s", "worst": 97.0}
+
+
+def test_episodes_overlapping_a_window_and_an_instance(store: MetricStore):
+    first = store.add_episode(episode(T0, T0 + 5))
+    store.add_episode(episode(T0 + 20, None, instances=("b.1",)))
+    assert [e["start"] for e in store.episodes()] == [T0, T0 + 20]
+    assert [e["start"] for e in store.episodes(from_ts=T0 + 6)] == [T0 + 20]  # the open one overlaps anything later
+    assert [e["start"] for e in store.episodes(to_ts=T0 + 1)] == [T0]
+    assert [e["instances"] for e in store.episodes(instance="b.1")] == [["b.1"]]
+    store.update_episode(first, {**episode(T0, T0 + 9), "worst": 99.0, "reason": "worse"})
+    assert store.episodes(instance="a.1")[0] == {**episode(T0, T0 + 9), "worst": 99.0, "reason": "worse"}
+
+
+def test_an_episode_marks_the_rounds_already_stored_and_clearing_the_records_clears_it(store: MetricStore):
+    for i in range(4):
+        store.add_round(T0 + i, {"a.1": {"cpu": 1.0, "fidelity": 1.0}, "b.1": {"cpu": 1.0, "fidelity": 1.0}})
+    store.add_round(T0 - 1, {"a.1": {"cpu": 1.0}})  # before the monitor's first verdict: no mark to change
+    store.mark_degraded(["a.1"], T0 + 2)
+    marks = [(r["ts"] - T0, r.get("fidelity")) for r in store.records(instance="a.1")["a.1"]]
+    assert sorted(marks) == [(-1, None), (0, 1.0), (1, 1.0), (2, 0.0), (3, 0.0)]
+    assert {r["fidelity"] for r in store.records(instance="b.1")["b.1"]} == {1.0}
+    store.add_episode(episode(T0, None))
+    store.clear_records()
+    assert store.episodes() == [] and store.records() == {}

@@ -31,7 +31,7 @@ class StandInController:
 
     def report(self) -> dict:
         return {"status": "idle", "message": "", "shaping": {"mechanism": "netem"},
-                "instances": [], "networks": [], "warnings": []}
+                "instances": [], "networks": [], "warnings": [], "fidelity": "unknown", "fidelity_reasons": []}
 
     def topology(self) -> dict:
         return {}
@@ -222,3 +222,57 @@ def test_with_a_token_the_right_bearer_passes(spec):
     assert topology.status_code == 200 and topology.get_json() == {}
     assert topology.headers["X-Fogify-Status"] == "idle"
     assert client.get("/no-such-route/", headers=headers).status_code == 404
+
+
+# --- fidelity: the monitor's answers fit the documented schemas ---------------------------------------
+
+
+def validate(spec: dict, name: str, value) -> list[str]:
+    from openapi_schema_validator import OAS30Validator
+
+    schema = {"$ref": f"#/components/schemas/{name}", "components": spec["components"]}
+    return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in OAS30Validator(schema).iter_errors(value)]
+
+
+def test_the_documented_checks_and_thresholds_are_the_monitors(spec):
+    from fogify_net.monitoring.fidelity import CHECKS, Thresholds
+
+    schemas = spec["components"]["schemas"]
+    assert set(schemas["FidelityEpisode"]["properties"]["check"]["enum"]) == set(CHECKS)
+    assert set(schemas["FidelityThresholds"]["properties"]) == set(Thresholds().as_dict())
+
+
+def test_the_fidelity_answer_and_the_marked_records_fit_their_schemas(spec, tmp_path):
+    from fogify_net.controller import Controller
+    from fogify_net.monitoring.fidelity import FidelityMonitor, SamplerHealth
+    from fogify_net.monitoring.store import MetricStore
+
+    class Deployed(StandInController):
+        emulation = object()  # anything: a deployment is there
+        fidelity = FidelityMonitor()
+        store = MetricStore(tmp_path / "metrics.db")
+        fidelity_report = Controller.fidelity_report
+
+    c = Deployed()
+    ts = 1_700_000_000.0
+    c.store.add_round(ts, {"n.1": {"cpu": 1e9, "fidelity": 1.0}, "n.2": {"cpu": 2e9}})
+    verdict = c.fidelity.observe(ts + 1, None, SamplerHealth(1.0, 0, 0.9), [])  # a round started 0.9 s late
+    assert verdict.state == "degraded" and len(verdict.started) == 1
+    for episode in verdict.started:
+        c.store.add_episode(episode.as_dict())
+    c.store.add_round(ts + 1, {"n.1": {"cpu": 1.1e9, "fidelity": 1.0}})
+    c.store.mark_degraded(["n.1"], ts + 1)
+
+    client = create_app(c).test_client()
+    answer = client.get("/fidelity/").get_json()
+    assert answer["fidelity"] == "degraded" and [e["check"] for e in answer["episodes"]] == ["sampler"]
+    assert not validate(spec, "FidelityReport", answer)
+    assert client.get("/fidelity/?from_timestamp=later").status_code == 400
+
+    records = client.get("/monitorings/").get_json()
+    assert [r.get("fidelity") for r in records["n.1"]] == [1.0, 0.0]
+    assert "fidelity" not in records["n.2"][0]  # a round before any verdict has no mark
+    for rows in records.values():
+        for record in rows:
+            assert not validate(spec, "MetricRecord", record), record
+    c.store.close()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from ipaddress import IPv4Address, IPv4Network
 
+import pytest
+
 from fogify_net.backends.swarm.agent.shaping import Installed, loss_ruleset, shaping_commands
 from fogify_net.backends.swarm.services import constraints
 from fogify_net.backends.swarm.wire import TaskShaping, direction_from_json, direction_to_json
@@ -149,3 +151,21 @@ def test_status_table_names_the_swarm_node_of_each_instance() -> None:
     assert lines[lines.index(header) + 2].split()[:3] == ["edge.1", "node-2", "small"]
     del report["shaping"]["placement"]
     assert "HOST" not in status_table(report)
+
+
+def test_fidelity_readings_travel_from_the_agent_unchanged() -> None:
+    from fogify_net.backends.swarm.wire import FidelityRequest, SampleRequest, readings_from_json, readings_to_json
+    from fogify_net.host.fidelity import DelayQueue, HostCpu, InstanceCpu, LinkQueue, Readings
+
+    readings = Readings(
+        {"node-2": HostCpu("node-2", 12.5, ((10, 100), (20, 100)), 5000, 3)},
+        {"a.1": InstanceCpu("a.1", "node-2", 12.5, 0.5, 10**9, 40, 3, 2 * 10**8, None)},
+        [LinkQueue("a.1", "lan", "uplink", "10.0.0.3", "node-2", 12.5, 10**7, 1500, 1, 0, 2, 1, 1500)],
+        [DelayQueue("a.1", "lan", "downlink", "", "node-2", 3, 20.0, 10, 9, 0, 1, tuple(range(21)))],
+        ["network 1234567890 on node-2 (its helper is down)"])
+    assert readings_from_json(json.loads(json.dumps(readings_to_json(readings)))) == readings
+    request = FidelityRequest("node-2", {"0123456789ab": SampleRequest("a.1", 0.5, 2**27, {"lan": "10.0.0.0/24"})})
+    assert FidelityRequest.from_json(json.loads(json.dumps(request.to_json()))) == request
+    with pytest.raises(ValueError, match="not a Docker id"):  # the agent's 400
+        FidelityRequest.from_json({"node": "node-2", "containers": {"../etc": request.to_json()["containers"]
+                                                                    ["0123456789ab"]}})

@@ -33,8 +33,10 @@ from ...host.capabilities import Capabilities, probe
 from ...host.command import run_command
 from ...host.containers import docker_client
 from ...host.counters import CounterReader, SampleTarget
+from ...host.fidelity import HostCpuReader, InstanceCpuReader, Readings, name_peers, read_link_queues
 from ...host.kernel import KernelError, ip_batch, iptables_ensure, iptables_remove, nft_apply, run
 from ...host.stress import StressRunner
+from ...host.tcstats import ClassReader
 from ..base import Backend, DeployError, Progress, Samples, StateCallback, TaskFacts
 from .bridge import FogBridge, PreparedLink
 from .checks import check_images, check_leftovers, remove_leftovers
@@ -72,6 +74,10 @@ class LocalBackend(HandoverMixin, Backend):
         self._bridge_rules: list[tuple[str, str, str]] = []
         self._counters = CounterReader()
         self._claimed = False  # this deployment holds the machine's owner record
+        self.node = socket.gethostname()  # the one machine: fidelity readings name it
+        self._host_cpu: HostCpuReader | None = None  # fidelity readers, opened at the first reading
+        self._instance_cpu = InstanceCpuReader(self.node)
+        self._classes = ClassReader()
         self._stress = StressRunner()
         Path(run_dir).mkdir(parents=True, exist_ok=True)
         self.shaper = Shaper(self.mechanism, run_dir, on_state=self._delayline_state)
@@ -127,6 +133,7 @@ class LocalBackend(HandoverMixin, Backend):
             if self._claimed:
                 owner_record.release()
                 self._claimed = False
+            self._close_fidelity_readers()
             if self.state != "error":
                 self._set_state("stopped")
             if errors:
@@ -284,6 +291,7 @@ class LocalBackend(HandoverMixin, Backend):
         instead of 2.2 s on the 2-core test machine.
         """
         gone = [self.hosts.pop(name) for name in names if name in self.hosts]
+        self._classes.forget({host.cpid for host in gone if host.cpid})
         for host in gone:
             host.stop_shell()
         if gone:
@@ -394,8 +402,10 @@ class LocalBackend(HandoverMixin, Backend):
             ip_batch([f"link set {link.source_port} {state}", f"link set {link.target_port} {state}"])
 
     def crash(self, instances: list[InstancePlan]) -> None:
-        """Kill the containers; their links go with their namespaces."""
+        """Kill the containers; their links go with their namespaces (the fidelity reader's sockets in
+        them closed first: an open one would keep a namespace, and the instance's address, alive)."""
         with self.lock:
+            self._classes.forget({self.hosts[i.name].cpid for i in instances if self.hosts[i.name].cpid})
             for instance in instances:
                 host = self.hosts[instance.name]
                 host.stop_shell()
@@ -417,6 +427,8 @@ class LocalBackend(HandoverMixin, Backend):
                 old = self.hosts[instance.name]
                 old.stop_shell()
                 if restart:
+                    if old.cpid:  # its namespace goes with the old process, links and all
+                        self._classes.forget({old.cpid})
                     old.container.restart(timeout=2)
                 old.container.reload()
                 self.crashed.discard(instance.name)
@@ -476,6 +488,8 @@ class LocalBackend(HandoverMixin, Backend):
                     # our shell holds the namespace: without this a killed router kept forwarding
                     self.hosts[name].stop_shell()
                     self.shaper.forget([i.port for i in self.plan.instance(name).interfaces])
+                    if self.hosts[name].cpid:  # our socket there would keep its dead namespace and links
+                        self._classes.forget({self.hosts[name].cpid})
                 elif running and (name in self.lost or pid != self.hosts[name].cpid):
                     back.append(self.plan.instance(name))
             if back:
@@ -555,6 +569,30 @@ class LocalBackend(HandoverMixin, Backend):
                 upper_dir=host.container.attrs.get("GraphDriver", {}).get("Data", {}).get("UpperDir"),
             ))
         return self._counters.read(targets)
+
+    def fidelity_readings(self) -> Readings:
+        """This machine's CPU, the instances' CPU cgroups, the links' HTB classes (in the instances'
+        namespaces and on the switch ports) and the delay line's queues."""
+        readings = Readings()
+        if self._host_cpu is None:
+            self._host_cpu = HostCpuReader(self.node)
+        readings.hosts[self.node] = self._host_cpu.read()
+        pids = self.pids()
+        planned = {instance.name: instance for instance in list(self.plan.instances)}
+        readings.instances = self._instance_cpu.read({
+            host.container.id: (name, host.cpid, planned[name].cpus)
+            for name, host in list(self.hosts.items()) if name in pids and name in planned})
+        readings.links = read_link_queues(self._classes, self.shaper.link_targets(self.plan, pids), self.node)
+        readings.delays, readings.delay_lines_down = self.shaper.delay_readings(self.node)
+        name_peers(readings, self._peer_names())
+        return readings
+
+    def _close_fidelity_readers(self) -> None:
+        if self._host_cpu is not None:
+            self._host_cpu.close()
+            self._host_cpu = None
+        self._instance_cpu.close()
+        self._classes.close()
 
     def shaping_report(self) -> dict:
         report: dict = {"not_applied": self.shaper.unshaped(self.plan)}

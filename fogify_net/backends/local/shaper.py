@@ -18,11 +18,12 @@ from typing import Callable
 from ...compile.netfilter import CHAIN_DOWN, CHAIN_UP, iptables_delay_rules, iptables_jumps, nft_ruleset, nft_teardown
 from ...compile.plan import Plan
 from ...compile.shaping import InterfaceShaping, interface_shaping, plan_shaping
-from ...compile.tc import direction_commands
+from ...compile.tc import class_peers, direction_commands, needs_qdisc
 from ...host.capabilities import NETEM, RATE_ONLY, USERSPACE
-from ...host.delayline import DelayLine
+from ...host.delayline import DelayLine, DelayLineError
 from ...host.delayqueues import DelayQueues
 from ...host.distributions import install_tc_tables, remove_tc_tables
+from ...host.fidelity import DelayQueue, LinkTarget
 from ...host.kernel import (
     KernelError,
     iptables_delete_chain,
@@ -104,6 +105,37 @@ class Shaper:
         with self._lock:
             for port in ports:
                 self.applied.pop(port, None)
+
+    def link_targets(self, plan: Plan, pids: dict[str, int]) -> list[LinkTarget]:
+        """Where the HTB classes of every applied direction are: uplinks on the instance's own
+        interface (in its namespace), downlinks on its switch port (here)."""
+        with self._lock:
+            applied = dict(self.applied)
+        targets = []
+        for port, s in applied.items():
+            pid = pids.get(s.instance)
+            network = plan.networks.get(s.network)
+            if pid is None or network is None:
+                continue
+            for direction, device, where in (("uplink", s.device, pid), ("downlink", port, None)):
+                shaping = getattr(s, direction)
+                if needs_qdisc(shaping, self.kernel_delay):
+                    peers = {minor: str(peer or "") for minor, peer in class_peers(shaping, network.subnet).items()}
+                    targets.append(LinkTarget(s.instance, s.network, direction, where, device, peers))
+        return targets
+
+    def delay_readings(self, node: str) -> tuple[list[DelayQueue], list[str]]:
+        """(every delay queue's counters, what a helper that is down leaves undelayed)."""
+        if self.delay is None:
+            return [], []
+        with self._lock:
+            applied = dict(self.applied)
+        if not self.delayline.alive():
+            return [], ["the delay line of every link (fogify-delayd is not running)"]
+        try:
+            return self.delay.readings(applied, node), []
+        except DelayLineError as error:
+            return [], [f"the delay line of every link (fogify-delayd: {error})"]
 
     def unshaped(self, plan: Plan) -> list[str]:
         """What the plan asks for that this mechanism cannot do (empty unless rate-only)."""

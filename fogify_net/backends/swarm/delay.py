@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import subprocess
 import threading
@@ -81,10 +80,7 @@ class NetnsDelayLine(DelayLine):
         self._buf = b""
         self._started_at = time.monotonic()
         self.pid_file.write_text(f"{self._proc.pid}\n")
-        try:
-            os.setpriority(os.PRIO_PROCESS, self._proc.pid, self.nice)
-        except OSError as exc:
-            log.warning("cannot set fogify-delayd's nice value to %d: %s", self.nice, exc)
+        self._prioritise(self._proc.pid)
         threading.Thread(target=self._log_stderr, args=(self._proc,), name=f"{self.name}-stderr", daemon=True).start()
 
 

@@ -51,6 +51,7 @@ from ...compile.netfilter import filters
 from ...compile.plan import InstancePlan, InterfacePlan, Plan, add_instances
 from ...compile.shaping import interface_shaping
 from ...errors import BadRequest, Conflict
+from ...host.fidelity import Readings, name_peers
 from ...model.errors import ModelError
 from ..base import Backend, Progress, Samples, StateCallback, TaskFacts
 from .agents import AGENT_PORT, AgentClient
@@ -66,6 +67,7 @@ from .services import (
 from .wire import (
     AttachmentShaping,
     ExecRequest,
+    FidelityRequest,
     FlowsRequest,
     LinkRequest,
     ResourcesRequest,
@@ -75,6 +77,7 @@ from .wire import (
     custom_names,
     distributions_to_json,
     filter_to_json,
+    readings_from_json,
 )
 
 if TYPE_CHECKING:
@@ -501,6 +504,31 @@ class SwarmBackend(Backend):
                 except SwarmError as error:
                     log.warning("no samples from %s this round: %s", node, error)
         return samples
+
+    def fidelity_readings(self) -> Readings:
+        """Every node's agent reads its machine, its tasks' cgroups and queues, and its delay lines,
+        all nodes at once; a node that does not answer is left out of the round."""
+        per_node: dict[str, dict[str, SampleRequest]] = {}
+        for instance in list(self.plan.instances):
+            task = self._tasks.get(instance.name)
+            if task is not None:
+                per_node.setdefault(task["hostname"], {})[task["container"]] = SampleRequest(
+                    instance.name, instance.cpus, instance.memory,
+                    {i.network: str(self.plan.networks[i.network].subnet) for i in instance.interfaces})
+        readings = Readings()
+        if not per_node:
+            return readings
+        with ThreadPoolExecutor(max_workers=len(per_node)) as pool:
+            futures = {node: pool.submit(self._agent, node, "post", "/fidelity/",
+                                         FidelityRequest(node, containers).to_json(), 5)
+                       for node, containers in per_node.items()}
+            for node, future in futures.items():
+                try:
+                    readings.merge(readings_from_json(future.result()))
+                except SwarmError as error:
+                    log.warning("no fidelity readings from %s this round: %s", node, error)
+        name_peers(readings, self._peer_names())
+        return readings
 
     def flow_counters(self) -> dict[Flow, tuple[int, int]]:
         """Every node's counters, summed. Each flow is counted on its sender's node only (frames

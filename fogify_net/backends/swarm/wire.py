@@ -10,6 +10,7 @@ Routes (all POST but /health/, answers are JSON):
   /shape/    {tasks: [TaskShaping], filters: [Filter], distributions: {name: custom distribution}}
                                                 -> {applied: {instance: {network: device}}}
   /samples/  {containers: {id: SampleRequest}}  -> {instance: {metric: value}}
+  /fidelity/ FidelityRequest                   -> Readings (readings_to_json)
   /flows/    FlowsRequest                       -> {flows: [...]}
   /forget/   {containers: [id]}
   /link/     LinkRequest
@@ -26,6 +27,7 @@ from ipaddress import IPv4Address, IPv4Network
 
 from ...compile.netfilter import Filter
 from ...compile.shaping import DirectionShaping, PeerShaping
+from ...host.fidelity import DelayQueue, HostCpu, InstanceCpu, LinkQueue, Readings
 from ...model.actions import Stress
 from ...model.distributions import check_name, from_json, to_json
 from ...model.schema import DISTRIBUTIONS, DelayDistribution, QoS
@@ -171,6 +173,39 @@ class SampleRequest:
     def from_json(cls, raw: dict) -> SampleRequest:
         return cls(str(raw["instance"]), float(raw.get("cpus") or 0), int(raw.get("memory") or 0),
                    {str(k): str(v) for k, v in raw.get("networks", {}).items()})
+
+
+@dataclass(frozen=True)
+class FidelityRequest:
+    """What an agent reads for the fidelity monitor: its node's name as the controller knows it, and the
+    tasks to read (as for samples)."""
+
+    node: str
+    containers: dict[str, SampleRequest]
+
+    def to_json(self) -> dict:
+        return {"node": self.node, "containers": {cid: want.to_json() for cid, want in self.containers.items()}}
+
+    @classmethod
+    def from_json(cls, raw: dict) -> FidelityRequest:
+        return cls(str(raw["node"]), {docker_id(cid): SampleRequest.from_json(want)
+                                      for cid, want in raw.get("containers", {}).items()})
+
+
+def readings_to_json(readings: Readings) -> dict:
+    return {"hosts": [asdict(h) for h in readings.hosts.values()],
+            "instances": [asdict(i) for i in readings.instances.values()],
+            "links": [asdict(link) for link in readings.links], "delays": [asdict(d) for d in readings.delays],
+            "delay_lines_down": list(readings.delay_lines_down)}
+
+
+def readings_from_json(raw: dict) -> Readings:
+    hosts = [HostCpu(**{**h, "cores": tuple(tuple(core) for core in h["cores"])}) for h in raw.get("hosts", [])]
+    instances = [InstanceCpu(**i) for i in raw.get("instances", [])]
+    return Readings({h.node: h for h in hosts}, {i.name: i for i in instances},
+                    [LinkQueue(**link) for link in raw.get("links", [])],
+                    [DelayQueue(**{**d, "late_hist": tuple(d["late_hist"])}) for d in raw.get("delays", [])],
+                    [str(down) for down in raw.get("delay_lines_down", [])])
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,9 @@
  * process and one poll loop.
  *
  * Usage: fogify-delayd [--budget-bytes N]; started as root, it keeps only
- * CAP_NET_ADMIN and runs as nobody (drop_privileges).
+ * CAP_NET_ADMIN and runs as nobody (drop_privileges).  It runs real-time
+ * (SCHED_FIFO), but never sets that itself: its root parent (driver.py,
+ * _prioritise) does, on its pid, so no CAP_SYS_NICE is kept here.
  *
  * Control protocol: one command per line on stdin, one reply line on stdout
  * ("ok", "err <reason>", "pong", or for stats several "q ..." lines then
@@ -16,7 +18,10 @@
  *   set <queue> <delay_us> <jitter_us> <correlation_permille> <distribution>
  *   table <queue> <v1> ... <vn>
  *   del <queue>
- *   stats
+ *   stats      one line per bound queue, cumulative since its bind but held:
+ *              q <queue> pkts= held= maxheld= dropped= (kernel: queue or socket
+ *              full) overbudget= late_avg_us= late_max_us= stamped= (scheduled from the
+ *              arrival stamp) released= late_hist=<count>,... (by late_edges_us)
  *   ping
  * On stdin EOF or SIGTERM every held packet is accepted, the queues are
  * unbound and the helper exits 0.
@@ -54,6 +59,14 @@
  *   - A parameter change applies to packets arriving afterwards; packets in
  *     flight keep their release time and nothing is dropped by a change.
  *
+ * Arrival: the kernel's receive timestamp of the packet (NFQA_TIMESTAMP), not
+ * the moment we read it, so a packet that waited in the netlink socket while
+ * we were busy or descheduled is still released at arrival + delay, and its
+ * lateness counts that wait.  The kernel stamps packets only while some
+ * socket asks for timestamps; we keep one open that does.  A stamp that is
+ * not a recent time (on either clock: a TCP sender's departure time is
+ * CLOCK_MONOTONIC) falls back to the read time.
+ *
  * Release: a min-heap of (release time, arrival order) over all queues.  On
  * every wakeup all due packets are released in one pass and all verdicts go
  * to the kernel in one sendto().  When a queue's due packets are exactly the
@@ -69,6 +82,7 @@
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
+#include <endian.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -102,12 +116,25 @@
 #define RX_MSG_BYTES 2048           /* META packet messages are ~200 bytes */
 #define RX_PER_WAKEUP 4096          /* then release due packets before more */
 #define TX_BYTES 65536              /* verdicts per sendto(): ~2000 */
+#define PASS_MAX 1024               /* packets released per verdict pass */
+#ifndef COALESCE_NS
+#define COALESCE_NS 100000          /* a busy helper wakes at most this often */
+#endif
 #define TABLE_N 4096
 #define ACK_TIMEOUT_MS 2000
 #define RELEASE_ALL_SPAN 0x40000000u /* batch verdict id span: "all held" */
 #define DEFAULT_BUDGET_BYTES (256ULL << 20) /* packet bytes held by all queues together */
 #define PACKET_BYTES 1500         /* a held packet whose length the kernel did not say: an MTU */
 #define NOBODY 65534              /* the user and group the helper runs as */
+#define STAMP_MAX_AGE_NS 10000000000LL /* an arrival stamp older than this is not believed */
+#define STAMP_MAX_AHEAD_NS 1000000LL   /* nor one further in the future */
+
+/* Lateness histogram: bucket i counts packets released late by at least
+ * late_edges_us[i - 1] (0 for i = 0) and less than late_edges_us[i] us; the
+ * last bucket has no upper end.  The Python driver has the same edges. */
+static const int64_t late_edges_us[] = {25,   50,   100,  200,   300,   500,    750,    1000,   1500,   2000,
+					3000, 5000, 7500, 10000, 20000, 50000, 100000, 200000, 500000, 1000000};
+#define LATE_BUCKETS (sizeof late_edges_us / sizeof *late_edges_us + 1)
 
 enum dist { D_UNIFORM, D_NORMAL, D_PARETO, D_PARETONORMAL, D_TABLE, D_COUNT };
 static const char *dist_names[D_COUNT] = {"uniform", "normal", "pareto", "paretonormal", "table"};
@@ -132,14 +159,14 @@ struct queue {
 	int64_t last_release;     /* latest release time scheduled so far */
 	uint32_t last_id;         /* newest packet id seen */
 	uint32_t held, ooo_held, maxheld; /* ooo: scheduled before an older one */
-	uint64_t pkts, released, overbudget;
+	uint64_t pkts, released, overbudget, stamped; /* stamped: scheduled from the kernel's arrival stamp */
 	double late_sum_ns;
 	int64_t late_max_ns;
+	uint64_t late_hist[LATE_BUCKETS]; /* released packets by lateness, see late_edges_us */
 	/* state of the current release pass */
 	uint64_t pass;
 	bool batch;
-	uint32_t batch_id, pass_cnt;
-	int64_t pass_late_sum, pass_late_max;
+	uint32_t batch_id;
 };
 
 struct held {
@@ -180,11 +207,49 @@ static void logmsg(const char *fmt, ...)
 	fputc('\n', stderr);
 }
 
-static int64_t now_ns(void)
+static int64_t clock_ns(clockid_t clock)
 {
 	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
+	clock_gettime(clock, &ts);
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int64_t now_ns(void)
+{
+	return clock_ns(CLOCK_MONOTONIC);
+}
+
+/* CLOCK_REALTIME minus CLOCK_MONOTONIC, taken once per batch of messages. */
+static int64_t real_offset;
+
+/* The kernel stamps received packets only while a socket asks for stamps:
+ * this one asks, for the life of the process. */
+static void enable_arrival_stamps(void)
+{
+	int one = 1, fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one) < 0)
+		logmsg("no arrival stamps (%s): delays count from when packets are read", strerror(errno));
+}
+
+/* A packet's arrival time on CLOCK_MONOTONIC from its NFQA_TIMESTAMP, or
+ * `now` when it has none we can believe (*stamped tells which). */
+static int64_t arrival_time(const struct nlattr *stamp, int64_t now, bool *stamped)
+{
+	*stamped = false;
+	if (!stamp)
+		return now;
+	const struct nfqnl_msg_packet_timestamp *ts = (const void *)((const char *)stamp + NLA_HDRLEN);
+	int64_t t = (int64_t)be64toh(ts->sec) * 1000000000 + (int64_t)be64toh(ts->usec) * 1000;
+	/* usually CLOCK_REALTIME; a TCP sender's departure time stays CLOCK_MONOTONIC */
+	const int64_t candidates[2] = {t - real_offset, t};
+	for (int i = 0; i < 2; i++) {
+		int64_t age = now - candidates[i];
+		if (age >= -STAMP_MAX_AHEAD_NS && age <= STAMP_MAX_AGE_NS) {
+			*stamped = true;
+			return age < 0 ? now : candidates[i];
+		}
+	}
+	return now;
 }
 
 /* ---- random delays ---------------------------------------------------- */
@@ -390,12 +455,13 @@ static void verdict(int type, uint16_t num, uint32_t id)
 
 /* ---- packets in --------------------------------------------------------- */
 
-static void schedule(struct queue *q, uint32_t id, uint32_t len, int64_t now)
+static void schedule(struct queue *q, uint32_t id, uint32_t len, int64_t arrival, bool stamped)
 {
-	int64_t t = now + draw_delay(q);
+	int64_t t = arrival + draw_delay(q);
 	bool ooo = false;
 
 	q->pkts++;
+	q->stamped += stamped;
 	q->last_id = id;
 	if (held_bytes + len > budget_bytes) {
 		/* past the budget: dropped at once, as by a full queue (the packet
@@ -451,8 +517,11 @@ static void on_message(struct nlmsghdr *nlh, int64_t now)
 	uint32_t len = PACKET_BYTES;
 	if (attr[NFQA_CAP_LEN]) /* the whole packet's length, in copy-packet mode only */
 		len = ntohl(*(uint32_t *)((char *)attr[NFQA_CAP_LEN] + NLA_HDRLEN));
-	if (q && !q->closing)
-		schedule(q, ntohl(ph->packet_id), len, now);
+	if (q && !q->closing) {
+		bool stamped;
+		int64_t arrival = arrival_time(attr[NFQA_TIMESTAMP], now, &stamped);
+		schedule(q, ntohl(ph->packet_id), len, arrival, stamped);
+	}
 	/* else: released in bulk by del/shutdown already */
 }
 
@@ -478,6 +547,7 @@ static int drain(int max)
 			break;
 		}
 		int64_t now = now_ns();
+		real_offset = clock_ns(CLOCK_REALTIME) - now;
 		for (int i = 0; i < n; i++) {
 			unsigned int len = msgs[i].msg_len;
 			if (msgs[i].msg_hdr.msg_flags & MSG_TRUNC)
@@ -494,52 +564,69 @@ static int drain(int max)
 
 /* ---- packets out -------------------------------------------------------- */
 
-static void release_due(void)
+static size_t late_bucket(int64_t late_ns)
 {
-	int64_t now = now_ns();
-	size_t ntouched = 0;
+	size_t i = 0;
+	while (i < LATE_BUCKETS - 1 && late_ns >= late_edges_us[i] * 1000)
+		i++;
+	return i;
+}
 
-	if (nheap == 0 || heap[0].t > now)
-		return;
-	pass_no++;
-	while (nheap && heap[0].t <= now) {
-		struct held h = heap_pop();
-		struct queue *q = queues[h.q];
-		if (q->pass != pass_no) {
-			/* due packets form a prefix of the held ids unless some
-			 * held packet was scheduled out of order */
-			q->pass = pass_no;
-			q->batch = q->ooo_held == 0;
-			q->pass_cnt = 0;
-			q->pass_late_sum = 0;
-			q->pass_late_max = 0;
-			touched[ntouched++] = q;
+/* Release the due packets in passes of at most PASS_MAX: one sendto() of
+ * verdicts per pass, then each packet's lateness (up to that sendto's end)
+ * goes into its queue's counters and histogram. */
+static size_t release_due(void)
+{
+	size_t total = 0;
+	static struct {
+		struct queue *q;
+		int64_t late;
+	} pass[PASS_MAX];
+
+	for (;;) {
+		int64_t now = now_ns();
+		size_t ntouched = 0, n = 0;
+
+		if (nheap == 0 || heap[0].t > now)
+			return total;
+		pass_no++;
+		while (nheap && heap[0].t <= now && n < PASS_MAX) {
+			struct held h = heap_pop();
+			struct queue *q = queues[h.q];
+			if (q->pass != pass_no) {
+				/* due packets form a prefix of the held ids unless some
+				 * held packet was scheduled out of order */
+				q->pass = pass_no;
+				q->batch = q->ooo_held == 0;
+				touched[ntouched++] = q;
+			}
+			q->ooo_held -= h.ooo;
+			q->held--;
+			held_bytes -= h.len;
+			pass[n].q = q;
+			pass[n++].late = now - h.t;
+			if (q->batch)
+				q->batch_id = h.id;
+			else
+				verdict(NFQNL_MSG_VERDICT, q->num, h.id);
 		}
-		q->ooo_held -= h.ooo;
-		q->held--;
-		held_bytes -= h.len;
-		q->pass_cnt++;
-		q->pass_late_sum += now - h.t;
-		if (now - h.t > q->pass_late_max)
-			q->pass_late_max = now - h.t;
-		if (q->batch)
-			q->batch_id = h.id;
-		else
-			verdict(NFQNL_MSG_VERDICT, q->num, h.id);
-	}
-	for (size_t i = 0; i < ntouched; i++)
-		if (touched[i]->batch)
-			verdict(NFQNL_MSG_VERDICT_BATCH, touched[i]->num, touched[i]->batch_id);
-	tx_flush();
+		for (size_t i = 0; i < ntouched; i++)
+			if (touched[i]->batch)
+				verdict(NFQNL_MSG_VERDICT_BATCH, touched[i]->num, touched[i]->batch_id);
+		tx_flush();
 
-	/* lateness counts up to the moment the verdicts left */
-	int64_t sent = now_ns() - now;
-	for (size_t i = 0; i < ntouched; i++) {
-		struct queue *q = touched[i];
-		q->released += q->pass_cnt;
-		q->late_sum_ns += (double)q->pass_late_sum + (double)q->pass_cnt * sent;
-		if (q->pass_late_max + sent > q->late_max_ns)
-			q->late_max_ns = q->pass_late_max + sent;
+		/* lateness counts up to the moment the verdicts left */
+		int64_t sent = now_ns() - now;
+		for (size_t i = 0; i < n; i++) {
+			struct queue *q = pass[i].q;
+			int64_t late = pass[i].late + sent;
+			q->released++;
+			q->late_sum_ns += (double)late;
+			if (late > q->late_max_ns)
+				q->late_max_ns = late;
+			q->late_hist[late_bucket(late)]++;
+		}
+		total += n;
 	}
 }
 
@@ -811,9 +898,13 @@ static void cmd_stats(void)
 		if (!q)
 			continue;
 		printf("q %u pkts=%" PRIu64 " held=%u maxheld=%u dropped=%u overbudget=%" PRIu64
-		       " late_avg_us=%.1f late_max_us=%.1f\n",
+		       " late_avg_us=%.1f late_max_us=%.1f stamped=%" PRIu64 " released=%" PRIu64 " late_hist=",
 		       i, q->pkts, q->held, q->maxheld, kdropped[i], q->overbudget,
-		       q->released ? q->late_sum_ns / q->released / 1000 : 0.0, q->late_max_ns / 1000.0);
+		       q->released ? q->late_sum_ns / q->released / 1000 : 0.0, q->late_max_ns / 1000.0, q->stamped,
+		       q->released);
+		for (size_t b = 0; b < LATE_BUCKETS; b++)
+			printf(b ? ",%" PRIu64 : "%" PRIu64, q->late_hist[b]);
+		putchar('\n');
 	}
 	puts("end");
 }
@@ -872,6 +963,29 @@ static bool read_commands(void)
 	return true;
 }
 
+/* Sleep until stdin, a signal or (n == 3) the netlink socket is ready, or
+ * timeout_ns (< 0: no timeout) passed; runs commands.  False: time to exit. */
+static bool wait_for(nfds_t n, int64_t timeout_ns, int sfd)
+{
+	struct pollfd p[3] = {{STDIN_FILENO, POLLIN, 0}, {sfd, POLLIN, 0}, {nl_fd, POLLIN, 0}};
+	struct timespec ts, *timeout = NULL;
+	if (timeout_ns >= 0) {
+		ts = (struct timespec){timeout_ns / 1000000000, timeout_ns % 1000000000};
+		timeout = &ts;
+	}
+	if (ppoll(p, n, timeout, NULL) < 0 && errno != EINTR) {
+		logmsg("ppoll: %s", strerror(errno));
+		return false;
+	}
+	if (p[1].revents & POLLIN) {
+		logmsg("terminated by signal");
+		return false;
+	}
+	if (p[0].revents & (POLLIN | POLLHUP | POLLERR))
+		return read_commands();
+	return true;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc == 3 && strcmp(argv[1], "--budget-bytes") == 0) {
@@ -902,6 +1016,7 @@ int main(int argc, char **argv)
 	if (sfd < 0 || nl_open() < 0)
 		return 1;
 	queue_proc_fd = open("/proc/net/netfilter/nfnetlink_queue", O_RDONLY | O_CLOEXEC);
+	enable_arrival_stamps();
 	if (drop_privileges() < 0) {
 		logmsg("cannot drop privileges: %s", strerror(errno));
 		return 1;
@@ -909,29 +1024,23 @@ int main(int argc, char **argv)
 	logmsg("ready (netlink port %u)", nl_portid);
 
 	bool running = true;
+	int64_t woke = now_ns();
 	while (running) {
-		drain(RX_PER_WAKEUP);
-		release_due();
+		bool busy = drain(RX_PER_WAKEUP) > 0;
+		busy |= release_due() > 0;
 
-		struct timespec ts, *timeout = NULL;
-		if (nheap) {
-			int64_t left = heap[0].t - now_ns();
-			if (left < 0)
-				left = 0;
-			ts = (struct timespec){left / 1000000000, left % 1000000000};
-			timeout = &ts;
+		/* A busy helper wakes at most once per COALESCE_NS and handles what
+		 * arrived and fell due meanwhile together: late by at most that, and
+		 * reading later does not delay anything (packets are scheduled from
+		 * their arrival stamps).  An idle helper wakes at once. */
+		int64_t quiet = busy ? woke + COALESCE_NS - now_ns() : 0;
+		if (quiet > 0)
+			running = wait_for(2, quiet, sfd);
+		if (running) {
+			int64_t due = nheap ? heap[0].t - now_ns() : -1; /* -1: no timeout */
+			running = wait_for(3, nheap && due < 0 ? 0 : due, sfd);
 		}
-		struct pollfd p[3] = {{nl_fd, POLLIN, 0}, {STDIN_FILENO, POLLIN, 0}, {sfd, POLLIN, 0}};
-		if (ppoll(p, 3, timeout, NULL) < 0 && errno != EINTR) {
-			logmsg("ppoll: %s", strerror(errno));
-			break;
-		}
-		if (p[1].revents & (POLLIN | POLLHUP | POLLERR))
-			running = read_commands();
-		if (p[2].revents & POLLIN) {
-			logmsg("terminated by signal");
-			running = false;
-		}
+		woke = now_ns();
 	}
 	for (unsigned int i = 0; i < NQUEUES; i++)
 		if (queues[i])

@@ -27,6 +27,8 @@ DISTRIBUTIONS = ("uniform", "normal", "pareto", "paretonormal")
 TABLE_MAX = 4096  # values of a queue's own table (the helper's limit)
 BUILT_BINARY = Path(__file__).with_name("fogify-delayd")
 REPLY_TIMEOUT_S = 10.0
+REALTIME_PRIORITY = 10  # SCHED_FIFO: above every ordinary process, below the kernel's own threads (50)
+CPU_CGROUP_ROOT = Path("/sys/fs/cgroup/cpu")  # cgroup v1: real-time needs rt_runtime_us, which the root has
 RESTART_BACKOFF_S = (0.0, 0.1, 0.5, 2.0, 5.0)  # by deaths within 1 s of a start
 
 
@@ -58,15 +60,28 @@ class QueueConfig:
         return lines
 
 
+# Upper edges (us) of the helper's lateness histogram: bucket i counts packets released at least
+# LATE_EDGES_US[i - 1] (0 for i = 0) and less than LATE_EDGES_US[i] us late; the last bucket has
+# no upper end. The same table is `late_edges_us` in delayd.c (a unit test holds them equal).
+LATE_EDGES_US = (25, 50, 100, 200, 300, 500, 750, 1000, 1500, 2000,
+                 3000, 5000, 7500, 10000, 20000, 50000, 100000, 200000, 500000, 1000000)
+
+
 @dataclass(frozen=True)
 class QueueStats:
+    """One queue's counters since it was bound (all cumulative but `held`)."""
+
     queue: int
     pkts: int
     held: int
     maxheld: int
-    dropped: int
+    dropped: int  # the kernel's: queue full or our socket full
     late_avg_us: float
     late_max_us: float
+    overbudget: int = 0  # dropped by the helper: past its byte budget
+    stamped: int = 0  # packets scheduled from the kernel's arrival stamp (the rest: from when they were read)
+    released: int = 0
+    late_hist: tuple[int, ...] = ()  # released packets per lateness bucket (LATE_EDGES_US); () from an old helper
 
 
 def find_binary() -> str:
@@ -81,6 +96,7 @@ def parse_stats_line(line: str) -> QueueStats:
     """Parse `q <queue> key=value ...` from the helper's `stats` answer."""
     words = line.split()
     fields = dict(word.split("=", 1) for word in words[2:])
+    hist = fields.get("late_hist")
     return QueueStats(
         queue=int(words[1]),
         pkts=int(fields["pkts"]),
@@ -89,6 +105,10 @@ def parse_stats_line(line: str) -> QueueStats:
         dropped=int(fields["dropped"]),
         late_avg_us=float(fields["late_avg_us"]),
         late_max_us=float(fields["late_max_us"]),
+        overbudget=int(fields.get("overbudget", 0)),
+        stamped=int(fields.get("stamped", 0)),
+        released=int(fields.get("released", 0)),
+        late_hist=tuple(map(int, hist.split(","))) if hist else (),
     )
 
 
@@ -125,6 +145,7 @@ class DelayLine:
         on_state: Callable[[str, str], None] | None = None,
         binary: str | None = None,
         nice: int = -10,
+        realtime: int | None = REALTIME_PRIORITY,
     ) -> None:
         self.run_dir = Path(run_dir)
         self.name = name
@@ -132,6 +153,7 @@ class DelayLine:
         self.on_state = on_state
         self.binary = binary
         self.nice = nice
+        self.realtime = realtime
         self._queues: dict[int, QueueConfig] = {}
         self._lock = threading.RLock()
         self._proc: subprocess.Popen[bytes] | None = None
@@ -269,12 +291,51 @@ class DelayLine:
         self._buf = b""
         self._started_at = time.monotonic()
         self.pid_file.write_text(f"{self._proc.pid}\n")
-        try:  # its timing is the emulated delay: let it preempt the emulated apps
-            os.setpriority(os.PRIO_PROCESS, self._proc.pid, self.nice)
-        except OSError as exc:
-            log.warning("cannot set fogify-delayd's nice value to %d: %s", self.nice, exc)
+        self._prioritise(self._proc.pid)
         threading.Thread(target=self._log_stderr, args=(self._proc,), name=f"{self.name}-stderr", daemon=True).start()
         log.info("started %s (pid %d)", self.binary, self._proc.pid)
+
+    def _prioritise(self, pid: int) -> None:
+        """Its timing is the emulated delay: let it preempt the emulated applications.
+
+        Real-time (SCHED_FIFO) wakes it at each release time even when the
+        emulation keeps both cores busy; under nice -10 alone it waited up to
+        tens of ms behind them (BENCHMARKS.md, capacity). With cgroup v1's
+        real-time group scheduling a process may only turn real-time in a cpu
+        cgroup that has real-time runtime: a helper started from a service's
+        cgroup moves to the root one first. Without any, it keeps nice only.
+
+        We set both from here, as root, on the helper's pid, and the helper
+        itself never asks: it drops to user nobody with CAP_NET_ADMIN alone and
+        no_new_privs (delayd.c, drop_privileges), and keeping CAP_SYS_NICE for
+        one call would leave a process that reads untrusted packets able to
+        starve the machine with any real-time priority. A caller with
+        CAP_SYS_NICE may change another process's policy whatever its uid, so
+        it does not matter whether the helper has dropped its privileges yet;
+        the policy and the nice value survive its setresuid(), and the helper
+        cannot change them back (tests/integration/test_fidelity.py checks).
+        """
+        try:
+            os.setpriority(os.PRIO_PROCESS, pid, self.nice)
+        except OSError as exc:
+            log.warning("cannot set fogify-delayd's nice value to %d: %s", self.nice, exc)
+        if not self.realtime:
+            return
+        param = os.sched_param(self.realtime)
+        try:
+            os.sched_setscheduler(pid, os.SCHED_FIFO, param)
+            return
+        except PermissionError:
+            pass
+        except OSError as exc:
+            log.warning("fogify-delayd stays at nice %d, not real-time: %s", self.nice, exc)
+            return
+        try:
+            (CPU_CGROUP_ROOT / "cgroup.procs").write_text(f"{pid}\n")
+            os.sched_setscheduler(pid, os.SCHED_FIFO, param)
+        except OSError as exc:
+            log.warning("fogify-delayd stays at nice %d, not real-time (its cpu cgroup has no real-time "
+                        "runtime): %s", self.nice, exc)
 
     def _kill_stale(self) -> None:
         """A helper left by a crashed run still owns its queues; our binds would fail."""

@@ -10,6 +10,7 @@ from ....host.kernel import KernelError
 from ....host.tokens import bearer_matches
 from ..wire import (
     ExecRequest,
+    FidelityRequest,
     FlowsRequest,
     LinkRequest,
     ResourcesRequest,
@@ -19,6 +20,7 @@ from ..wire import (
     distributions_from_json,
     docker_id,
     filter_from_json,
+    readings_to_json,
 )
 from .worker import Agent
 
@@ -64,6 +66,10 @@ def create_app(agent: Agent, token: str):
     def samples() -> Any:
         wanted = request.get_json()["containers"]
         return jsonify(agent.samples({docker_id(cid): SampleRequest.from_json(raw) for cid, raw in wanted.items()}))
+
+    @app.post("/fidelity/")
+    def fidelity() -> Any:
+        return jsonify(readings_to_json(agent.fidelity(FidelityRequest.from_json(request.get_json()))))
 
     @app.post("/flows/")
     def flows() -> Any:

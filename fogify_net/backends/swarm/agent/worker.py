@@ -19,17 +19,22 @@ from ....compile.flows import (
 from ....compile.naming import LABEL
 from ....compile.netfilter import Filter
 from ....compile.shaping import DirectionShaping, InterfaceShaping
+from ....compile.tc import class_peers, needs_qdisc
 from ....host.cgroups import cgroup_dirs
 from ....host.command import run_command
 from ....host.counters import CounterReader, SampleTarget
+from ....host.delayline import DelayLineError
+from ....host.fidelity import HostCpuReader, InstanceCpuReader, LinkTarget, Readings, read_link_queues
 from ....host.kernel import KernelError, in_netns, run
 from ....host.stress import StressRunner
+from ....host.tcstats import ClassReader
 from ....model.schema import DelayDistribution
 from .. import tasks
 from ..delay import NetworkDelay, in_namespace, network_namespace
 from ..wire import (
     SWARM_PORTS,
     ExecRequest,
+    FidelityRequest,
     FlowsRequest,
     LinkRequest,
     ResourcesRequest,
@@ -62,6 +67,9 @@ class Agent:
         self.rulesets: dict[str, str] = {}  # container id -> the nft ruleset installed in its namespace
         self.counting: set[str] = set()  # overlay namespaces where our flow table counts
         self.distributions: dict[str, DelayDistribution] = {}  # custom delay tables the shaping named so far
+        self._host_cpu: HostCpuReader | None = None  # fidelity readers, opened at the first reading
+        self._instance_cpu: InstanceCpuReader | None = None
+        self._classes = ClassReader()
 
     def _container(self, container_id: str):
         """The container, if it is one of fogify-net's Swarm tasks (our label on a Swarm task of the
@@ -178,9 +186,14 @@ class Agent:
                     run(in_namespace(netns, ["nft", "-f", "-"]), flow_teardown(), check=False)
             self.counting.clear()
         self.stress.stop_all()
+        for reader in (self._host_cpu, self._instance_cpu, self._classes):
+            if reader is not None:
+                reader.close()
 
     def forget(self, containers: list[str]) -> None:
         """These tasks are gone (scale-in, undeploy): drop what we knew of them."""
+        known = [self.counters.target(container) for container in containers]
+        self._classes.forget({target.pid for target in known if target is not None})  # frees their namespaces
         with self.lock:
             touched = set()
             for container in containers:
@@ -228,6 +241,51 @@ class Agent:
                 log.debug("%s: not sampled: %s", want.instance, error)
                 self.counters.forget([container])
         return out
+
+    def fidelity(self, request: FidelityRequest) -> Readings:
+        """This node's readings for the fidelity monitor: its CPU, the given tasks' CPU cgroups and HTB
+        classes (uplink on the task's interface, downlink on its IFB, both in its namespace) and the
+        node's delay lines (their helpers' queues; a helper that should run and does not is reported)."""
+        node = request.node
+        if self._host_cpu is None or self._host_cpu.node != node:
+            self._host_cpu = HostCpuReader(node)
+            self._instance_cpu = InstanceCpuReader(node)
+        assert self._instance_cpu is not None
+        readings = Readings({node: self._host_cpu.read()})
+        pids: dict[str, int] = {}
+        for container in request.containers:
+            target = self.counters.target(container)
+            try:
+                pids[container] = target.pid if target is not None else self._pid(container)
+            except Exception as error:  # gone or restarting: not in this round
+                log.debug("%s: no fidelity reading: %s", container[:12], error)
+        readings.instances = self._instance_cpu.read({
+            cid: (want.instance, pids[cid], want.cpus) for cid, want in request.containers.items() if cid in pids})
+        targets = []
+        for cid, want in request.containers.items():
+            for network, subnet in want.networks.items():
+                installed = self.installed.get((cid, network))
+                if installed is None or cid not in pids:
+                    continue
+                for direction, device, shaping in (("uplink", installed.device, installed.uplink),
+                                                   ("downlink", installed.ifb, installed.downlink)):
+                    if needs_qdisc(shaping, kernel_delay=False):
+                        peers = {minor: str(peer or "")
+                                 for minor, peer in class_peers(shaping, IPv4Network(subnet)).items()}
+                        targets.append(LinkTarget(want.instance, network, direction, pids[cid], device, peers))
+        readings.links = read_link_queues(self._classes, targets, node)
+        with self.lock:
+            delays = list(self.delays.items())
+        for network_id, delay in delays:
+            if not delay.line.alive():
+                if delay.line.queues():
+                    readings.delay_lines_down.append(f"network {network_id[:10]} on {node} (its helper is down)")
+                continue
+            try:
+                readings.delays += delay.queues.readings(delay.ports, node)
+            except DelayLineError as error:
+                readings.delay_lines_down.append(f"network {network_id[:10]} on {node} ({error})")
+        return readings
 
     def link(self, request: LinkRequest) -> None:
         pid = self._pid(request.container)
