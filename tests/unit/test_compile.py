@@ -14,7 +14,7 @@ from fogify_net.compile.netfilter import delay_slots, iptables_delay_rules, nft_
 from fogify_net.compile.plan import add_instances, compile_model, remove_instances
 from fogify_net.compile.resources import HostFacts
 from fogify_net.compile.shaping import DirectionShaping, PeerShaping, interface_shaping, plan_shaping
-from fogify_net.compile.tc import direction_commands, leaf_spec
+from fogify_net.compile.tc import direction_commands, leaf_spec, netem_ignores
 from fogify_net.model import ModelBuilder, QoS, load_model
 
 SEED = Path(__file__).parents[1] / "fixtures" / "seed-taxi.yaml"
@@ -172,6 +172,22 @@ def test_a_delay_change_leaves_arp_alone_and_a_loss_change_reaches_it():
     assert lossier[-1] == "qdisc replace dev eth0 parent 1:fff handle 100f: netem loss 5% limit 1000"
     lossless = direction_commands("eth0", old, DirectionShaping(QoS(delay=0.05)), NET, "dst", True)
     assert lossless[-1].startswith("qdisc replace dev eth0 parent 1:fff handle 100f: pfifo limit ")
+
+
+def test_netem_says_it_leaves_delay_correlation_out_and_the_user_space_mechanism_does_not():
+    from fogify_net.backends.local.shaper import Shaper
+
+    m = ModelBuilder()
+    m.service("app", image="fogify-net/base:latest")
+    m.node("box", cores=1, clock_speed=1000, memory="128M")
+    m.network("net", uplink={"latency": {"delay": "100ms", "deviation": "40ms", "correlation": "75%"}})
+    m.blueprint("n", node="box", service="app", networks=["net"], replicas=2)
+    plan = compile_model(m.build(), HOST)
+    missing = Shaper("netem", "/nonexistent").unshaped(plan)
+    assert [line.split(":")[0] for line in missing] == ["n.1 net uplink", "n.2 net uplink"]
+    assert "delay correlation 75%" in missing[0] and "--shaping userspace" in missing[0]
+    assert Shaper("userspace", "/nonexistent").unshaped(plan) == []
+    assert netem_ignores(QoS(delay=0.1, jitter=0.04)) is None  # jitter alone is netem's to do
 
 
 def test_userspace_mechanism_puts_loss_in_nftables_on_the_receive_path(plan):

@@ -17,7 +17,7 @@ from typing import Callable
 from ...compile.netfilter import CHAIN_DOWN, CHAIN_UP, iptables_delay_rules, iptables_jumps, nft_ruleset, nft_teardown
 from ...compile.plan import Plan
 from ...compile.shaping import InterfaceShaping, plan_shaping
-from ...compile.tc import direction_commands
+from ...compile.tc import direction_commands, netem_ignores
 from ...host.capabilities import NETEM, RATE_ONLY, USERSPACE
 from ...host.delayline import DelayLine
 from ...host.delayqueues import DelayQueues
@@ -91,15 +91,20 @@ class Shaper:
                 self.applied.pop(port, None)
 
     def unshaped(self, plan: Plan) -> list[str]:
-        """What the plan asks for that this mechanism cannot do (empty unless rate-only)."""
-        if self.mechanism != RATE_ONLY:
+        """What the plan asks for that this mechanism cannot do: delay and loss when rate-only,
+        delay correlation with netem (netem_ignores); empty with the user-space mechanism."""
+        if self.mechanism not in (RATE_ONLY, NETEM):
             return []
         missing = []
         for s in plan_shaping(plan).values():
             for direction in ("uplink", "downlink"):
                 for qos in getattr(s, direction).all():
-                    if qos.needs_delay or qos.loss:
-                        missing.append(f"{s.instance} {s.network} {direction}: {qos.describe()}")
+                    if self.mechanism == NETEM:
+                        what = netem_ignores(qos)
+                    else:
+                        what = qos.describe() if qos.needs_delay or qos.loss else None
+                    if what:
+                        missing.append(f"{s.instance} {s.network} {direction}: {what}")
                         break
         return missing
 
