@@ -17,6 +17,8 @@ REPO=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)
 VENV=${FOGIFY_NET_VENV:-/opt/fogify-net/venv}
 FOGIFYSDK_VERSION=0.0.3
 FOGIFYSDK_VENV=${FOGIFY_PUBLISHED_SDK_VENV:-/opt/fogify-net/fogifysdk-$FOGIFYSDK_VERSION}
+# The published wheel declares no dependencies (fogify.md §3.1): these, unpinned as its users have them.
+FOGIFYSDK_DEPENDENCIES=(pandas requests pyyaml tqdm matplotlib)
 PREFIX=/usr/local
 DELAYLINE=$REPO/fogify_net/host/delayline
 DOCKERD_LOG=/var/log/dockerd.log
@@ -180,8 +182,7 @@ ln -sfn "$VENV/bin/fogify-net" "$PREFIX/bin/fogify-net"
 echo "    $PREFIX/bin/fogify-net -> $VENV/bin/fogify-net"
 
 # --- Fogify's published SDK, for the tests that run real Fogify users' scripts --------
-# Its import name (FogifySDK) is the same as ours, so it lives in a venv of its own. The
-# wheel declares no dependencies (fogify.md §3.1): they are listed here, unpinned as its users have them.
+# Its import name (FogifySDK) is the same as ours, so it lives in a venv of its own.
 step "Fogify's published SDK fogifysdk==$FOGIFYSDK_VERSION"
 published_sdk_ok() {
     [ -x "$FOGIFYSDK_VENV/bin/python" ] && (cd / && "$FOGIFYSDK_VENV/bin/python" -c '
@@ -195,9 +196,9 @@ if published_sdk_ok; then
 else
     rm -rf "$FOGIFYSDK_VENV"
     /usr/bin/python3 -m venv "$FOGIFYSDK_VENV"
-    "$FOGIFYSDK_VENV/bin/pip" install -q "fogifysdk==$FOGIFYSDK_VERSION" pandas requests pyyaml tqdm matplotlib
+    "$FOGIFYSDK_VENV/bin/pip" install -q "fogifysdk==$FOGIFYSDK_VERSION" "${FOGIFYSDK_DEPENDENCIES[@]}"
     published_sdk_ok || die "Fogify's SDK does not import from $FOGIFYSDK_VENV after pip install"
-    echo "    installed in $FOGIFYSDK_VENV with pandas, requests, pyyaml, tqdm, matplotlib"
+    echo "    installed in $FOGIFYSDK_VENV with ${FOGIFYSDK_DEPENDENCIES[*]}"
 fi
 
 # --- the walkthrough's API address ------------------------------------------------
