@@ -21,14 +21,15 @@ def bridge_commands(bridge: str, network: str) -> list[str]:
     ]
 
 
-def veth_commands(instance: InstancePlan, pid: int | str, bridges: dict[str, str]) -> list[str]:
-    """Root-namespace side: one veth pair per interface, the switch end attached to its bridge."""
+def veth_commands(instance: InstancePlan, pid: int | str, bridges: dict[str, str], master: bool = True) -> list[str]:
+    """Root-namespace side: one veth pair per interface, the switch end attached to its Linux bridge
+    (`master`; an Open vSwitch bridge takes its ports through ovs-vsctl instead)."""
     lines = []
     for interface in instance.interfaces:
         lines += [
             f"link add name {interface.port} type veth peer name {interface.name} netns {pid}",
             f"link set {interface.port} alias {ALIAS}:{instance.name}:{interface.network}",
-            f"link set {interface.port} master {bridges[interface.network]}",
+            *([f"link set {interface.port} master {bridges[interface.network]}"] if master else []),
             f"link set {interface.port} {'up' if interface.up else 'down'}",
         ]
     return lines

@@ -28,17 +28,19 @@ from ...compile.naming import LABEL, VOLUME_LABEL
 from ...compile.netfilter import bridge_rules
 from ...compile.plan import InstancePlan, Plan, add_instances, remove_instances
 from ...host import owner as owner_record
-from ...host.capabilities import Capabilities, probe
+from ...host.capabilities import OVS, Capabilities, probe
 from ...host.command import run_command
 from ...host.containers import docker_client
 from ...host.counters import CounterReader, SampleTarget
 from ...host.kernel import KernelError, ip_batch, iptables_ensure, iptables_remove, nft_apply, run
+from ...host.ovs import unusable as ovs_unusable
 from ...host.stress import StressRunner
 from ..base import Backend, DeployError, Progress, Samples, StateCallback, TaskFacts
 from .bridge import FogBridge, PreparedLink
 from .checks import check_images, check_leftovers, remove_leftovers
 from .containers import first_stopped, kill_init, remove_container, start_container
 from .dockerhost import DockerHost
+from .ovs import FogOVSSwitch, controller_target
 from .shaper import Shaper
 from .watch import DockerWatcher
 
@@ -57,22 +59,32 @@ class LocalBackend(Backend):
     name = "local"
 
     def __init__(self, plan: Plan, on_state: StateCallback | None = None, capabilities: Capabilities | None = None,
-                 shaping: str = "auto", run_dir: str = RUN_DIR):
+                 shaping: str = "auto", run_dir: str = RUN_DIR, switch: str = "bridge",
+                 ovs_controller: str | None = None):
+        """`switch`: `bridge` (a Linux bridge per network) or `ovs` (Open vSwitch, standalone, or
+        connected to the OpenFlow controller at `ovs_controller`, IP[:PORT]); ValueError when it
+        cannot work with this machine's shaping mechanism."""
         super().__init__(plan, on_state)
         self.capabilities = capabilities or probe()
         self.mechanism = self.capabilities.mechanism(shaping)
+        self.switch_kind = self.capabilities.switch(switch, self.mechanism)
+        if ovs_controller and self.switch_kind != OVS:
+            raise ValueError("an OpenFlow controller needs switch 'ovs'")
+        self.ovs_controller = controller_target(ovs_controller) if ovs_controller else None
+        self.switch_class = FogOVSSwitch if self.switch_kind == OVS else FogBridge
         self.run_dir = run_dir
-        self.net = Mininet(topo=None, build=False, controller=None, switch=FogBridge, host=DockerHost,
+        self.net = Mininet(topo=None, build=False, controller=None, switch=self.switch_class, host=DockerHost,
                            link=PreparedLink, inNamespace=False, autoSetMacs=False, waitConnected=False)
         self.hosts: dict[str, DockerHost] = {}
-        self.switches: dict[str, FogBridge] = {}
+        self.switches: dict[str, FogBridge | FogOVSSwitch] = {}
         self._containers: dict[str, object] = {}  # instance name -> container, including ones without a host yet
         self._bridge_rules: list[tuple[str, str, str]] = []
         self._counters = CounterReader()
         self._claimed = False  # this deployment holds the machine's owner record
         self._stress = StressRunner()
         Path(run_dir).mkdir(parents=True, exist_ok=True)
-        self.shaper = Shaper(self.mechanism, run_dir, on_state=self._delayline_state)
+        self.shaper = Shaper(self.mechanism, run_dir, on_state=self._delayline_state,
+                             port_filters=self.switch_kind == OVS)
         self._watcher: DockerWatcher | None = None
         self._delayline_detail = ""  # why the delay line is not ok, "" when it is
 
@@ -107,7 +119,7 @@ class LocalBackend(Backend):
                 errors.append(str(error))
             self._remove_instances(list(self._containers))
             if self.switches:
-                FogBridge.batchShutdown(list(self.switches.values()))
+                self.switch_class.batchShutdown(list(self.switches.values()))
                 for switch in self.switches.values():
                     switch.terminate()
                 self.switches.clear()
@@ -164,6 +176,13 @@ class LocalBackend(Backend):
             raise DeployError("fogify-net must run as root (it creates namespaces, links and rules)")
         if not caps.docker:
             raise DeployError("no Docker daemon answers (start dockerd, or run scripts/install.sh)")
+        if self.switch_kind == OVS:
+            why = ovs_unusable(caps.ovs_kernel)
+            if why:
+                raise DeployError(f"switch 'ovs': {why}")
+            if flow_ruleset(self.plan) is not None:
+                raise DeployError("packet-level monitoring counts flows on Linux bridges (bridge netfilter), which "
+                                  "Open vSwitch bypasses: deploy this model with switch 'bridge'")
         check_images(self.plan)
         check_leftovers(self.plan)
         removed = remove_leftovers(self.run_dir)
@@ -211,9 +230,19 @@ class LocalBackend(Backend):
             return {}
 
     def _create_bridges(self) -> None:
+        options = {"controller": self.ovs_controller} if self.switch_kind == OVS else {}
         for name, network in self.plan.networks.items():
-            self.switches[name] = self.net.addSwitch(network.bridge, cls=FogBridge, network=name)
-        FogBridge.batchStartup(list(self.switches.values()))
+            self.switches[name] = self.net.addSwitch(network.bridge, cls=self.switch_class, network=name, **options)
+        self.switch_class.batchStartup(list(self.switches.values()))
+
+    def _veths(self, instance: InstancePlan, pid: int, bridges: dict[str, str]) -> list[str]:
+        return veth_commands(instance, pid, bridges, master=self.switch_kind != OVS)
+
+    def _attach_ports(self, instances: list[InstancePlan]) -> None:
+        """Open vSwitch takes its ports in its database (Linux bridges got theirs in the veth batch)."""
+        if self.switch_kind == OVS:
+            FogOVSSwitch.attach_ports({i.port: self.plan.networks[i.network].bridge
+                                       for instance in instances for i in instance.interfaces})
 
     # --- instances ---------------------------------------------------------------------------
 
@@ -242,7 +271,8 @@ class LocalBackend(Backend):
         started = [(instance, self.hosts[instance.name]) for instance in instances]
         bridges = {name: network.bridge for name, network in self.plan.networks.items()}
         try:
-            ip_batch([line for instance, host in started for line in veth_commands(instance, host.cpid, bridges)])
+            ip_batch([line for instance, host in started for line in self._veths(instance, host.cpid, bridges)])
+            self._attach_ports([instance for instance, _ in started])
             self._parallel(lambda pair: ip_batch(container_commands(pair[0]), pair[1].cpid), started)
         except KernelError as error:  # "No such process": a container died, and its namespace with it
             stopped = first_stopped([self._containers[instance.name] for instance in instances])
@@ -404,8 +434,9 @@ class LocalBackend(Backend):
                 self.net.hosts.append(host)
                 self.net.nameToNode[host.name] = host
                 root += [f"link del {i.port}" for i in instance.interfaces if Path(f"/sys/class/net/{i.port}").exists()]
-                root += veth_commands(instance, host.cpid, bridges)
+                root += self._veths(instance, host.cpid, bridges)
             ip_batch(root)
+            self._attach_ports(instances)
             for instance in instances:
                 host = self.hosts[instance.name]
                 ip_batch(container_commands(instance), host.cpid)

@@ -3,7 +3,8 @@
 Rates (and, with netem, delay, jitter and loss) are tc on both ends of each
 link; without netem, loss is an nftables table on the bridges and delay is
 the fogify-delayd delay line fed by NFQUEUE rules. Partitions and firewall
-rules live in the same nftables table whatever the mechanism.
+rules live in the same nftables table whatever the mechanism (on the ports'
+ingress, a netdev table, when the switches are Open vSwitch).
 """
 
 from __future__ import annotations
@@ -14,7 +15,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
-from ...compile.netfilter import CHAIN_DOWN, CHAIN_UP, iptables_delay_rules, iptables_jumps, nft_ruleset, nft_teardown
+from ...compile.netfilter import (
+    CHAIN_DOWN,
+    CHAIN_UP,
+    iptables_delay_rules,
+    iptables_jumps,
+    nft_port_filters,
+    nft_ruleset,
+    nft_teardown,
+)
 from ...compile.plan import Plan
 from ...compile.shaping import InterfaceShaping, plan_shaping
 from ...compile.tc import direction_commands, netem_ignores
@@ -42,8 +51,11 @@ QUEUE_BASE = 20000  # NFQUEUE numbers we use start here, clear of the low number
 class Shaper:
     """The applied shaping of one deployment."""
 
-    def __init__(self, mechanism: str, run_dir: str, on_state: Callable[[str, str], None] | None = None):
+    def __init__(self, mechanism: str, run_dir: str, on_state: Callable[[str, str], None] | None = None,
+                 port_filters: bool = False):
+        """`port_filters`: partitions and firewall rules on the ports' ingress (Open vSwitch), not on the bridges."""
         self.mechanism = mechanism
+        self.port_filters = port_filters
         self.kernel_delay = mechanism == NETEM
         self.applied: dict[str, InterfaceShaping] = {}
         self._nft = ""
@@ -72,7 +84,10 @@ class Shaper:
             self._apply_tc(plan, desired, pids)
             if self.delay is not None:
                 self.delay.apply(desired, distributions=plan.distributions)
-            ruleset = nft_ruleset(plan, desired, loss=self.mechanism == USERSPACE)
+            if self.port_filters:
+                ruleset = nft_port_filters(plan, list(desired))
+            else:
+                ruleset = nft_ruleset(plan, desired, loss=self.mechanism == USERSPACE)
             if ruleset != self._nft:
                 nft_apply(ruleset)
                 self._nft = ruleset
