@@ -5,9 +5,11 @@
 # what is missing or out of date. Run as root on Debian 12 or Ubuntu 22.04+;
 # CI (.ci/run) and the Vagrant VM use it too.
 #
-#   sudo scripts/install.sh [--no-images]
+#   sudo scripts/install.sh [--no-images] [--no-published-sdk]
 #
-#   --no-images   skip building fogify-net/base:latest and the taxi example's image
+#   --no-images          skip building fogify-net/base:latest and the taxi example's image
+#   --no-published-sdk   skip Fogify's published SDK (only tests/integration/test_published_sdk.py
+#                        uses it; the stock-kernel VM of scripts/vm.sh runs without it)
 #
 # Environment: FOGIFY_NET_VENV (default /opt/fogify-net/venv); FOGIFY_PUBLISHED_SDK_VENV
 # (default /opt/fogify-net/fogifysdk-0.0.3: Fogify's own SDK from PyPI, for the tests).
@@ -47,12 +49,14 @@ step() {
     printf '==> %s\n' "$1"
 }
 
-usage() { sed -n '2,13s/^# \{0,1\}//p' "$0"; }
+usage() { sed -n '2,15s/^# \{0,1\}//p' "$0"; }
 
 images=1
+published_sdk=1
 for arg in "$@"; do
     case $arg in
         --no-images) images=0 ;;
+        --no-published-sdk) published_sdk=0 ;;
         -h|--help) usage; exit 0 ;;
         *) usage >&2; die "unknown argument: $arg" ;;
     esac
@@ -191,7 +195,9 @@ from importlib.metadata import version
 import FogifySDK.FogifySDK, pandas, requests, tqdm, yaml
 sys.exit(0 if version("fogifysdk") == sys.argv[1] else 1)' "$FOGIFYSDK_VERSION") >/dev/null 2>&1
 }
-if published_sdk_ok; then
+if [ "$published_sdk" -eq 0 ]; then
+    echo "    skipped (--no-published-sdk)"
+elif published_sdk_ok; then
     echo "    installed in $FOGIFYSDK_VENV"
 else
     rm -rf "$FOGIFYSDK_VENV"

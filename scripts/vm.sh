@@ -14,9 +14,11 @@
 #   sudo scripts/vm.sh clean              remove the cached images and downloads
 #
 # Every run boots the cached image afresh (about a minute without KVM) and throws
-# its changes away (qemu -snapshot); files written under /opt/fogify-net/src land
-# in this checkout. The VM has no network (no NIC), not even while building: the
-# Debian and Python packages come in from the host side (debootstrap, pip download).
+# its changes away (qemu -snapshot); with run and shell, files written under
+# /opt/fogify-net/src land in this checkout (build and test get a copy of it, so
+# that edits meanwhile cannot reach them half-written). The VM has no network (no
+# NIC), not even while building: the Debian and Python packages come in from the
+# host side (debootstrap, pip download).
 # In the VM the venv's bin is first on PATH (python, pytest, fogify-net), CMD gets
 # no stdin, FOGIFY_NET_NO_SKIP=1 turns any skipped test into a failure, and
 # FOGIFY_NET_EMULATED_CPU=1 says the CPU is emulated (no KVM: the tests widen their
@@ -66,7 +68,7 @@ export LC_ALL=C
 
 die() { printf 'vm.sh: error: %s\n' "$*" >&2; exit 125; }
 note() { printf '==> %s\n' "$*" >&2; }
-usage() { sed -n '2,33s/^# \{0,1\}//p' "$0"; }
+usage() { sed -n '2,34s/^# \{0,1\}//p' "$0"; }
 
 # --- cleanup: whatever happens, no qemu, no temporary files, no mounts are left --------------
 qemu_pid=
@@ -141,11 +143,6 @@ install_sh_packages() {
     sed -n '/^PACKAGES=(/,/^)/p' "$REPO/scripts/install.sh" | sed '1d;$d' | tr -s ' \n' '\n' | grep -v '^$'
 }
 
-# The Python packages of the venv install.sh makes for Fogify's published SDK.
-published_sdk_packages() {
-    sed -n 's/^FOGIFYSDK_DEPENDENCIES=(\(.*\))$/\1/p' "$REPO/scripts/install.sh"
-}
-
 # --- the image, keyed on its inputs ----------------------------------------------------------
 image_key() {
     local input
@@ -206,18 +203,12 @@ build() {
     docker save -o "$tree/var/cache/fogify-net-vm/base.tar" "$BASE_IMAGE"
     # install.sh's pip finds these with PIP_NO_INDEX and PIP_FIND_LINKS: the VM has no network.
     # They are kept in $CACHE/wheels, as the Debian packages in $CACHE/debs: pip skips what it has.
+    # Not Fogify's published SDK: no test in the VM uses it (install.sh --no-published-sdk).
     note "downloading the Python packages install.sh installs (pip on the host)"
     /usr/bin/python3 -m venv "$work/pip"
     mkdir -p "$CACHE/wheels"
-    local sdk_packages
-    read -ra sdk_packages <<<"$(published_sdk_packages)"
-    # Two resolutions: Fogify's published SDK and ours share the distribution name FogifySDK.
-    for packages in "${REPO}[test] $REPO/sdk pytest setuptools wheel" \
-            "fogifysdk==$(sed -n 's/^FOGIFYSDK_VERSION=//p' "$REPO/scripts/install.sh") ${sdk_packages[*]}"; do
-        # shellcheck disable=SC2086  # one word per package
-        "$work/pip/bin/pip" download -q -d "$CACHE/wheels" $packages >>"$log" 2>&1 \
-            || { tail -n 25 "$log" >&2; die "pip download failed (log above)"; }
-    done
+    "$work/pip/bin/pip" download -q -d "$CACHE/wheels" "${REPO}[test]" "$REPO/sdk" pytest setuptools wheel \
+        >>"$log" 2>&1 || { tail -n 25 "$log" >&2; die "pip download failed (log above)"; }
     # the project's own sdists are built afresh each time; the checkout is installed editable anyway
     mkdir -p "$tree/var/cache/fogify-net-vm/wheels"
     find "$CACHE/wheels" -maxdepth 1 -type f ! -name 'fogify_net-*' ! -name 'fogify-net-*' ! -name 'fogifysdk_fogify_net*' \
@@ -236,7 +227,8 @@ build() {
 
     note "booting it to run scripts/install.sh inside"
     local rc=0
-    IMAGE=$work/image boot_vm build 0 "${FOGIFY_NET_VM_TIMEOUT:-3600}" bash -c "$(guest_install_script)" || rc=$?
+    IMAGE=$work/image CHECKOUT_COPY=1 boot_vm build 0 "${FOGIFY_NET_VM_TIMEOUT:-3600}" \
+        bash -c "$(guest_install_script)" || rc=$?
     [ "$rc" -eq 0 ] || die "installing fogify-net in the VM failed (exit $rc)"
     (cd "$REPO" && printf 'built %s in %s s from:\n' "$(date -u +%FT%TZ)" "$((SECONDS - started))"
         printf '  %s\n' "${KEY_INPUTS[@]}") >"$work/image/inputs"
@@ -331,7 +323,11 @@ until docker info >/dev/null 2>&1; do
     sleep 1; waited=$((waited + 1))
 done
 docker load -i /var/cache/fogify-net-vm/base.tar
-PIP_NO_INDEX=1 PIP_FIND_LINKS=/var/cache/fogify-net-vm/wheels bash scripts/install.sh
+# pip byte-compiles every module it installs, which under emulation is most of its time:
+# not here; the modules the tests import are compiled below, once, into the image.
+PIP_NO_INDEX=1 PIP_FIND_LINKS=/var/cache/fogify-net-vm/wheels PIP_NO_COMPILE=1 \
+    bash scripts/install.sh --no-published-sdk
+python -c 'import docker, flask, waitress, requests, yaml, tqdm, pytest, pandas, matplotlib.pyplot, mininet.net'
 rm -rf /var/cache/fogify-net-vm
 fogify-net doctor
 docker image prune -f >/dev/null
@@ -382,9 +378,11 @@ choose_accel() {
 
 # --- booting the VM for one job -----------------------------------------------------------------
 # boot_vm MODE SNAPSHOT TIMEOUT CMD...: MODE is build, run or shell; with SNAPSHOT=1 the disk
-# is not changed; TIMEOUT (s, 0 = none) bounds CMD. Returns CMD's exit code.
+# is not changed; TIMEOUT (s, 0 = none) bounds CMD. Returns CMD's exit code. The VM sees the
+# checkout itself, or with CHECKOUT_COPY=1 a copy taken now (build and test: files edited on
+# the host meanwhile must not reach the guest half-written through 9p's cache).
 boot_vm() {
-    local mode=$1 snapshot=$2 timeout=$3 accel tmp job console began booted_at rc cmd_began
+    local mode=$1 snapshot=$2 timeout=$3 accel tmp job console began booted_at rc cmd_began share
     shift 3
     local image=${IMAGE:-$(image_dir)}
     [ -f "$image/disk.img" ] || die "no VM image at $image: run sudo $0 build"
@@ -393,6 +391,12 @@ boot_vm() {
     job=$tmp/job
     console=$tmp/console.log
     mkdir -p "$job"
+    share=$REPO
+    if [ "${CHECKOUT_COPY:-0}" -eq 1 ]; then
+        share=$tmp/src
+        mkdir -p "$share"
+        tar -C "$REPO" --exclude=./.git -cf - . | tar -C "$share" -xf -
+    fi
     printf '%s\n' "$mode" >"$job/mode"
     printf '%q ' "$@" >"$job/cmd"
     # What the guest exports: the terminal type (shell), and whether its CPU is emulated,
@@ -413,7 +417,7 @@ boot_vm() {
         -drive "file=$image/disk.img,format=raw,if=virtio,discard=unmap,cache=unsafe"
         -serial "file:$console"
         -device virtio-rng-pci
-        -virtfs "local,path=$REPO,mount_tag=fgnsrc,security_model=none,multidevs=remap"
+        -virtfs "local,path=$share,mount_tag=fgnsrc,security_model=none,multidevs=remap"
         -virtfs "local,path=$job,mount_tag=fgnjob,security_model=none"
         -device virtio-serial-pci
         -nic none
@@ -518,7 +522,8 @@ vm_test() {
     build 0
     hold_machine
     local rc=0
-    boot_vm run 1 "${FOGIFY_NET_VM_TIMEOUT:-2400}" bash -c "$(guest_test_script)" guest-test "$@" || rc=$?
+    CHECKOUT_COPY=1 boot_vm run 1 "${FOGIFY_NET_VM_TIMEOUT:-2400}" bash -c "$(guest_test_script)" guest-test "$@" \
+        || rc=$?
     return "$rc"
 }
 
@@ -536,7 +541,8 @@ fi
 #   direction and per pair (HTB with netem's layout), undeploy and crash cleanup;
 # - the SDK's network actions on one deployment: update_network, update_link(s),
 #   link_down/up, partition/heal, and its undeploy leaving nothing behind;
-# - the taxi example deployed through the SDK, its metrics and one network action.
+# - the taxi example deployed through the SDK, its metrics and one network action;
+# - Open vSwitch switches: rates, delays, isolation, partitions, a remote controller, cleanup.
 # Not the taxi walkthrough: it judges app latencies, which the emulated CPU saturates.
 SDK=tests/integration/test_sdk.py
 FOUNDATION=tests/integration/test_foundation.py
@@ -552,7 +558,8 @@ exec scripts/test.sh --durations=15 -k "not userspace and not dead_delay_line" \
     "$SDK::test_link_down_cuts_one_replica_and_link_up_restores_it" \
     "$SDK::test_partition_and_heal_between_two_labels" \
     "$SDK::test_undeploy_removes_everything" \
-    tests/integration/test_taxi_sdk.py
+    tests/integration/test_taxi_sdk.py \
+    tests/integration/test_ovs.py
 EOF
 }
 
