@@ -75,10 +75,14 @@ def test_rates_and_delays_hold_on_open_vswitch_bridges(ovs):
         assert "openvswitch" in run(["ip", "-d", "link", "show", next(iter(ports))])  # an OVS port, no bridge's
         a, b = emu.hosts["n.1"], emu.hosts["n.2"]
         address = emu.plan.instance("n.2").interface("lan").ip
+        # A flow's first packets go up to ovs-vswitchd (an upcall) until it installs a datapath
+        # flow; under emulation that took tens of ms (a first run: mean 58.5 ms for 40 declared).
+        # Switching the first packets is OVS's, not the shaping's: warm up, then judge the median.
+        pings(a, str(address), 5)
         rtts = pings(a, str(address), 40)
         assert len(rtts) >= 38
-        mean = statistics.fmean(rtts)
-        assert -1.8 <= mean - 40 <= 1.8 + LATE_MS, f"mean RTT {mean:.2f} ms, expected 40 (2 x 20 ms)"
+        median = statistics.median(rtts)
+        assert -1.8 <= median - 40 <= 1.8 + LATE_MS, f"median RTT {median:.2f} ms, expected 40 (2 x 20 ms): {rtts}"
         # 10 Mbit/s each way (bidirectional splits delay, not rate): TCP goodput within 10%
         goodput = iperf(a, b, str(address), seconds=5)
         assert 0.9 * 10 * GOODPUT <= goodput <= 1.05 * 10 * GOODPUT, f"{goodput:.2f} Mbit/s for 10 Mbit/s"
