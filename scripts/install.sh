@@ -28,7 +28,7 @@ DOCKERD_WAIT=300
 DOCKERD_ATTEMPTS=5
 PACKAGES=(
     docker.io mininet iproute2 iptables nftables iputils-ping iperf3
-    debootstrap debian-archive-keyring libnetfilter-queue-dev gcc make python3-venv
+    debootstrap debian-archive-keyring libnetfilter-queue-dev gcc libc6-dev make python3-venv
     stress-ng procps kmod curl
 )
 export PATH=$PATH:/usr/local/sbin:/usr/sbin:/sbin
