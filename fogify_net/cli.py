@@ -122,14 +122,19 @@ def cmd_api(args) -> int:
         Path(args.pid_file).parent.mkdir(parents=True, exist_ok=True)
         Path(args.pid_file).write_text(str(os.getpid()))
     options = {}
+    if args.backend == "local" and (args.switch != "bridge" or args.ovs_controller):
+        options = {"switch": args.switch, "ovs_controller": args.ovs_controller}
     if args.backend == "swarm":
         options = {"manager_url": args.manager, "agents": dict(_pair(item, "--agent") for item in args.agent),
                    "agent_port": args.agent_port, "token": os.environ.get("FOGIFY_AGENT_TOKEN", "").strip() or None,
                    "tokens": _agent_tokens(args.agent_tokens)}
     try:
-        controller = Controller(data_dir=args.data_dir, run_dir=str(RUN_DIR), shaping=args.shaping,
-                                interval=args.interval, host_mhz=args.host_mhz, backend=args.backend,
-                                backend_options=options, allow_host_access=args.allow_host_access)
+        try:
+            controller = Controller(data_dir=args.data_dir, run_dir=str(RUN_DIR), shaping=args.shaping,
+                                    interval=args.interval, host_mhz=args.host_mhz, backend=args.backend,
+                                    backend_options=options, allow_host_access=args.allow_host_access)
+        except ValueError as error:  # a shaping mechanism or switch this machine cannot have
+            raise CliError(str(error)) from None
         serve(controller, args.host, args.port, token, names=tuple(args.name))
     finally:
         if args.pid_file:
@@ -524,6 +529,12 @@ def main(argv: list[str] | None = None) -> int:
                                           "/etc/fogify-net/token if none is given")
     api.add_argument("--shaping", default=os.environ.get("FOGIFY_SHAPING", "auto"),
                      choices=["auto", "netem", "userspace"])
+    api.add_argument("--switch", default=os.environ.get("FOGIFY_SWITCH", "bridge"), choices=["bridge", "ovs"],
+                     help="local backend: a Linux bridge per network (default), or Open vSwitch (needs the "
+                          "openvswitch module and netem shaping; standalone unless --ovs-controller)")
+    api.add_argument("--ovs-controller", metavar="IP[:PORT]",
+                     help="with --switch ovs: the remote OpenFlow controller the switches connect to "
+                          "(fail mode secure: it decides what is forwarded)")
     api.add_argument("--interval", type=float, default=1.0, help="seconds between metric samples")
     api.add_argument("--data-dir", default=os.environ.get("FOGIFY_DATA_DIR", "/var/lib/fogify-net"))
     api.add_argument("--host-mhz", type=float, help="host clock for the CPU formula (default: measured)")

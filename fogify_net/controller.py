@@ -70,6 +70,9 @@ class Controller:
         self.backend_options = dict(backend_options or {})
         if backend == "local":
             self.backend_options.update(capabilities=self.capabilities, shaping=shaping, run_dir=run_dir)
+            # Open vSwitch with the user-space mechanism, or without its module, fails at start
+            self.capabilities.switch(self.backend_options.get("switch", "bridge"),
+                                     self.capabilities.mechanism(shaping))
         self.store = MetricStore(Path(data_dir) / "fogify.db")
         self.record = DeploymentRecord(data_dir)
         self.distributions = DistributionStore(data_dir)

@@ -27,7 +27,8 @@ def diagnose(shaping: str = "auto") -> str:
         ("iptables physdev", yes(caps.physdev), "matches bridge ports"),
         ("bridge netfilter", yes(caps.br_netfilter), "bridged packets meet iptables and nftables"),
         ("fogify-delayd", caps.delayd or "not built", "" if caps.delayd else "run scripts/install.sh"),
-        ("openvswitch module", yes(caps.ovs_kernel), "switches are Linux bridges either way (see README)"),
+        ("openvswitch module", yes(caps.ovs_kernel), "--switch ovs possible with netem shaping (see README)"
+         if caps.ovs_kernel else "switches are Linux bridges"),
         ("cgroups", caps.cgroup, "CPU quota and memory limits per instance"),
         ("host clock", f"{host.cpu_mhz:g} MHz", "CPU limit = cores x clock_speed / this (FOGIFY_HOST_MHZ overrides)"),
     ]

@@ -5,9 +5,11 @@
 # what is missing or out of date. Run as root on Debian 12 or Ubuntu 22.04+;
 # CI (.ci/run) and the Vagrant VM use it too.
 #
-#   sudo scripts/install.sh [--no-images]
+#   sudo scripts/install.sh [--no-images] [--no-published-sdk]
 #
-#   --no-images   skip building fogify-net/base:latest and the taxi example's image
+#   --no-images          skip building fogify-net/base:latest and the taxi example's image
+#   --no-published-sdk   skip Fogify's published SDK (only tests/integration/test_published_sdk.py
+#                        uses it; the stock-kernel VM of scripts/vm.sh runs without it)
 #
 # Environment: FOGIFY_NET_VENV (default /opt/fogify-net/venv); FOGIFY_PUBLISHED_SDK_VENV
 # (default /opt/fogify-net/fogifysdk-0.0.3: Fogify's own SDK from PyPI, for the tests).
@@ -17,6 +19,8 @@ REPO=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)
 VENV=${FOGIFY_NET_VENV:-/opt/fogify-net/venv}
 FOGIFYSDK_VERSION=0.0.3
 FOGIFYSDK_VENV=${FOGIFY_PUBLISHED_SDK_VENV:-/opt/fogify-net/fogifysdk-$FOGIFYSDK_VERSION}
+# The published wheel declares no dependencies (fogify.md §3.1): these, unpinned as its users have them.
+FOGIFYSDK_DEPENDENCIES=(pandas requests pyyaml tqdm matplotlib)
 PREFIX=/usr/local
 DELAYLINE=$REPO/fogify_net/host/delayline
 DOCKERD_LOG=/var/log/dockerd.log
@@ -24,7 +28,7 @@ DOCKERD_WAIT=300
 DOCKERD_ATTEMPTS=5
 PACKAGES=(
     docker.io mininet iproute2 iptables nftables iputils-ping iperf3
-    debootstrap debian-archive-keyring libnetfilter-queue-dev gcc make python3-venv
+    debootstrap debian-archive-keyring libnetfilter-queue-dev gcc libc6-dev make python3-venv
     stress-ng procps kmod curl
 )
 export PATH=$PATH:/usr/local/sbin:/usr/sbin:/sbin
@@ -45,12 +49,14 @@ step() {
     printf '==> %s\n' "$1"
 }
 
-usage() { sed -n '2,13s/^# \{0,1\}//p' "$0"; }
+usage() { sed -n '2,15s/^# \{0,1\}//p' "$0"; }
 
 images=1
+published_sdk=1
 for arg in "$@"; do
     case $arg in
         --no-images) images=0 ;;
+        --no-published-sdk) published_sdk=0 ;;
         -h|--help) usage; exit 0 ;;
         *) usage >&2; die "unknown argument: $arg" ;;
     esac
@@ -180,8 +186,7 @@ ln -sfn "$VENV/bin/fogify-net" "$PREFIX/bin/fogify-net"
 echo "    $PREFIX/bin/fogify-net -> $VENV/bin/fogify-net"
 
 # --- Fogify's published SDK, for the tests that run real Fogify users' scripts --------
-# Its import name (FogifySDK) is the same as ours, so it lives in a venv of its own. The
-# wheel declares no dependencies (fogify.md §3.1): they are listed here, unpinned as its users have them.
+# Its import name (FogifySDK) is the same as ours, so it lives in a venv of its own.
 step "Fogify's published SDK fogifysdk==$FOGIFYSDK_VERSION"
 published_sdk_ok() {
     [ -x "$FOGIFYSDK_VENV/bin/python" ] && (cd / && "$FOGIFYSDK_VENV/bin/python" -c '
@@ -190,14 +195,16 @@ from importlib.metadata import version
 import FogifySDK.FogifySDK, pandas, requests, tqdm, yaml
 sys.exit(0 if version("fogifysdk") == sys.argv[1] else 1)' "$FOGIFYSDK_VERSION") >/dev/null 2>&1
 }
-if published_sdk_ok; then
+if [ "$published_sdk" -eq 0 ]; then
+    echo "    skipped (--no-published-sdk)"
+elif published_sdk_ok; then
     echo "    installed in $FOGIFYSDK_VENV"
 else
     rm -rf "$FOGIFYSDK_VENV"
     /usr/bin/python3 -m venv "$FOGIFYSDK_VENV"
-    "$FOGIFYSDK_VENV/bin/pip" install -q "fogifysdk==$FOGIFYSDK_VERSION" pandas requests pyyaml tqdm matplotlib
+    "$FOGIFYSDK_VENV/bin/pip" install -q "fogifysdk==$FOGIFYSDK_VERSION" "${FOGIFYSDK_DEPENDENCIES[@]}"
     published_sdk_ok || die "Fogify's SDK does not import from $FOGIFYSDK_VENV after pip install"
-    echo "    installed in $FOGIFYSDK_VENV with pandas, requests, pyyaml, tqdm, matplotlib"
+    echo "    installed in $FOGIFYSDK_VENV with ${FOGIFYSDK_DEPENDENCIES[*]}"
 fi
 
 # --- the walkthrough's API address ------------------------------------------------

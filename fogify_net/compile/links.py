@@ -28,14 +28,15 @@ def bridge_commands(bridge: str, network: str) -> list[str]:
 
 
 def veth_commands(instance: InstancePlan, pid: int | str, bridges: dict[str, str],
-                  interfaces: list[InterfacePlan] | None = None) -> list[str]:
-    """Root-namespace side: one veth pair per interface (all, or `interfaces`), the switch end on its bridge."""
+                  interfaces: list[InterfacePlan] | None = None, master: bool = True) -> list[str]:
+    """Root-namespace side: one veth pair per interface (all, or `interfaces`), the switch end attached
+    to its switch's Linux bridge (`master`; an Open vSwitch bridge takes its ports through ovs-vsctl)."""
     lines = []
     for interface in instance.interfaces if interfaces is None else interfaces:
         lines += [
             f"link add name {interface.port} type veth peer name {interface.name} netns {pid}",
             f"link set {interface.port} alias {ALIAS}:{instance.name}:{interface.network}",
-            f"link set {interface.port} master {bridges[interface.switch]}",
+            *([f"link set {interface.port} master {bridges[interface.switch]}"] if master else []),
             f"link set {interface.port} {'up' if interface.up else 'down'}",
         ]
     return lines

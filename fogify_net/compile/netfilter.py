@@ -162,8 +162,28 @@ def nft_ruleset(plan: Plan, shaping: dict[str, InterfaceShaping], loss: bool) ->
     return "\n".join(lines) + "\n"
 
 
+def nft_port_filters(plan: Plan, ports: list[str]) -> str:
+    """With Open vSwitch: the `netdev fogify_net` table, the plan's filters on every switch port's ingress.
+
+    OVS's datapath takes frames before bridge netfilter sees them, so partitions and
+    firewall rules filter where a frame enters the switch instead: the same rules,
+    met once per packet as on a bridge's forward hook. No filters, no table.
+    """
+    lines = [f"table netdev {NFT_TABLE}", f"delete table netdev {NFT_TABLE}"]
+    rules = filter_rules(plan)
+    if rules and ports:
+        devices = ", ".join(f'"{port}"' for port in sorted(ports))
+        lines += [f"table netdev {NFT_TABLE} {{", "  chain filter {",
+                  f"    type filter hook ingress devices = {{ {devices} }} priority -10; policy accept;"]
+        lines += [f"    {rule}" for rule in rules]
+        lines += ["  }", "}"]
+    return "\n".join(lines) + "\n"
+
+
 def nft_teardown() -> str:
-    return f"table bridge {NFT_TABLE}\ndelete table bridge {NFT_TABLE}\n"
+    """Both of our shaping tables (bridge: Linux bridges; netdev: Open vSwitch ports), gone or not there."""
+    return "".join(f"table {family} {NFT_TABLE}\ndelete table {family} {NFT_TABLE}\n"
+                   for family in ("bridge", "netdev"))
 
 
 # --- iptables NFQUEUE: the user-space delay line --------------------------------------------

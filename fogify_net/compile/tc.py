@@ -3,7 +3,11 @@
 Layout on a device: root HTB `1:`, default class `1:1` for traffic to or
 from any peer, one class `1:<m>` per peer with its own shaping, selected by a
 u32 filter with the stable handle `800::<m>`. Every leaf qdisc has the
-handle `<m + 0x10>:`. Commands are computed as a difference between what is
+handle `<m + 0x10>:`. With netem, ARP has a class of its own, `1:fff`, that
+drops as the default class does but does not delay: as on the user-space path
+(whose delay line queues IPv4 only). Otherwise a round trip of 3 s or more
+never resolves a neighbour (3 probes, 1 s apart, then the entry fails), and
+every first packet to a peer waits one extra round trip. Commands are computed as a difference between what is
 installed and what is wanted, so a rate change is a `class replace` of the
 live class: the queue and the flows stay, and no packet passes unshaped.
 
@@ -24,6 +28,7 @@ QUEUE_TIME = 0.1  # seconds of traffic the leaf FIFO holds at the class rate, li
 MIN_QUEUE = 100  # packets. Below ~100, TCP Small Queues keep more than the leaf holds at a sender's own
 # uplink; the local drops then collapse TCP (measured: 4 Mbit/s with 64 KB gave 0.58 Mbit/s)
 MTU = 1514
+ARP_MINOR = 0xFFF  # peers' minors are 2..0xffe (_minor_ids)
 
 
 def _minor_ids(peers: list[IPv4Address], subnet: IPv4Network) -> dict[IPv4Address, int]:
@@ -89,6 +94,25 @@ def leaf_spec(qos: QoS, kernel_delay: bool) -> str:
     return f"pfifo limit {queue_limit(qos.rate, qos.queue)}"
 
 
+def arp_qos(default: QoS) -> QoS:
+    """What ARP gets with netem: the default class's loss, no delay, no rate."""
+    return QoS(loss=default.loss)
+
+
+def netem_ignores(qos: QoS) -> str | None:
+    """What of `qos` a stock kernel's netem takes but does not do, said for the user; None when nothing.
+
+    Delay correlation: sch_netem correlates its 32-bit random numbers and then takes them
+    modulo the jitter range (or the distribution table's size), which undoes the
+    correlation for any jitter below about 2 s (measured on Debian's 6.1: lag-1
+    autocorrelation 0 for 75% declared). The user-space delay line applies it.
+    """
+    if qos.jitter and qos.correlation:
+        return (f"delay correlation {qos.correlation:g}% (sch_netem takes each sample modulo the jitter "
+                "range, which undoes it; --shaping userspace applies it)")
+    return None
+
+
 def _classes(direction: DirectionShaping, subnet: IPv4Network) -> dict[int, tuple[QoS, IPv4Address | None]]:
     ids = _minor_ids([p.peer for p in direction.peers], subnet)
     classes: dict[int, tuple[QoS, IPv4Address | None]] = {1: (direction.default, None)}
@@ -100,6 +124,20 @@ def _classes(direction: DirectionShaping, subnet: IPv4Network) -> dict[int, tupl
 def class_peers(direction: DirectionShaping, subnet: IPv4Network) -> dict[int, IPv4Address | None]:
     """Minor of each class `direction_commands` makes -> the peer it shapes (None: the default class)."""
     return {minor: peer for minor, (_, peer) in _classes(direction, subnet).items()}
+
+
+def _arp_commands(dev: str, old: DirectionShaping | None, new: DirectionShaping) -> list[str]:
+    """ARP's class, leaf and filter on a fresh root (`old` None), else its leaf when the loss changed."""
+    leaf = leaf_spec(arp_qos(new.default), kernel_delay=True)
+    if old is not None:
+        if leaf_spec(arp_qos(old.default), kernel_delay=True) == leaf:
+            return []
+        return [f"qdisc replace dev {dev} parent 1:{ARP_MINOR:x} handle {ARP_MINOR + 0x10:x}: {leaf}"]
+    return [
+        _class(dev, ARP_MINOR, arp_qos(new.default)),
+        f"qdisc replace dev {dev} parent 1:{ARP_MINOR:x} handle {ARP_MINOR + 0x10:x}: {leaf}",
+        f"filter add dev {dev} parent 1: protocol arp prio 2 u32 match u32 0 0 flowid 1:{ARP_MINOR:x}",
+    ]
 
 
 def direction_commands(
@@ -139,6 +177,8 @@ def direction_commands(
                 f"filter replace dev {dev} parent 1: protocol ip prio 1 handle 800::{minor:x} "
                 f"u32 match ip {match} {peer}/32 flowid 1:{minor:x}"
             )
+    if kernel_delay:
+        lines += _arp_commands(dev, old if had else None, new)
     return lines
 
 

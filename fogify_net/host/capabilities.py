@@ -16,6 +16,9 @@ NETEM = "netem"  # rate, delay, jitter and loss in the kernel (HTB + netem)
 USERSPACE = "userspace"  # rate in HTB, loss in nftables, delay in the fogify-delayd delay line
 RATE_ONLY = "rate-only"  # only rates hold; delay and loss are reported as not applied
 MECHANISMS = (NETEM, USERSPACE)
+BRIDGE = "bridge"  # a Linux bridge per network (the default)
+OVS = "ovs"  # an Open vSwitch bridge per network (Mininet's OVSSwitch)
+SWITCHES = (BRIDGE, OVS)
 
 
 def _ok(*argv: str) -> bool:
@@ -74,6 +77,26 @@ class Capabilities:
         if self.netem:
             return NETEM
         return USERSPACE if self.userspace_shaping else RATE_ONLY
+
+    def switch(self, wanted: str, mechanism: str) -> str:
+        """The switch kind to use with `mechanism`; raise ValueError when it cannot work here.
+
+        Open vSwitch's datapath takes a port's frames before bridge netfilter sees
+        them, and the user-space mechanism lives there (loss in nftables on the
+        bridges, delay through NFQUEUE on physdev matches): with it, OVS is refused.
+        """
+        if wanted in (BRIDGE, "", None):
+            return BRIDGE
+        if wanted != OVS:
+            raise ValueError(f"unknown switch {wanted!r} (use bridge or ovs)")
+        if mechanism == USERSPACE:
+            raise ValueError("switch 'ovs' cannot work with the user-space shaping mechanism: it hooks bridge "
+                             "netfilter (loss in nftables on the bridges, delay via NFQUEUE and physdev), which "
+                             "Open vSwitch's datapath bypasses; use a kernel with sch_netem, or --switch bridge")
+        if not self.ovs_kernel:
+            raise ValueError("switch 'ovs' was asked for, but this kernel has no openvswitch module "
+                             "(stock Debian and Ubuntu kernels have it); use --switch bridge")
+        return OVS
 
     def userspace_missing(self) -> list[str]:
         missing = []

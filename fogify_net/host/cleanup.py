@@ -2,12 +2,12 @@
 
 For the remains of a crash: containers labelled `fogify-net` and the named
 volumes a deploy made (`fogify-net=volume`), interfaces whose
-alias starts with `fogify-net:`, iptables rules with the `fogify-net` comment
-and our own chains, the `fogify_net` and `fogify_net_flows` nftables tables,
-Mininet shells of our nodes, stress runs in our cgroups, helpers named in
-our pid files and our delay distribution tables in tc's lib dir
-(`fogify-net-*.dist`). Nothing is matched by a broad process name or an
-interface prefix alone.
+alias starts with `fogify-net:`, Open vSwitch bridges with our external id
+(and `fgn-` name), iptables rules with the `fogify-net` comment and our own
+chains, the `fogify_net` and `fogify_net_flows` nftables tables, Mininet
+shells of our nodes, stress runs in our cgroups, helpers named in our pid
+files and our delay distribution tables in tc's lib dir (`fogify-net-*.dist`).
+Nothing is matched by a broad process name or an interface prefix alone.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from ..compile.flows import FLOW_TABLE, flow_teardown
 from ..compile.naming import ALIAS, LABEL, VOLUME_LABEL
 from ..compile.netfilter import CHAIN_DOWN, CHAIN_UP, COMMENT, NFT_TABLE, bridge_rules, iptables_jumps, nft_teardown
 from .distributions import remove_tc_tables
-from .kernel import ip_batch, iptables_delete_chain, iptables_remove, run
+from .kernel import KernelError, ip_batch, iptables_delete_chain, iptables_remove, run
+from .ovs import delete_bridges, our_bridges
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ def cleanup(run_dir: str = "/run/fogify-net", keep_apis: bool = False) -> list[s
     removed += _kill_processes(run_dir, keep_apis)
     removed += _remove_containers()
     removed += _remove_volumes()
+    removed += _remove_ovs_bridges()
     removed += _remove_interfaces()
     removed += _remove_rules()
     removed += remove_tc_tables()
@@ -58,6 +60,7 @@ def find_leftovers() -> list[str]:
     except Exception as error:  # no Docker: nothing of ours can run there either
         log.debug("cannot list containers: %s", error)
     found += [f"interface {name}" for name in _our_interfaces()]
+    found += [f"Open vSwitch bridge {name}" for name in our_bridges() if f"interface {name}" not in found]
     tables = run(["nft", "list", "tables"], check=False).split()
     found += [f"nftables table {t}" for t in (NFT_TABLE, FLOW_TABLE) if t in tables]
     return found
@@ -160,6 +163,17 @@ def _our_interfaces() -> list[str]:
         if alias.startswith(f"{ALIAS}:"):
             ours.append(device.name)
     return sorted(ours)
+
+
+def _remove_ovs_bridges() -> list[str]:
+    """From the OVS database first: a bridge deleted only in the kernel would come back."""
+    ours = our_bridges()
+    try:
+        delete_bridges(ours)
+    except KernelError as error:
+        log.warning("cannot delete Open vSwitch bridges %s: %s", ", ".join(ours), error)
+        return []
+    return [f"Open vSwitch bridge {name}" for name in ours]
 
 
 def _remove_interfaces() -> list[str]:

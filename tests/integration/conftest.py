@@ -50,6 +50,8 @@ def snapshot() -> dict[str, set[str]]:
         out = subprocess.run(list(argv), capture_output=True, text=True).stdout
         return {re.sub(r"\[\d+:\d+\]", "", line).strip() for line in out.splitlines() if line.strip()}
 
+    from fogify_net.host.ovs import our_bridges
+
     processes = {
         line for line in lines("ps", "-eo", "args")
         if "mininet:fgn" in line or line.startswith(("fogify-delayd", "stress-ng"))
@@ -61,6 +63,7 @@ def snapshot() -> dict[str, set[str]]:
         "iptables": {line for line in lines("iptables-save") if not line.startswith("#")},
         "nft": {line for line in lines("nft", "list", "tables")},
         "processes": processes,
+        "ovs": set(our_bridges()),
     }
 
 
@@ -81,14 +84,14 @@ def assert_clean(before: dict[str, set[str]]) -> None:
 
 
 @contextmanager
-def emulation(model, host_mhz: float = 2000.0, shaping: str = "auto"):
-    """Deploy `model` in this process, yield the Emulation, and always tear it down."""
+def emulation(model, host_mhz: float = 2000.0, shaping: str = "auto", **options):
+    """Deploy `model` in this process, yield the Emulation, and always tear it down (`options`: LocalBackend's)."""
     from fogify_net.backends.local import LocalBackend
     from fogify_net.compile.plan import compile_model
     from fogify_net.compile.resources import HostFacts
 
     plan = compile_model(model, HostFacts(cpu_mhz=host_mhz, cpus=os.cpu_count() or 1, memory=2**34))
-    emu = LocalBackend(plan, shaping=shaping, run_dir="/run/fogify-net-test")
+    emu = LocalBackend(plan, shaping=shaping, run_dir="/run/fogify-net-test", **options)
     emu.deploy()
     try:
         yield emu

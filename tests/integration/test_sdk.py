@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import re
 import statistics
 import threading
@@ -142,7 +143,20 @@ def ip(sdk, name: str, network: str) -> str:
     return instance["networks"][network]["ip"]
 
 
-def rtt(controller, sdk, src: str, dst: str, network: str, count: int = 5) -> float:
+# Where the CPU is emulated (the stock-kernel VM without KVM, FOGIFY_NET_EMULATED_CPU=1) one stall of
+# the emulator holds several consecutive replies (measured: a median of 5 came out 15 ms long), which
+# a median of 20 outlasts; and a round trip comes back up to ~5 ms late (test_shaping.py says why).
+EMULATED = os.environ.get("FOGIFY_NET_EMULATED_CPU") == "1"
+PINGS = 20 if EMULATED else 5
+LATE_MS = 5.0 if EMULATED else 0.0
+
+
+def near(measured: float, expected: float, tolerance: float) -> bool:
+    """Within `tolerance` of `expected`, and up to LATE_MS more where the CPU is emulated."""
+    return expected - tolerance <= measured <= expected + tolerance + LATE_MS
+
+
+def rtt(controller, sdk, src: str, dst: str, network: str, count: int = PINGS) -> float:
     """The median round trip: the delay in effect, which one late reply on a busy machine does not move."""
     out = host(controller, src).cmd(f"ping -n -c {count} -i 0.05 {ip(sdk, dst, network)}")
     times = [float(t) for t in re.findall(r"time=([\d.]+) ms", out)]
@@ -239,9 +253,9 @@ def test_deploy_waits_for_every_instance_and_the_shaping(deployed, sdk):
     assert "Deploy process" in deployed["progress"] and "4/4" in deployed["progress"]
     assert deployed["status_at_return"] == "running"
     # Shaping is in place when deploy() returns: the model's delays hold at once.
-    assert rtt(controller, sdk, "client.1", "client.2", "lan") == pytest.approx(4, abs=2.5)  # 4 x 1 ms
-    assert rtt(controller, sdk, "client.1", "server.1", "lan") == pytest.approx(40, abs=4)  # the client-server link
-    assert rtt(controller, sdk, "edge.1", "server.1", "wan") == pytest.approx(20, abs=4)  # 4 x 5 ms
+    assert near(rtt(controller, sdk, "client.1", "client.2", "lan"), 4, 2.5)  # 4 x 1 ms
+    assert near(rtt(controller, sdk, "client.1", "server.1", "lan"), 40, 4)  # the client-server link
+    assert near(rtt(controller, sdk, "edge.1", "server.1", "wan"), 20, 4)  # 4 x 5 ms
 
 
 def test_info_and_status(deployed, sdk):
@@ -399,24 +413,24 @@ def test_update_network_reshapes_one_network_of_the_instances(deployed, sdk):
     answer = sdk.action("network", instance_type="edge", instances=1, network="wan",
                         uplink={"latency": {"delay": "10ms"}})
     assert answer == {"message": "OK", "instances": ["edge.1"]}
-    assert rtt(controller, sdk, "edge.1", "server.1", "wan") == pytest.approx(10 + 5 + 5 + 5, abs=4)
+    assert near(rtt(controller, sdk, "edge.1", "server.1", "wan"), 10 + 5 + 5 + 5, 4)
     answer = sdk.update_network("edge", "wan", {"uplink": {"latency": {"delay": "30ms"}}})
     assert answer == {"message": "OK", "instances": ["edge.1"]}
-    assert rtt(controller, sdk, "edge.1", "server.1", "wan") == pytest.approx(30 + 5 + 5 + 5, abs=4)
-    assert rtt(controller, sdk, "client.1", "client.2", "lan") == pytest.approx(4, abs=2.5)  # another network
+    assert near(rtt(controller, sdk, "edge.1", "server.1", "wan"), 30 + 5 + 5 + 5, 4)
+    assert near(rtt(controller, sdk, "client.1", "client.2", "lan"), 4, 2.5)  # another network
 
 
 def test_update_link_and_update_links_change_one_pair(deployed, sdk):
     controller = deployed["controller"]
     answer = sdk.update_link("lan", "client", "server", {"properties": {"latency": {"delay": "50ms"}}})
     assert answer == {"client": {"message": "OK"}, "server": {"message": "OK"}}
-    assert rtt(controller, sdk, "client.1", "server.1", "lan") == pytest.approx(100, abs=5)
+    assert near(rtt(controller, sdk, "client.1", "server.1", "lan"), 100, 5)
     answer = sdk.update_links("lan", [{"from_node": "client", "to_node": "server", "bidirectional": False,
                                        "parameters": {"uplink": {"latency": {"delay": "30ms"}},
                                                       "downlink": {"latency": {"delay": "10ms"}}}}])
     assert answer == {"client": {"message": "OK"}}
-    assert rtt(controller, sdk, "client.2", "server.1", "lan") == pytest.approx(30 + 1 + 1 + 10, abs=4)
-    assert rtt(controller, sdk, "client.1", "client.2", "lan") == pytest.approx(4, abs=2.5)  # other pairs keep theirs
+    assert near(rtt(controller, sdk, "client.2", "server.1", "lan"), 30 + 1 + 1 + 10, 4)
+    assert near(rtt(controller, sdk, "client.1", "client.2", "lan"), 4, 2.5)  # other pairs keep theirs
 
 
 def test_link_down_cuts_one_replica_and_link_up_restores_it(deployed, sdk):
@@ -446,7 +460,7 @@ def test_horizontal_scaling_up_and_down(deployed, sdk):
     assert sdk.horizontal_scaling_up("client") == {"message": "OK", "instances": ["client.3"]}
     assert sdk.instances()["client"] == ["client.1", "client.2", "client.3"]
     # The new replica is shaped like its label, per-peer link included.
-    assert rtt(controller, sdk, "client.3", "server.1", "lan") == pytest.approx(30 + 1 + 1 + 10, abs=4)
+    assert near(rtt(controller, sdk, "client.3", "server.1", "lan"), 30 + 1 + 1 + 10, 4)
     assert sdk.horizontal_scaling_down("client") == {"message": "OK", "instances": ["client.3"]}
     assert sdk.instances() == INSTANCES
     assert "client.3" not in {i["name"] for i in sdk.status()["instances"]}
@@ -471,7 +485,7 @@ def test_crash_and_restart(deployed, sdk):
     assert sdk.restart("edge.1") == {"message": "OK", "instances": ["edge.1"]}
     assert reaches(controller, sdk, "server.1", "edge.1", "wan")
     assert sdk.instances() == INSTANCES
-    assert rtt(controller, sdk, "edge.1", "server.1", "wan") == pytest.approx(30 + 5 + 5 + 5, abs=4)  # kept
+    assert near(rtt(controller, sdk, "edge.1", "server.1", "wan"), 30 + 5 + 5 + 5, 4)  # kept
 
 
 # --- scenarios ----------------------------------------------------------------------------------
@@ -487,7 +501,7 @@ def test_scenario_execution_runs_on_the_clients_clock(deployed, sdk):
     assert annotations["annotation"].tolist() == ["NETWORK", "V_SCALE"]
     offsets = [(t - pd.Timestamp(start)).total_seconds() for t in annotations["timestamp"]]
     assert offsets == [pytest.approx(1.0, abs=0.3), pytest.approx(2.0, abs=0.3)]
-    assert rtt(controller, sdk, "edge.1", "server.1", "wan") == pytest.approx(15 + 5 + 5 + 5, abs=4)
+    assert near(rtt(controller, sdk, "edge.1", "server.1", "wan"), 15 + 5 + 5 + 5, 4)
     assert int(cgroup_file(controller, "client.2", "cpu", "cpu.cfs_quota_us").read_text()) == 40_000
     # remove_previous_metrics: the metrics were cleared at the start and fetched at the end.
     assert sdk.data and all(r["ts"] >= start.replace(tzinfo=timezone.utc).timestamp() - 1
@@ -502,7 +516,7 @@ def test_run_scenario_on_the_server_and_follow_it(deployed, sdk):
     assert run["state"] == "finished" and run["name"] == "server-side"
     assert [(a["type"], a["result"]) for a in run["actions"]] == [("network", "OK"), ("noop", "OK")]
     assert all(0 <= a["lateness_ms"] < 100 for a in run["actions"])
-    assert rtt(controller, sdk, "client.1", "client.2", "lan") == pytest.approx(5 + 1 + 1 + 5, abs=3)
+    assert near(rtt(controller, sdk, "client.1", "client.2", "lan"), 5 + 1 + 1 + 5, 3)
     listing = sdk.scenario_status()
     assert [s["name"] for s in listing["available"]] == ["client-side", "server-side", "long"]
     assert {r["name"] for r in listing["runs"]} == {"server-side"}

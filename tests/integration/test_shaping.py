@@ -1,8 +1,9 @@
 """Delay, jitter and loss, measured with real traffic, with each mechanism the machine has.
 
 The user-space mechanism (HTB + nftables + fogify-delayd) runs here; the netem
-one runs where the kernel has sch_netem and is skipped with the reason
-elsewhere. The bounds are the acceptance bounds of issue 3.
+one runs where the kernel has sch_netem (scripts/vm.sh test runs these tests
+on Debian's stock kernel) and is skipped with the reason elsewhere. The bounds
+are the acceptance bounds of issue 3.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 import re
 import signal
 import statistics
+import subprocess
 import time
 
 import pytest
@@ -24,6 +26,16 @@ from fogify_net.model.schema import QoSPatch
 from .conftest import BASE_IMAGE, emulation, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("machine")]
+
+# In the stock-kernel VM without KVM (scripts/vm.sh sets FOGIFY_NET_EMULATED_CPU=1) QEMU emulates
+# the CPU. Measured there: an unshaped ping takes 0.5-1 ms, and each netem timer fires 0.3-0.8 ms
+# late, so a ping that crosses four shaping points comes back up to ~4 ms late (never early), and
+# the emulator's stalls on a busy host add replies tens of ms late, which widen a spread. A tc
+# change takes ~1 s there (each fork of tc and nsenter is emulated). These allowances apply there only.
+EMULATED = os.environ.get("FOGIFY_NET_EMULATED_CPU") == "1"
+LATE_MS = 5.0 if EMULATED else 0.0  # how late a round trip may come back
+SPREAD_SLACK = 0.5 if EMULATED else 0.0  # how much wider than declared a spread may be, as a fraction
+CHANGE_S = 3.0 if EMULATED else 0.050  # how long a runtime change may take
 
 
 @pytest.fixture(params=[USERSPACE, NETEM])
@@ -62,7 +74,8 @@ def test_mean_rtt_of_a_bidirectional_delay(mechanism, delay_ms, count, interval)
         assert len(values) >= count - 1
         expected = 2 * delay_ms  # the declared delay is one-way; a ping crosses it twice
         mean = statistics.fmean(values)
-        assert abs(mean - expected) <= 0.02 * expected + 1, f"mean RTT {mean:.2f} ms, expected {expected} ms"
+        tolerance = 0.02 * expected + 1
+        assert -tolerance <= mean - expected <= tolerance + LATE_MS, f"mean RTT {mean:.2f} ms, expected {expected} ms"
 
 
 def test_jitter_spreads_the_rtt_as_declared(mechanism):
@@ -75,19 +88,23 @@ def test_jitter_spreads_the_rtt_as_declared(mechanism):
         per_point = 10 / math.sqrt(2)
         expected = math.sqrt(4 * per_point**2 / 3)
         measured = statistics.stdev(values)
-        assert abs(measured - expected) <= 0.25 * expected, f"RTT std {measured:.2f} ms, expected {expected:.2f}"
-        assert statistics.fmean(values) == pytest.approx(100, abs=3)
+        assert -0.25 * expected <= measured - expected <= (0.25 + SPREAD_SLACK) * expected, \
+            f"RTT std {measured:.2f} ms, expected {expected:.2f}"
+        assert -3 <= statistics.fmean(values) - 100 <= 3 + LATE_MS
 
 
+@pytest.mark.parametrize("side", ["sender's uplink", "receiver's downlink"])
 @pytest.mark.parametrize("percent", [1, 10])
-def test_loss_over_2000_packets_is_within_four_sigma(mechanism, percent):
+def test_loss_over_2000_packets_is_within_four_sigma(mechanism, percent, side):
     m = ModelBuilder()
     m.service("app", image=BASE_IMAGE, command=["sleep", "infinity"])
     m.node("box", cores=1, clock_speed=2000, memory="256M")
     m.network("net", bidirectional={"bandwidth": "100Mbps"})
-    lossy = {"name": "net", "uplink": {"drop": f"{percent}%"}, "downlink": {"bandwidth": "100Mbps"}}
-    m.blueprint("sender", node="box", service="app", networks=[lossy])
-    m.blueprint("receiver", node="box", service="app", networks=["net"])
+    lossy = {"name": "net", "uplink": {"bandwidth": "100Mbps"}, "downlink": {"bandwidth": "100Mbps"}}
+    lossy["uplink" if side == "sender's uplink" else "downlink"]["drop"] = f"{percent}%"
+    sender_net, receiver_net = (lossy, "net") if side == "sender's uplink" else ("net", lossy)
+    m.blueprint("sender", node="box", service="app", networks=[sender_net])
+    m.blueprint("receiver", node="box", service="app", networks=[receiver_net])
     with emulation(m.build(), shaping=mechanism) as emu:
         sender, address = emu.hosts["sender.1"], emu.plan.instance("receiver.1").interface("net").ip
         # both neighbour caches filled first: a lost ARP request would stall the probes behind it
@@ -101,6 +118,99 @@ def test_loss_over_2000_packets_is_within_four_sigma(mechanism, percent):
         # four sigma, not three: three (0.27 % per variant by chance) failed a CI run with
         # 37 lost of 2000 at 1 %; with the variants of every run it would fail about one in fifty
         assert abs(lost - p) <= 4 * sigma, f"lost {lost:.4f}, declared {p} (4 sigma = {4 * sigma:.4f})"
+
+
+RECEIVER = """
+import socket, sys, time
+count = int(sys.argv[1])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", 9999))
+s.settimeout(3)
+print("ready", flush=True)
+for _ in range(count):
+    try:
+        data, _ = s.recvfrom(64)
+    except socket.timeout:
+        break
+    print(f"{(time.time() - float(data)) * 1000:.3f}", flush=True)
+"""
+
+SENDER = """
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for _ in range(int(sys.argv[2])):
+    s.sendto(repr(time.time()).encode(), (sys.argv[1], 9999))
+    time.sleep(0.02)
+"""
+
+
+def one_way_ms(sender, receiver, address, count: int = 50) -> list[float]:
+    """One-way delays (ms) of UDP datagrams stamped with the send time: both ends read the same clock."""
+    listener = receiver.popen(["python3", "-c", RECEIVER, str(count)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert listener.stdout.readline().strip() == "ready"
+        sender.popen(["python3", "-c", SENDER, str(address), str(count)]).wait(timeout=60)
+        out, _ = listener.communicate(timeout=30)
+    finally:
+        listener.kill()
+    return [float(v) for v in out.split()]
+
+
+def test_one_way_delay_is_the_senders_uplink_plus_the_receivers_downlink(mechanism):
+    m = ModelBuilder()
+    m.service("app", image=BASE_IMAGE, command=["sleep", "infinity"])
+    m.node("box", cores=1, clock_speed=2000, memory="256M")
+    m.network("net", uplink={"latency": {"delay": "10ms"}}, downlink={"latency": {"delay": "20ms"}})
+    slow_sender = {"name": "net", "uplink": {"latency": {"delay": "40ms"}}, "downlink": {"latency": {"delay": "20ms"}}}
+    m.blueprint("a", node="box", service="app", networks=[slow_sender])
+    m.blueprint("b", node="box", service="app", networks=["net"])
+    with emulation(m.build(), shaping=mechanism) as emu:
+        a, b = emu.hosts["a.1"], emu.hosts["b.1"]
+        ip = {n: emu.plan.instance(f"{n}.1").interface("net").ip for n in "ab"}
+        a_to_b = statistics.median(one_way_ms(a, b, ip["b"]))  # a's uplink 40 + b's downlink 20
+        b_to_a = statistics.median(one_way_ms(b, a, ip["a"]))  # b's uplink 10 + a's downlink 20
+        # the stamps are taken by Python at both ends: on an emulated CPU that adds a ping's lateness
+        assert -1 <= a_to_b - 60 <= 1 + LATE_MS, f"a -> b took {a_to_b:.2f} ms, expected 60"
+        assert -1 <= b_to_a - 30 <= 1 + LATE_MS, f"b -> a took {b_to_a:.2f} ms, expected 30"
+        # what the two ends add cancels out in the difference: the directions are not swapped
+        assert abs(a_to_b - b_to_a - 30) <= 2 + LATE_MS / 2, f"a -> b {a_to_b:.2f} ms, b -> a {b_to_a:.2f} ms"
+
+
+def test_a_links_rule_delays_its_pair_only(mechanism):
+    m = pair({"bidirectional": {"latency": {"delay": "5ms"}}})
+    m.blueprint("c", node="box", service="app", networks=["net"])
+    m.link("net", "n", "c", bidirectional=True, properties={"latency": {"delay": "50ms"}})
+    with emulation(m.build(), shaping=mechanism) as emu:
+        ip = {name: emu.plan.instance(name).interface("net").ip for name in ("n.1", "n.2", "c.1")}
+        to_c, _ = rtts(emu.hosts["n.1"], ip["c.1"], 50, 0.05)
+        to_n, _ = rtts(emu.hosts["n.1"], ip["n.2"], 50, 0.05)
+        from_c, _ = rtts(emu.hosts["c.1"], ip["n.2"], 50, 0.05)  # the rule names the label: every replica
+        for name, values, expected in (("n.1 <-> c.1", to_c, 100), ("n.1 <-> n.2", to_n, 10),
+                                       ("c.1 <-> n.2", from_c, 100)):
+            rtt = statistics.median(values)
+            assert -1 <= rtt - expected <= 0.02 * expected + 1 + LATE_MS, f"{name}: RTT {rtt:.2f}, expected {expected}"
+
+
+def test_correlated_jitter_makes_successive_delays_alike_or_is_reported_as_not_applied(mechanism):
+    # each uplink: 100 ms +- 40 ms, each sample 75% the previous one (netem's correlation); the
+    # downlinks are unshaped, so a ping's RTT is the sum of two such uplinks
+    model = pair({"uplink": {"latency": {"delay": "100ms", "deviation": "40ms", "correlation": "75%"}}}).build()
+    with emulation(model, shaping=mechanism) as emu:
+        values, _ = rtts(emu.hosts["n.1"], emu.plan.instance("n.2").interface("net").ip, 300, 0.02)
+        mean = statistics.fmean(values)
+        lag1 = (sum((x - mean) * (y - mean) for x, y in zip(values, values[1:]))
+                / sum((x - mean) ** 2 for x in values))
+        not_applied = emu.shaping_report()["not_applied"]
+        if mechanism == NETEM:
+            # sch_netem takes its correlated samples modulo the jitter range, which undoes the
+            # correlation (compile.tc.netem_ignores): the emulation must say so, not pretend. Should
+            # a kernel honour it, this fails: then drop the report for that kernel.
+            assert len(not_applied) == 2 and all("delay correlation 75%" in line for line in not_applied)
+            assert abs(lag1) < 0.25, f"lag-1 autocorrelation {lag1:.2f}: does this kernel's netem correlate?"
+        else:
+            # independent samples give about 0; an AR(1) process with coefficient 0.75 gives 0.75
+            assert not_applied == []
+            assert lag1 >= 0.5, f"lag-1 autocorrelation of the RTTs {lag1:.2f}, expected about 0.75"
 
 
 def test_tcp_fills_a_10_mbit_link_with_50_ms_delay(mechanism):
@@ -141,9 +251,11 @@ def test_a_delay_change_takes_effect_within_50_ms_with_a_tcp_flow_alive(mechanis
         assert json.loads(report)["end"]["sum_received"]["bytes"] > 0, "the TCP flow did not survive the change"
         replies = [(float(t) - float(rtt) / 1000, float(rtt))
                    for t, rtt in re.findall(r"\[([\d.]+)\].*time=([\d.]+) ms", out.decode())]
-        after = [rtt for sent, rtt in replies if sent >= called + 0.050]
+        # with the call taking under 50 ms, pings sent 50 ms after it began; where it may take longer
+        # (CHANGE_S), pings sent after it returned
+        after = [rtt for sent, rtt in replies if sent >= max(called + 0.050, returned)]
         assert after and min(after) > 280, f"a ping sent 50 ms after the call still had {min(after):.1f} ms"
-        assert returned - called < 0.050, f"the change took {1000 * (returned - called):.1f} ms to apply"
+        assert returned - called < CHANGE_S, f"the change took {1000 * (returned - called):.1f} ms to apply"
 
 
 def test_a_dead_delay_line_is_reported_and_restarted(machine):

@@ -14,7 +14,7 @@ from fogify_net.compile.netfilter import delay_slots, iptables_delay_rules, nft_
 from fogify_net.compile.plan import add_instances, compile_model, remove_instances
 from fogify_net.compile.resources import HostFacts
 from fogify_net.compile.shaping import DirectionShaping, PeerShaping, interface_shaping, plan_shaping
-from fogify_net.compile.tc import direction_commands, leaf_spec
+from fogify_net.compile.tc import direction_commands, leaf_spec, netem_ignores
 from fogify_net.model import ModelBuilder, QoS, load_model
 
 SEED = Path(__file__).parents[1] / "fixtures" / "seed-taxi.yaml"
@@ -150,6 +150,44 @@ def test_netem_leaf_carries_delay_jitter_and_loss_when_the_kernel_has_it():
         "netem delay 25000us 5000us 25% distribution normal loss 0.05% limit ")
     assert leaf_spec(qos, kernel_delay=False) == "pfifo limit 100"
     assert leaf_spec(QoS(rate=10**9), kernel_delay=False) == "pfifo limit 8257"
+
+
+def test_with_netem_arp_has_a_class_that_drops_like_the_default_but_never_waits():
+    direction = DirectionShaping(QoS(rate=10_000_000, delay=0.05, loss=1.0))
+    lines = direction_commands("eth0", None, direction, NET, "dst", kernel_delay=True)
+    assert "qdisc replace dev eth0 parent 1:1 handle 11: netem delay 50000us loss 1% limit 1000" in lines
+    assert any(line.startswith("class replace dev eth0 parent 1: classid 1:fff htb rate 100000000000bit")
+               for line in lines)
+    assert "qdisc replace dev eth0 parent 1:fff handle 100f: netem loss 1% limit 1000" in lines
+    assert lines[-1] == "filter add dev eth0 parent 1: protocol arp prio 2 u32 match u32 0 0 flowid 1:fff"
+    # the user-space mechanism never delays ARP (its delay line takes IPv4 only): no class needed
+    assert not any("fff" in line for line in direction_commands("eth0", None, direction, NET, "dst", False))
+
+
+def test_a_delay_change_leaves_arp_alone_and_a_loss_change_reaches_it():
+    old = DirectionShaping(QoS(delay=0.05, loss=1.0))
+    slower = direction_commands("eth0", old, DirectionShaping(QoS(delay=0.1, loss=1.0)), NET, "dst", True)
+    assert slower == ["qdisc replace dev eth0 parent 1:1 handle 11: netem delay 100000us loss 1% limit 12385"]
+    lossier = direction_commands("eth0", old, DirectionShaping(QoS(delay=0.05, loss=5.0)), NET, "dst", True)
+    assert lossier[-1] == "qdisc replace dev eth0 parent 1:fff handle 100f: netem loss 5% limit 1000"
+    lossless = direction_commands("eth0", old, DirectionShaping(QoS(delay=0.05)), NET, "dst", True)
+    assert lossless[-1].startswith("qdisc replace dev eth0 parent 1:fff handle 100f: pfifo limit ")
+
+
+def test_netem_says_it_leaves_delay_correlation_out_and_the_user_space_mechanism_does_not():
+    from fogify_net.backends.local.shaper import Shaper
+
+    m = ModelBuilder()
+    m.service("app", image="fogify-net/base:latest")
+    m.node("box", cores=1, clock_speed=1000, memory="128M")
+    m.network("net", uplink={"latency": {"delay": "100ms", "deviation": "40ms", "correlation": "75%"}})
+    m.blueprint("n", node="box", service="app", networks=["net"], replicas=2)
+    plan = compile_model(m.build(), HOST)
+    missing = Shaper("netem", "/nonexistent").unshaped(plan)
+    assert [line.split(":")[0] for line in missing] == ["n.1 net uplink", "n.2 net uplink"]
+    assert "delay correlation 75%" in missing[0] and "--shaping userspace" in missing[0]
+    assert Shaper("userspace", "/nonexistent").unshaped(plan) == []
+    assert netem_ignores(QoS(delay=0.1, jitter=0.04)) is None  # jitter alone is netem's to do
 
 
 def test_userspace_mechanism_puts_loss_in_nftables_on_the_receive_path(plan):

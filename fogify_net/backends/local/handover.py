@@ -18,7 +18,7 @@ import threading
 import time
 from pathlib import Path
 
-from ...compile.links import container_commands, switch_bridges, veth_commands
+from ...compile.links import container_commands, switch_bridges
 from ...compile.plan import InstancePlan, InterfacePlan, attach, detach
 from ...host.kernel import ip_batch
 
@@ -121,7 +121,8 @@ class HandoverMixin:
                     instance.interfaces.append(old)
             bridges = switch_bridges(self.plan)
             ip_batch([line for instance, interface in added
-                      for line in veth_commands(instance, self.hosts[instance.name].cpid, bridges, [interface])])
+                      for line in self._veths(instance, self.hosts[instance.name].cpid, bridges, [interface])])
+            self._attach_ports([interface for _, interface in added])
             for instance, interface in added:
                 self._plug(instance, interface, created=True)
             self.reshape()
@@ -160,14 +161,15 @@ class HandoverMixin:
         host = self.hosts[instance.name]
         if not created:
             bridges = switch_bridges(self.plan)
-            ip_batch(veth_commands(instance, host.cpid, bridges, [interface]))
+            ip_batch(self._veths(instance, host.cpid, bridges, [interface]))
+            self._attach_ports([interface])
         lines = container_commands(instance, [interface])
         address = [line for line in lines if line.startswith("addr add")]
         ip_batch([line for line in lines if line not in address], host.cpid)
         wait_for_carrier(host.cpid, interface)
         ip_batch(address, host.cpid)
         self.shaper.forget([interface.port])  # a new device: nothing of its shaping is installed
-        self.net.addLink(host, self.switches[interface.network], intfName1=interface.name,
+        self.net.addLink(host, self.switches[interface.switch], intfName1=interface.name,
                          intfName2=interface.port, params1={"ip": interface.cidr}, addr1=None, addr2=None)
 
     def _leave(self, instances: list[InstancePlan], network: str, force: bool = False) -> dict[str, InterfacePlan]:

@@ -27,14 +27,15 @@ from ...compile.hosts import hosts_file
 from ...compile.links import container_commands, switch_bridges, switch_link_commands, veth_commands
 from ...compile.naming import LABEL, VOLUME_LABEL
 from ...compile.netfilter import bridge_rules
-from ...compile.plan import InstancePlan, Plan, SwitchLinkPlan, add_instances, remove_instances
+from ...compile.plan import InstancePlan, InterfacePlan, Plan, SwitchLinkPlan, add_instances, remove_instances
 from ...host import owner as owner_record
-from ...host.capabilities import Capabilities, probe
+from ...host.capabilities import OVS, Capabilities, probe
 from ...host.command import run_command
 from ...host.containers import docker_client
 from ...host.counters import CounterReader, SampleTarget
 from ...host.fidelity import HostCpuReader, InstanceCpuReader, Readings, name_peers, read_link_queues
 from ...host.kernel import KernelError, ip_batch, iptables_ensure, iptables_remove, nft_apply, run
+from ...host.ovs import unusable as ovs_unusable
 from ...host.stress import StressRunner
 from ...host.tcstats import ClassReader
 from ..base import Backend, DeployError, Progress, Samples, StateCallback, TaskFacts
@@ -43,6 +44,7 @@ from .checks import check_images, check_leftovers, remove_leftovers
 from .containers import first_stopped, kill_init, remove_container, start_container
 from .dockerhost import DockerHost
 from .handover import HandoverMixin
+from .ovs import FogOVSSwitch, controller_target
 from .shaper import Shaper
 from .watch import DockerWatcher
 
@@ -61,15 +63,24 @@ class LocalBackend(HandoverMixin, Backend):
     name = "local"
 
     def __init__(self, plan: Plan, on_state: StateCallback | None = None, capabilities: Capabilities | None = None,
-                 shaping: str = "auto", run_dir: str = RUN_DIR):
+                 shaping: str = "auto", run_dir: str = RUN_DIR, switch: str = "bridge",
+                 ovs_controller: str | None = None):
+        """`switch`: `bridge` (a Linux bridge per network) or `ovs` (Open vSwitch, standalone, or
+        connected to the OpenFlow controller at `ovs_controller`, IP[:PORT]); ValueError when it
+        cannot work with this machine's shaping mechanism."""
         super().__init__(plan, on_state)
         self.capabilities = capabilities or probe()
         self.mechanism = self.capabilities.mechanism(shaping)
+        self.switch_kind = self.capabilities.switch(switch, self.mechanism)
+        if ovs_controller and self.switch_kind != OVS:
+            raise ValueError("an OpenFlow controller needs switch 'ovs'")
+        self.ovs_controller = controller_target(ovs_controller) if ovs_controller else None
+        self.switch_class = FogOVSSwitch if self.switch_kind == OVS else FogBridge
         self.run_dir = run_dir
-        self.net = Mininet(topo=None, build=False, controller=None, switch=FogBridge, host=DockerHost,
+        self.net = Mininet(topo=None, build=False, controller=None, switch=self.switch_class, host=DockerHost,
                            link=PreparedLink, inNamespace=False, autoSetMacs=False, waitConnected=False)
         self.hosts: dict[str, DockerHost] = {}
-        self.switches: dict[str, FogBridge] = {}  # by switch name (a network's own name unless it has several)
+        self.switches: dict[str, FogBridge | FogOVSSwitch] = {}  # by switch name
         self._containers: dict[str, object] = {}  # instance name -> container, including ones without a host yet
         self._bridge_rules: list[tuple[str, str, str]] = []
         self._counters = CounterReader()
@@ -80,7 +91,8 @@ class LocalBackend(HandoverMixin, Backend):
         self._classes = ClassReader()
         self._stress = StressRunner()
         Path(run_dir).mkdir(parents=True, exist_ok=True)
-        self.shaper = Shaper(self.mechanism, run_dir, on_state=self._delayline_state)
+        self.shaper = Shaper(self.mechanism, run_dir, on_state=self._delayline_state,
+                             port_filters=self.switch_kind == OVS)
         self._watcher: DockerWatcher | None = None
         self._delayline_detail = ""  # why the delay line is not ok, "" when it is
 
@@ -117,7 +129,7 @@ class LocalBackend(HandoverMixin, Backend):
             ip_batch([f"link del {link.source_port}" for link in self.plan.switch_links()
                       if Path(f"/sys/class/net/{link.source_port}").exists()], force=True)
             if self.switches:
-                FogBridge.batchShutdown(list(self.switches.values()))
+                self.switch_class.batchShutdown(list(self.switches.values()))
                 for switch in self.switches.values():
                     switch.terminate()
                 self.switches.clear()
@@ -175,6 +187,13 @@ class LocalBackend(HandoverMixin, Backend):
             raise DeployError("fogify-net must run as root (it creates namespaces, links and rules)")
         if not caps.docker:
             raise DeployError("no Docker daemon answers (start dockerd, or run scripts/install.sh)")
+        if self.switch_kind == OVS:
+            why = ovs_unusable(caps.ovs_kernel)
+            if why:
+                raise DeployError(f"switch 'ovs': {why}")
+            if flow_ruleset(self.plan) is not None:
+                raise DeployError("packet-level monitoring counts flows on Linux bridges (bridge netfilter), which "
+                                  "Open vSwitch bypasses: deploy this model with switch 'bridge'")
         check_images(self.plan)
         check_leftovers(self.plan)
         removed = remove_leftovers(self.run_dir)
@@ -223,16 +242,30 @@ class LocalBackend(HandoverMixin, Backend):
 
     def _create_bridges(self) -> None:
         """One bridge per switch, then the cables between the switches of a network."""
+        links = self.plan.switch_links()
+        if links and self.switch_kind == OVS:
+            raise DeployError(f"switch links ({links[0].name}, ...) are made with Linux bridges only: "
+                              "deploy this model without --switch ovs")
+        options = {"controller": self.ovs_controller} if self.switch_kind == OVS else {}
         for name, network in self.plan.networks.items():
             for switch, bridge in network.switches.items():
-                self.switches[switch] = self.net.addSwitch(bridge, cls=FogBridge, network=name)
-        FogBridge.batchStartup(list(self.switches.values()))
+                self.switches[switch] = self.net.addSwitch(bridge, cls=self.switch_class, network=name, **options)
+        self.switch_class.batchStartup(list(self.switches.values()))
         bridges = switch_bridges(self.plan)
-        links = self.plan.switch_links()
         ip_batch([line for link in links for line in switch_link_commands(link, bridges)])
         for link in links:
             self.net.addLink(self.switches[link.source], self.switches[link.target], intfName1=link.source_port,
                              intfName2=link.target_port, addr1=None, addr2=None)
+
+    def _veths(self, instance: InstancePlan, pid: int, bridges: dict[str, str],
+               interfaces: list[InterfacePlan] | None = None) -> list[str]:
+        return veth_commands(instance, pid, bridges, interfaces, master=self.switch_kind != OVS)
+
+    def _attach_ports(self, interfaces: list[InterfacePlan]) -> None:
+        """Open vSwitch takes its ports in its database (Linux bridges got theirs in the veth batch)."""
+        if self.switch_kind == OVS:
+            bridges = switch_bridges(self.plan)
+            FogOVSSwitch.attach_ports({i.port: bridges[i.switch] for i in interfaces})
 
     # --- instances ---------------------------------------------------------------------------
 
@@ -261,7 +294,8 @@ class LocalBackend(HandoverMixin, Backend):
         started = [(instance, self.hosts[instance.name]) for instance in instances]
         bridges = switch_bridges(self.plan)
         try:
-            ip_batch([line for instance, host in started for line in veth_commands(instance, host.cpid, bridges)])
+            ip_batch([line for instance, host in started for line in self._veths(instance, host.cpid, bridges)])
+            self._attach_ports([i for instance, _ in started for i in instance.interfaces])
             self._parallel(lambda pair: ip_batch(container_commands(pair[0]), pair[1].cpid), started)
         except KernelError as error:  # "No such process": a container died, and its namespace with it
             stopped = first_stopped([self._containers[instance.name] for instance in instances])
@@ -440,8 +474,9 @@ class LocalBackend(HandoverMixin, Backend):
                 self.net.hosts.append(host)
                 self.net.nameToNode[host.name] = host
                 root += [f"link del {i.port}" for i in instance.interfaces if Path(f"/sys/class/net/{i.port}").exists()]
-                root += veth_commands(instance, host.cpid, bridges)
+                root += self._veths(instance, host.cpid, bridges)
             ip_batch(root)
+            self._attach_ports([i for instance in instances for i in instance.interfaces])
             for instance in instances:
                 host = self.hosts[instance.name]
                 ip_batch(container_commands(instance), host.cpid)

@@ -3,7 +3,8 @@
 Rates (and, with netem, delay, jitter and loss) are tc on both ends of each
 link; without netem, loss is an nftables table on the bridges and delay is
 the fogify-delayd delay line fed by NFQUEUE rules. Partitions and firewall
-rules live in the same nftables table whatever the mechanism.
+rules live in the same nftables table whatever the mechanism (on the ports'
+ingress, a netdev table, when the switches are Open vSwitch).
 """
 
 from __future__ import annotations
@@ -15,10 +16,18 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
-from ...compile.netfilter import CHAIN_DOWN, CHAIN_UP, iptables_delay_rules, iptables_jumps, nft_ruleset, nft_teardown
+from ...compile.netfilter import (
+    CHAIN_DOWN,
+    CHAIN_UP,
+    iptables_delay_rules,
+    iptables_jumps,
+    nft_port_filters,
+    nft_ruleset,
+    nft_teardown,
+)
 from ...compile.plan import Plan
 from ...compile.shaping import InterfaceShaping, interface_shaping, plan_shaping
-from ...compile.tc import class_peers, direction_commands, needs_qdisc
+from ...compile.tc import class_peers, direction_commands, needs_qdisc, netem_ignores
 from ...host.capabilities import NETEM, RATE_ONLY, USERSPACE
 from ...host.delayline import DelayLine, DelayLineError
 from ...host.delayqueues import DelayQueues
@@ -44,8 +53,11 @@ QUEUE_BASE = 20000  # NFQUEUE numbers we use start here, clear of the low number
 class Shaper:
     """The applied shaping of one deployment."""
 
-    def __init__(self, mechanism: str, run_dir: str, on_state: Callable[[str, str], None] | None = None):
+    def __init__(self, mechanism: str, run_dir: str, on_state: Callable[[str, str], None] | None = None,
+                 port_filters: bool = False):
+        """`port_filters`: partitions and firewall rules on the ports' ingress (Open vSwitch), not on the bridges."""
         self.mechanism = mechanism
+        self.port_filters = port_filters
         self.kernel_delay = mechanism == NETEM
         self.applied: dict[str, InterfaceShaping] = {}
         self._nft = ""
@@ -88,7 +100,10 @@ class Shaper:
             self._apply_tc(plan, changed, pids)
             if self.delay is not None:
                 self.delay.apply(desired, distributions=plan.distributions)
-            ruleset = nft_ruleset(plan, desired, loss=self.mechanism == USERSPACE)
+            if self.port_filters:
+                ruleset = nft_port_filters(plan, list(desired))
+            else:
+                ruleset = nft_ruleset(plan, desired, loss=self.mechanism == USERSPACE)
             if ruleset != self._nft:
                 nft_apply(ruleset)
                 self._nft = ruleset
@@ -138,15 +153,20 @@ class Shaper:
             return [], [f"the delay line of every link (fogify-delayd: {error})"]
 
     def unshaped(self, plan: Plan) -> list[str]:
-        """What the plan asks for that this mechanism cannot do (empty unless rate-only)."""
-        if self.mechanism != RATE_ONLY:
+        """What the plan asks for that this mechanism cannot do: delay and loss when rate-only,
+        delay correlation with netem (netem_ignores); empty with the user-space mechanism."""
+        if self.mechanism not in (RATE_ONLY, NETEM):
             return []
         missing = []
         for s in plan_shaping(plan).values():
             for direction in ("uplink", "downlink"):
                 for qos in getattr(s, direction).all():
-                    if qos.needs_delay or qos.loss:
-                        missing.append(f"{s.instance} {s.network} {direction}: {qos.describe()}")
+                    if self.mechanism == NETEM:
+                        what = netem_ignores(qos)
+                    else:
+                        what = qos.describe() if qos.needs_delay or qos.loss else None
+                    if what:
+                        missing.append(f"{s.instance} {s.network} {direction}: {what}")
                         break
         return missing
 
