@@ -4,37 +4,19 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
-from fogify_net import backends
-from fogify_net.controller import Controller
-from fogify_net.host.capabilities import Capabilities
 from fogify_net.model.limits import MAX_INSTANCES
 from fogify_net.model.schema import Scenario, ScenarioAction
 from fogify_net.scenarios.runner import ScenarioRunner
 from fogify_net_api import create_app
-
-SEED = Path(__file__).parents[1] / "fixtures" / "seed-taxi.yaml"
-NOTHING = Capabilities(root=False, docker=False, mininet=False, htb=False, netem=False, nft_bridge=False,
-                       nfqueue=False, physdev=False, br_netfilter=False, ovs_kernel=False, delayd=None, cgroup="v1")
-
-
-def wait_for(predicate, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return False
+from tests.support.fakeapi import SEED, fake_controller, wait_for
 
 
 @pytest.fixture
 def controller(tmp_path, monkeypatch):
-    monkeypatch.setitem(backends.REGISTRY, "fake", "tests.support.fakebackend:FakeBackend")
-    c = Controller(data_dir=tmp_path, run_dir=str(tmp_path / "run"), capabilities=NOTHING, host_mhz=2000.0,
-                   backend="fake", interval=3600, allow_host_access=True)
+    c = fake_controller(tmp_path, monkeypatch)
     yield c
     c.close()
 
