@@ -67,6 +67,12 @@ def snapshot() -> dict[str, set[str]]:
     }
 
 
+def without_fidelity(kinds: list[str]) -> list[str]:
+    """Annotation kinds without the fidelity monitor's marks: those follow the machine's load (a busy
+    CI machine may see FIDELITY_START/END at any time), not the actions a test checks."""
+    return [k for k in kinds if not k.startswith("FIDELITY_")]
+
+
 def wait_until(predicate, timeout: float = 5.0, interval: float = 0.05):
     deadline = time.monotonic() + timeout
     while True:
