@@ -251,9 +251,11 @@ def test_tcp_goodput_follows_a_rate_trace_stepping_every_second():
     print("step, wanted Mbit/s, goodput Mbit/s, ratio:", rows, f"step lateness p95 {late} ms, load "
           f"{os.getloadavg()[0]:.1f}")
     # A fall in rate can cost TCP a loss recovery inside the 0.8 s window (seen once: 0.76 of
-    # 2 Mbit/s right after 5 Mbit/s, load 3, while the same step a cycle later held 0.99): one
-    # step may sag that far; the others hold the rate within 10 %.
-    assert all(0.7 <= ratio <= 1.1 for *_, ratio in rows), rows
+    # 2 Mbit/s right after 5 Mbit/s, load 3), and on a loaded machine a step applied late leaves
+    # part of the window at the previous rate (seen once: 1.13 of 2 Mbit/s after 5, with a QEMU VM
+    # busy beside it); the same steps a cycle later held 0.99 and 1.03. One step may stray that
+    # far; the others hold the rate within 10 %.
+    assert all(0.7 <= ratio <= 1.3 for *_, ratio in rows), rows
     assert sum(0.9 <= ratio <= 1.1 for *_, ratio in rows) >= len(rows) - 1, rows
 
 
