@@ -409,6 +409,10 @@ class LocalBackend(HandoverMixin, Backend):
         with self.lock:
             removed = remove_instances(self.plan, label, count)
             self._remove_instances([i.name for i in removed])
+            # their switch ports go now, not when the kernel gets round to freeing the namespaces: until
+            # then a removed instance's stack still answers (seen under load: a ping right after removal)
+            ip_batch([f"link del {i.port}" for instance in removed for i in instance.interfaces
+                      if Path(f"/sys/class/net/{i.port}").exists()], force=True)
             self.shaper.forget([i.port for instance in removed for i in instance.interfaces])
             self.reshape()
             self.write_hosts()
