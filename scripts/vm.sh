@@ -37,6 +37,8 @@
 set -Eeuo pipefail
 
 REPO=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)
+# shellcheck source=scripts/lib/debian-mirror.sh
+source "$REPO/scripts/lib/debian-mirror.sh"
 CACHE=${FOGIFY_NET_VM_CACHE:-/var/cache/fogify-net/vm}
 CPUS=${FOGIFY_NET_VM_CPUS:-2}
 MEMORY=${FOGIFY_NET_VM_MEMORY:-4096}
@@ -47,7 +49,6 @@ DISK_SIZE=16G            # sparse; the packages, images and venv take about 3 GB
 GUEST_SRC=/opt/fogify-net/src
 BASE_IMAGE=fogify-net/base:latest
 KVM_PROBE_TIMEOUT=30
-DEFAULT_MIRROR=http://deb.debian.org/debian
 # The guest: a kernel, an init and what a Debian machine installing install.sh's
 # packages with apt would also get (their Recommends that matter: apparmor, which
 # Docker needs on a kernel with AppArmor on, and openvswitch-switch for mininet).
@@ -123,21 +124,6 @@ host_packages() {
         "${missing[@]}" >/dev/null
 }
 
-# The first plain Debian archive in apt's sources, as images/base/build.sh finds it.
-find_mirror() {
-    local files=() f
-    [ -f /etc/apt/sources.list ] && files+=(/etc/apt/sources.list)
-    for f in /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
-        [ -f "$f" ] && files+=("$f")
-    done
-    [ ${#files[@]} -gt 0 ] || return 0
-    awk '
-        /^[[:space:]]*#/ { next }
-        /^deb[[:space:]]/ { for (i = 2; i <= NF; i++) if ($i !~ /^\[/ && $i !~ /\]$/ && $i !~ /=/) { print $i; break } ; next }
-        /^URIs:/ { for (i = 2; i <= NF; i++) print $i }
-    ' "${files[@]}" | sed 's:/*$::' | grep -E '^https?://[^ ]+/debian$' | head -n 1 || true
-}
-
 # install.sh's own package list, so the image has them from debootstrap (fast, on the
 # host) and install.sh finds them installed, as on a machine where they were installed before.
 install_sh_packages() {
@@ -179,8 +165,7 @@ build() {
     new_temp work "$CACHE"
     tree=$work/tree
     log=$work/build.log
-    mirror=${FOGIFY_NET_DEBIAN_MIRROR:-$(find_mirror)}
-    mirror=${mirror:-$DEFAULT_MIRROR}
+    mirror=$(debian_mirror)
 
     # The project's base image comes from the host (built there by install.sh from Debian
     # packages): debootstrapping it again under emulation would take far longer.

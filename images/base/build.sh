@@ -13,9 +13,11 @@ set -euo pipefail
 IMAGE=${FOGIFY_NET_BASE_IMAGE:-fogify-net/base:latest}
 SUITE=bookworm
 PACKAGES=python3,python3-flask,python3-requests,iproute2,iputils-ping,iperf3,procps,ca-certificates,netbase
-DEFAULT_MIRROR=http://deb.debian.org/debian
 
 die() { echo "build.sh: error: $*" >&2; exit 1; }
+
+# shellcheck source=scripts/lib/debian-mirror.sh
+source "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/../../scripts/lib/debian-mirror.sh"
 
 usage() { sed -n '2,11s/^# \{0,1\}//p' "$0"; }
 
@@ -28,22 +30,6 @@ for arg in "$@"; do
     esac
 done
 
-# The first plain http(s) Debian archive in apt's sources (one-line .list or deb822
-# .sources); the security, ports and third-party archives are not candidates.
-find_mirror() {
-    local files=() f
-    [ -f /etc/apt/sources.list ] && files+=(/etc/apt/sources.list)
-    for f in /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
-        [ -f "$f" ] && files+=("$f")
-    done
-    [ ${#files[@]} -gt 0 ] || return 0
-    awk '
-        /^[[:space:]]*#/ { next }
-        /^deb[[:space:]]/ { for (i = 2; i <= NF; i++) if ($i !~ /^\[/ && $i !~ /\]$/ && $i !~ /=/) { print $i; break } ; next }
-        /^URIs:/ { for (i = 2; i <= NF; i++) print $i }
-    ' "${files[@]}" | sed 's:/*$::' | grep -E '^https?://[^ ]+/debian$' | head -n 1 || true
-}
-
 [ "$(id -u)" -eq 0 ] || die "run as root (debootstrap needs it): sudo $0 $*"
 command -v debootstrap >/dev/null || die "debootstrap is missing: apt-get install debootstrap (scripts/install.sh does it)"
 command -v docker >/dev/null || die "docker is missing: apt-get install docker.io (scripts/install.sh does it)"
@@ -54,8 +40,7 @@ if [ "$force" -eq 0 ] && docker image inspect "$IMAGE" >/dev/null 2>&1; then
     exit 0
 fi
 
-mirror=${FOGIFY_NET_DEBIAN_MIRROR:-$(find_mirror)}
-mirror=${mirror:-$DEFAULT_MIRROR}
+mirror=$(debian_mirror)
 
 work=$(mktemp -d /var/tmp/fogify-net-base.XXXXXX)
 root=$work/rootfs
