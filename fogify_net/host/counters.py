@@ -16,6 +16,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .appmetrics import read_app_metrics
 from .cgroups import ROOT, cgroup_dirs
@@ -197,16 +198,33 @@ def _close(fds: list[int] | tuple[int, ...]) -> None:
         fds.clear()
 
 
-class CounterReader:
+class OpenProbes:
+    """Probes (anything with close()) kept open per container id from one round to the next."""
+
+    def __init__(self) -> None:
+        self._probes: dict[str, Any] = {}
+
+    def keep(self, container_ids: set[str]) -> None:
+        """Close the files of every container not in `container_ids`."""
+        self.forget([cid for cid in self._probes if cid not in container_ids])
+
+    def forget(self, container_ids: list[str]) -> None:
+        for container_id in container_ids:
+            probe = self._probes.pop(container_id, None)
+            if probe is not None:
+                probe.close()
+
+    def close(self) -> None:
+        self.forget(list(self._probes))
+
+
+class CounterReader(OpenProbes):
     """Reads a round of targets, keeping each target's files open from one round to the next.
 
     A target that changed (a restart gives a new pid, a network action new
     ports) is opened afresh; one whose files vanish during a round is left out
     of that round; targets no longer asked for are closed.
     """
-
-    def __init__(self) -> None:
-        self._probes: dict[str, ContainerProbe] = {}
 
     def read(self, targets: list[SampleTarget]) -> dict[str, dict[str, float]]:
         """{instance: metrics} of the targets that could be read now, app metrics included."""
@@ -245,15 +263,3 @@ class CounterReader:
         probe = self._probes.get(container_id)
         return probe.target if probe is not None else None
 
-    def keep(self, container_ids: set[str]) -> None:
-        """Close the files of every container not in `container_ids`."""
-        self.forget([cid for cid in self._probes if cid not in container_ids])
-
-    def forget(self, container_ids: list[str]) -> None:
-        for container_id in container_ids:
-            probe = self._probes.pop(container_id, None)
-            if probe is not None:
-                probe.close()
-
-    def close(self) -> None:
-        self.forget(list(self._probes))

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .cgroups import ROOT, cgroup_dirs
+from .counters import OpenProbes
 from .tcstats import ClassReader
 
 log = logging.getLogger(__name__)
@@ -224,12 +225,12 @@ class _CgroupProbe:
         self._fds.clear()
 
 
-class InstanceCpuReader:
+class InstanceCpuReader(OpenProbes):
     """Instances' CPU cgroups, files kept open per container and closed when it is no longer asked for."""
 
     def __init__(self, node: str):
+        super().__init__()
         self.node = node
-        self._probes: dict[str, _CgroupProbe] = {}
 
     def read(self, targets: dict[str, tuple[str, int, float]]) -> dict[str, InstanceCpu]:
         """{instance: reading} for targets {container id: (instance, pid, quota in CPUs)} readable now."""
@@ -249,17 +250,8 @@ class InstanceCpuReader:
                 continue
             found[name] = InstanceCpu(name, self.node, time.monotonic(), quota, usage, periods, throttled,
                                       throttled_ns, stall)
-        self.forget([cid for cid in self._probes if cid not in targets])
+        self.keep(set(targets))
         return found
-
-    def forget(self, container_ids: list[str]) -> None:
-        for container_id in container_ids:
-            probe = self._probes.pop(container_id, None)
-            if probe is not None:
-                probe.close()
-
-    def close(self) -> None:
-        self.forget(list(self._probes))
 
 
 @dataclass(frozen=True)
