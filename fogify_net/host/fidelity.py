@@ -57,8 +57,9 @@ class InstanceCpu:
     usage_ns: int
     periods: int  # CFS bandwidth periods in which it ran
     throttled: int  # of those, periods in which it hit its quota
-    throttled_ns: int
+    throttled_ns: int  # of its whole cgroup subtree: a child group's own quota throttles too (stress's does)
     stall_us: int | None  # time some of its tasks waited for a CPU (cgroup PSI); None without cgroup PSI
+    groups_gone: int = 0  # child groups removed since its start: each took its last moments of throttling along
 
 
 @dataclass(frozen=True)
@@ -179,12 +180,17 @@ def _cpu_stat_fields(text: bytes) -> dict[bytes, int]:
     return fields
 
 
+def _throttled_ns(fields: dict[bytes, int], v2: bool) -> int:
+    return fields.get(b"throttled_usec", 0) * 1000 if v2 else fields.get(b"throttled_time", 0)
+
+
 class _CgroupProbe:
     """One container's CPU cgroup files (v1: cpu.stat and cpuacct.usage; v2: cpu.stat), and its cpu.pressure."""
 
     def __init__(self, pid: int, container_id: str):
         self.pid = pid
         self._fds: list[int] = []
+        self.children: ChildGroupsThrottling | None = None
         try:
             dirs = cgroup_dirs(pid)
             cpu = dirs.get("cpu") or dirs.get("unified") or ROOT / "cpu" / "docker" / container_id
@@ -197,6 +203,7 @@ class _CgroupProbe:
             if unified is not None and (unified / "cpu.pressure").exists():
                 self._psi = self._open(unified / "cpu.pressure")
                 _pread(self._psi)
+            self.children = ChildGroupsThrottling(cpu, self._v2)
         except BaseException:
             self.close()
             raise
@@ -207,15 +214,14 @@ class _CgroupProbe:
         return fd
 
     def read(self) -> tuple[int, int, int, int, int | None]:
-        """(usage ns, periods, throttled periods, throttled ns, stall us or None)."""
+        """(usage ns, periods, throttled periods, throttled ns of the subtree, stall us or None)."""
         fields = _cpu_stat_fields(_pread(self._stat))
         if self._v2:
             usage = fields.get(b"usage_usec", 0) * 1000
-            throttled_ns = fields.get(b"throttled_usec", 0) * 1000
         else:
             usage = int(_pread(self._usage, 64)) if self._usage is not None else 0
-            throttled_ns = fields.get(b"throttled_time", 0)
         stall = parse_psi_some(_pread(self._psi)) if self._psi is not None else None
+        throttled_ns = _throttled_ns(fields, self._v2) + self.children.read()
         return usage, fields.get(b"nr_periods", 0), fields.get(b"nr_throttled", 0), throttled_ns, stall
 
     def close(self) -> None:
@@ -223,6 +229,77 @@ class _CgroupProbe:
             with contextlib.suppress(OSError):
                 os.close(fd)
         self._fds.clear()
+        if self.children is not None:
+            self.children.close()
+
+
+class ChildGroupsThrottling:
+    """The CFS throttled time of the cgroups below a container's, cumulative.
+
+    The container's cgroup PSI counts a task throttled by a child group's own
+    quota as waiting for a CPU, as it does one throttled by the container's
+    quota, so the monitor must subtract the whole subtree's throttling, not
+    only the container's: the stress action runs in a capped child, and an
+    image may make its own. A removed group keeps its last reading in the
+    sum; what it was throttled after that reading is lost, and `gone` counts
+    such removals so that the monitor can leave that round unjudged.
+    """
+
+    def __init__(self, top: Path, v2: bool):
+        self.top = top
+        self.v2 = v2
+        self.gone = 0
+        self._gone_ns = 0
+        self._groups: dict[str, tuple[int, int]] = {}  # relative path -> (cpu.stat fd or -1, throttled ns read last)
+
+    def read(self) -> int:
+        seen = {}
+        for relative in child_groups(self.top):
+            fd, last = self._groups.pop(relative, (-1, 0))
+            try:
+                if fd < 0:
+                    fd = os.open(self.top / relative / "cpu.stat", _FLAGS)
+                last = _throttled_ns(_cpu_stat_fields(_pread(fd)), self.v2)
+            except (OSError, ValueError):  # removed while we looked: gone, below
+                self._groups[relative] = (fd, last)
+                continue
+            seen[relative] = (fd, last)
+        for fd, last in self._groups.values():  # the groups that went away
+            self._gone_ns += last
+            self.gone += 1
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._groups = seen
+        return self._gone_ns + sum(last for _, last in seen.values())
+
+    def close(self) -> None:
+        for fd, _ in self._groups.values():
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._groups.clear()
+
+
+MAX_CHILD_GROUPS = 64  # child groups read per container and round; the throttling of more is not counted
+
+
+def child_groups(top: Path) -> list[str]:
+    """Relative paths of the cgroups below `top`, each after its parent, at most MAX_CHILD_GROUPS."""
+    found: list[str] = []
+    pending = [""]
+    while pending and len(found) < MAX_CHILD_GROUPS:
+        relative = pending.pop()
+        try:
+            with os.scandir(top / relative if relative else top) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        child = f"{relative}/{entry.name}" if relative else entry.name
+                        found.append(child)
+                        pending.append(child)
+        except OSError:  # removed meanwhile
+            continue
+    return found[:MAX_CHILD_GROUPS]
 
 
 class InstanceCpuReader(OpenProbes):
@@ -249,7 +326,7 @@ class InstanceCpuReader(OpenProbes):
                 self.forget([container_id])
                 continue
             found[name] = InstanceCpu(name, self.node, time.monotonic(), quota, usage, periods, throttled,
-                                      throttled_ns, stall)
+                                      throttled_ns, stall, probe.children.gone)
         self.keep(set(targets))
         return found
 

@@ -308,8 +308,8 @@ class FidelityMonitor:
         for name, now in readings.instances.items():
             before = self._instances.get(name)
             if (before is None or now.at <= before.at or now.stall_us is None or before.stall_us is None
-                    or now.usage_ns < before.usage_ns):
-                continue
+                    or now.usage_ns < before.usage_ns or now.groups_gone != before.groups_gone):
+                continue  # no previous reading, a restart, or a child group took its throttling along
             wall_ns = (now.at - before.at) * 1e9
             cores = len(readings.hosts[now.node].cores) if now.node in readings.hosts else 1
             quota = min(now.quota, cores) if now.quota > 0 else cores

@@ -39,6 +39,7 @@ class World:
         self.psi = True  # False: a kernel without /proc/pressure
         self.runnable = 1
         self.instances: dict[str, list] = {}  # name -> [quota, usage_ns, throttled_ns, stall_us]
+        self.groups_gone: dict[str, int] = {}  # name -> child cgroups removed
         self.links: dict[tuple, list] = {}  # (instance, network, direction) -> [rate, bytes, overlimits, drops, qlen]
         self.delays: dict[tuple, list] = {}  # (instance, network, direction) -> [released, dropped, hist]
 
@@ -76,7 +77,8 @@ class World:
         readings.hosts[NODE] = HostCpu(NODE, self.t, tuple(map(tuple, self.cores)), self.stall if self.psi else None,
                                      self.runnable)
         for name, (quota, usage, throttled, stall) in self.instances.items():
-            readings.instances[name] = InstanceCpu(name, NODE, self.t, quota, usage, 0, 0, throttled, stall)
+            readings.instances[name] = InstanceCpu(name, NODE, self.t, quota, usage, 0, 0, throttled, stall,
+                                                   self.groups_gone.get(name, 0))
         for (instance, network, direction), (rate, sent, over, drops, qlen) in self.links.items():
             readings.links.append(LinkQueue(instance, network, direction, "", NODE, self.t, rate, sent, 0, drops,
                                             over, qlen, qlen * 1500))
@@ -192,6 +194,41 @@ def test_an_instance_throttled_at_its_quota_is_faithful():
     world.second()
     world.run("a.1", used=0.95, waited=0.3)  # at its quota: any waiting is its own threads queueing
     assert observe(monitor, world).state == "ok"
+
+
+def test_a_round_in_which_a_child_group_went_away_is_not_judged():
+    """A stress ends: its capped child group goes, and with it what it was throttled since the last
+    reading, while the container's PSI has counted that time as waiting."""
+    for gone, state in ((0, "degraded"), (1, "ok")):
+        monitor, world = FidelityMonitor(), World()
+        world.run("a.1", 0.0)
+        observe(monitor, world)
+        world.second()
+        world.run("a.1", used=0.15, waited=0.85)  # throttled 0.85 in the child, unseen
+        world.groups_gone["a.1"] = gone
+        assert observe(monitor, world).state == state
+
+
+def test_child_groups_throttling_sums_the_subtree_and_keeps_what_removed_groups_had(tmp_path):
+    from fogify_net.host.fidelity import ChildGroupsThrottling
+
+    def group(relative: str, throttled_ns: int) -> None:
+        (tmp_path / relative).mkdir(exist_ok=True)
+        (tmp_path / relative / "cpu.stat").write_text(f"nr_periods 9\nnr_throttled 3\nthrottled_time {throttled_ns}\n")
+
+    (tmp_path / "cpu.stat").write_text("throttled_time 999\n")  # the container's own: not a child's
+    children = ChildGroupsThrottling(tmp_path, v2=False)
+    assert (children.read(), children.gone) == (0, 0)
+    group("stress", 100)
+    group("stress/inner", 20)
+    assert (children.read(), children.gone) == (120, 0)
+    group("stress", 700)
+    assert children.read() == 720
+    for relative in ("stress/inner", "stress"):
+        (tmp_path / relative / "cpu.stat").unlink()
+        (tmp_path / relative).rmdir()
+    assert (children.read(), children.gone) == (720, 2)  # the sum never goes back
+    children.close()
 
 
 def test_delay_lateness_over_1_ms_at_p99_is_degraded_and_one_late_packet_is_not():
