@@ -243,6 +243,10 @@ class ChildGroupsThrottling:
     image may make its own. A removed group keeps its last reading in the
     sum; what it was throttled after that reading is lost, and `gone` counts
     such removals so that the monitor can leave that round unjudged.
+
+    Most containers have no child group: a directory's link count (2 + its
+    subdirectories, in cgroupfs as in other file systems) says so with one
+    fstat, and the walk runs only when there are or were children.
     """
 
     def __init__(self, top: Path, v2: bool):
@@ -251,8 +255,11 @@ class ChildGroupsThrottling:
         self.gone = 0
         self._gone_ns = 0
         self._groups: dict[str, tuple[int, int]] = {}  # relative path -> (cpu.stat fd or -1, throttled ns read last)
+        self._top_fd = os.open(top, _FLAGS | os.O_DIRECTORY)
 
     def read(self) -> int:
+        if not self._groups and os.fstat(self._top_fd).st_nlink <= 2:
+            return self._gone_ns
         seen = {}
         for relative in child_groups(self.top):
             fd, last = self._groups.pop(relative, (-1, 0))
@@ -274,11 +281,12 @@ class ChildGroupsThrottling:
         return self._gone_ns + sum(last for _, last in seen.values())
 
     def close(self) -> None:
-        for fd, _ in self._groups.values():
+        for fd in [self._top_fd, *(fd for fd, _ in self._groups.values())]:
             if fd >= 0:
                 with contextlib.suppress(OSError):
                     os.close(fd)
         self._groups.clear()
+        self._top_fd = -1
 
 
 MAX_CHILD_GROUPS = 64  # child groups read per container and round; the throttling of more is not counted
