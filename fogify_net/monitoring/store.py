@@ -216,21 +216,25 @@ class MetricStore:
         """
         return self.records_page(instance, from_ts, to_ts)[0]
 
+    def _page(self, sql: str, args: list, limit: int | None) -> tuple[list[tuple], int | None]:
+        """The rows of `sql` (ordered by id, the first column), at most `limit`, and the id after
+        which the next page starts (None when this is the last)."""
+        if limit is not None:
+            sql += f" LIMIT {int(limit) + 1}"
+        with self._lock:
+            rows = self._conn.execute(sql, args).fetchall()
+        if limit is not None and len(rows) > limit:
+            return rows[:limit], rows[limit - 1][0]
+        return rows, None
+
     def records_page(self, instance: str | None = None, from_ts: float | None = None, to_ts: float | None = None,
                      limit: int | None = None, after: int | None = None) -> tuple[dict[str, list[dict]], int | None]:
         """`records` of at most `limit` records, those stored after the record `after`; and the `after`
         of the next page (None when this is the last). Each instance's records stay in count order."""
         where, args = _where([("instance = ?", instance), ("ts > ?", from_ts), ("ts < ?", to_ts),
                               ("id > ?", after)])
-        sql = f"SELECT id, instance, count, ts, metrics FROM records{where} ORDER BY id"
-        if limit is not None:
-            sql += f" LIMIT {int(limit) + 1}"
-        with self._lock:
-            rows = self._conn.execute(sql, args).fetchall()
-        following = None
-        if limit is not None and len(rows) > limit:
-            rows = rows[:limit]
-            following = rows[-1][0]
+        rows, following = self._page(f"SELECT id, instance, count, ts, metrics FROM records{where} ORDER BY id",
+                                     args, limit)
         rows.sort(key=lambda row: (row[1], row[2]))
         result: dict[str, list[dict[str, Any]]] = {}
         stamps: dict[float, str] = {}  # every instance of a round shares its ts: format it once
@@ -355,15 +359,8 @@ class MetricStore:
         answer rows), and the `after` of the next page (None when this is the last)."""
         where, args = _where([("ts > ?", from_ts), ("ts < ?", to_ts), ("protocol = ?", protocol),
                               ("id > ?", after)])
-        sql = f"SELECT id, ts, {', '.join(PACKET_COLUMNS)} FROM packets{where} ORDER BY id"
-        if limit is not None:
-            sql += f" LIMIT {int(limit) + 1}"
-        with self._lock:
-            rows = self._conn.execute(sql, args).fetchall()
-        following = None
-        if limit is not None and len(rows) > limit:
-            rows = rows[:limit]
-            following = rows[-1][0]
+        rows, following = self._page(f"SELECT id, ts, {', '.join(PACKET_COLUMNS)} FROM packets{where} ORDER BY id",
+                                     args, limit)
         result = []
         for row_id, ts, *values in rows:
             row = dict(zip(PACKET_COLUMNS, values))
