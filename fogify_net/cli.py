@@ -507,6 +507,20 @@ def cmd_scenario(args) -> int:
         time.sleep(0.2)
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from fogify_net.containernet.unchanged import run_script
+
+    try:
+        run_script(args.script, args.args)
+    except SystemExit as done:  # the script's own sys.exit
+        code = done.code
+        if code is None or isinstance(code, int):
+            return code or 0
+        print(code, file=sys.stderr)
+        return 1
+    return 0
+
+
 # --- output ------------------------------------------------------------------------------------
 
 
@@ -622,6 +636,14 @@ def main(argv: list[str] | None = None) -> int:
     trace.add_argument("name", nargs="?", help="one trace (default: every trace)")
     trace.set_defaults(func=cmd_trace)
 
+
+    run = sub.add_parser("run", help="run a Containernet or Mininet script unchanged, on fogify-net",
+                         description="`from mininet.net import Containernet` (or Mininet), `from mininet.node "
+                         "import Docker` and `from mininet.topolib import TreeContainerNet` give fogify-net's "
+                         "classes inside the script's process, as if its import line were changed.")
+    run.add_argument("script")
+    run.add_argument("args", nargs=argparse.REMAINDER, help="the script's own arguments")
+    run.set_defaults(func=cmd_run)
 
     cli = sub.add_parser("cli", help="Mininet's CLI on the running deployment (nodes, net, pingall, iperf a b, "
                          "<node> <command>, link a b down|up)")

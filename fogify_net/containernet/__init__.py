@@ -1,6 +1,8 @@
-"""Containernet's API on fogify-net: a Containernet (or Mininet) script runs with its import line changed.
+"""Containernet's API on fogify-net: a Containernet (or Mininet) script runs with its import line changed,
 
     from fogify_net.containernet import Containernet   # was: from mininet.net import Containernet
+
+or unchanged with `fogify-net run script.py` (unchanged.py).
 
 The script's other imports stay Debian's Mininet (mininet.node.Controller,
 mininet.link.TCLink, mininet.cli.CLI, mininet.log, mininet.topo.Topo).
@@ -14,7 +16,8 @@ for Containernet's topolib.
   nodes.py: the Mininet nodes, interfaces and links that stand for the running
   deployment; runtime.py: the in-process controller and API; load.py: a
   topology file (a Topo or build(params)) for `fogify-net deploy topo.py`;
-  remote.py: the CLI's view of a deployment the API daemon runs.
+  remote.py: the CLI's view of a deployment the API daemon runs; unchanged.py:
+  `fogify-net run`.
 """
 
 import mininet.node

@@ -1,4 +1,5 @@
-"""Containernet and Mininet scripts run on fogify-net with only their import line changed, shaped as declared.
+"""Containernet and Mininet scripts run on fogify-net, shaped as declared: with their import line
+changed, or unchanged through `fogify-net run`.
 
 The scripts below are written in the idiom of Containernet's examples (containernet/containernet,
 examples/containernet_example.py, containernet_example_cmd_field.py, containernet_volume_example.py,
@@ -7,7 +8,7 @@ examples/linuxrouter.py, examples/linearbandwidth.py), not copied from them: eac
 Containernet's API, starts, runs Mininet's CLI (fed on stdin, as a user types) and stops. The
 test then checks what the CLI printed (RTTs, iperf rates, link down/up, files, routes) and that
 nothing is left behind. Set FOGIFY_CONTAINERNET_EXAMPLES to a checkout of containernet/containernet
-(and FOGIFY_MININET_EXAMPLES to one of mininet/mininet) to run the upstream examples themselves.
+to run its examples themselves, unchanged, through `fogify-net run`.
 """
 
 from __future__ import annotations
@@ -36,15 +37,20 @@ setLogLevel('info')
 """
 
 
-def run_script(tmp_path: Path, header: str, body: str, commands: str = "exit\n", timeout: float = 240) -> str:
-    """Run `header` + `body` as a user would (as root, its own process), the CLI reading `commands`; its output."""
+FOGIFY_RUN = [sys.executable, "-m", "fogify_net.cli", "run"]  # `fogify-net run`, from this checkout
+
+
+def run_script(tmp_path: Path, header: str, body: str, commands: str = "exit\n", timeout: float = 240,
+               runner: tuple[str, ...] = (sys.executable,), expect_code: int = 0) -> str:
+    """Run `header` + `body` as a user would (as root, its own process: `python script.py`, or `runner`
+    script.py), the CLI reading `commands`; its output."""
     script = tmp_path / "script.py"
     script.write_text(header + textwrap.dedent(body))
     env = {**os.environ, "FOGIFY_URL": "http://127.0.0.1:5078", "PYTHONUNBUFFERED": "1"}
-    result = subprocess.run([sys.executable, str(script)], input=commands, capture_output=True, text=True,
+    result = subprocess.run([*runner, str(script)], input=commands, capture_output=True, text=True,
                             timeout=timeout, env=env, cwd=tmp_path)
     output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-3000:]
+    assert result.returncode == expect_code, output[-3000:]
     return output
 
 
@@ -100,6 +106,40 @@ def test_the_simplest_example_two_switches_and_a_shaped_cable(tmp_path):
     assert "1 packets transmitted, 0 received" in output  # the cable was out
     assert len(rtts(output)) >= 8 + 2  # and in again
     assert "d1" in output and "status: running" in output  # the script's own API served the status
+    assert_clean(before)
+
+
+def test_an_unchanged_containernet_script_through_fogify_net_run(tmp_path):
+    """Containernet's own imports (mininet.net's Containernet, mininet.node's Docker), Mininet's Topo and
+    TCLink, and the script's exit code, as `sudo python3 script.py` gives them with Containernet."""
+    before = snapshot()
+    output = run_script(tmp_path, "", """
+        import sys
+        from mininet.net import Containernet
+        from mininet.node import Controller, Docker
+        from mininet.link import TCLink
+        from mininet.topo import Topo
+        from mininet.log import info, setLogLevel
+
+        class Pair(Topo):
+            def build(self, delay='15ms'):
+                s1 = self.addSwitch('s1')
+                for name in ('d1', 'd2'):
+                    self.addHost(name, cls=Docker, dimage='ubuntu:trusty')
+                    self.addLink(name, s1, cls=TCLink, delay=delay)
+
+        setLogLevel('info')
+        net = Containernet(topo=Pair(), controller=Controller)
+        net.start()
+        d1, d2 = net.get('d1', 'd2')
+        info(d1.cmd('ping -c 6 -i 0.2 %s' % d2.IP()))
+        lost = net.ping([d1, d2])
+        net.stop()
+        sys.exit(7 if lost == 0 else 1)
+    """, runner=(*FOGIFY_RUN,), expect_code=7)
+    median = statistics.median(rtts(output))
+    print(f"unchanged script: RTT median {median:.2f} ms (declared 2 x 2 x 15)")
+    assert 60 <= median <= 60 * 1.02 + 1.5
     assert_clean(before)
 
 
@@ -272,41 +312,37 @@ def test_bandwidth_and_delay_along_a_linear_chain_of_switches(tmp_path):
     assert_clean(before)
 
 
-UPSTREAM = {  # example -> (the line to change, its replacement, CLI input, what its output must hold)
-    "containernet_example.py": ("from mininet.net import Containernet",
-                                "from fogify_net.containernet import Containernet",
-                                "d1 ping -c 3 d2\n", ["0% dropped (2/2 received)", "time=20"]),
-    "containernet_volume_example.py": ("from mininet.net import Containernet",
-                                       "from fogify_net.containernet import Containernet", "", ["0% dropped"]),
-    "containernet_example_cmd_field.py": ("from mininet.net import Containernet",
-                                          "from fogify_net.containernet import Containernet", "", ["Done"]),
-    "containernet_topology_example.py": ("from mininet.topolib import TreeContainerNet",
-                                         "from fogify_net.containernet import TreeContainerNet", "pingall\n",
+UPSTREAM = {  # example -> (the import line it keeps, CLI input, what its output must hold)
+    "containernet_example.py": ("from mininet.net import Containernet", "d1 ping -c 3 d2\n",
+                                ["0% dropped (2/2 received)", "time=20"]),
+    "containernet_volume_example.py": ("from mininet.net import Containernet", "", ["0% dropped"]),
+    "containernet_example_cmd_field.py": ("from mininet.net import Containernet", "", ["Done"]),
+    "containernet_topology_example.py": ("from mininet.topolib import TreeContainerNet", "pingall\n",
                                          ["0% dropped (72/72 received)"]),
-    "dockerhosts.py": ("from mininet.net import Containernet", "from fogify_net.containernet import Containernet",
-                       "d1 ping -c 2 d4\n", ["2 received", "0% dropped (1/1 received)"]),
-    "linuxrouter.py": ("from mininet.net import Mininet", "from fogify_net.containernet import Mininet",
-                       "h1 ping -c 2 h3\nh2 ping -c 2 h3\n", ["192.168.1.0     0.0.0.0", "ttl=63", "2 received"]),
-    "linearbandwidth.py": ("from mininet.net import Mininet", "from fogify_net.containernet import Mininet", "",
-                           ["*** Linear network results", "0% dropped (2/2 received)"]),
+    "dockerhosts.py": ("from mininet.net import Containernet", "d1 ping -c 2 d4\n",
+                       ["2 received", "0% dropped (1/1 received)"]),
+    "linuxrouter.py": ("from mininet.net import Mininet", "h1 ping -c 2 h3\nh2 ping -c 2 h3\n",
+                       ["192.168.1.0     0.0.0.0", "ttl=63", "2 received"]),
+    "linearbandwidth.py": ("from mininet.net import Mininet", "", ["*** Linear network results",
+                                                                   "0% dropped (2/2 received)"]),
 }
 
 
 @pytest.mark.parametrize("name", sorted(UPSTREAM))
-def test_containernets_own_examples_with_the_import_line_changed(name, tmp_path):
+def test_containernets_own_examples_run_unchanged(name, tmp_path):
     """Only where a checkout of containernet/containernet is given (CI is offline)."""
     checkout = os.environ.get("FOGIFY_CONTAINERNET_EXAMPLES")
     if not checkout:
         pytest.skip("set FOGIFY_CONTAINERNET_EXAMPLES to a checkout of containernet/containernet")
-    old, new, commands, expected = UPSTREAM[name]
+    kept, commands, expected = UPSTREAM[name]
     text = (Path(checkout) / "examples" / name).read_text()
-    assert old in text
-    text = text.replace(old, new).replace("fanout=100", "fanout=3").replace("/home/user/vol1", str(tmp_path))
+    assert kept in text
+    text = text.replace("fanout=100", "fanout=3").replace("/home/user/vol1", str(tmp_path))
     congestion = Path("/proc/sys/net/ipv4/tcp_congestion_control")
     was = congestion.read_text()  # linearbandwidth.py sets reno machine-wide
     before = snapshot()
     try:
-        output = run_script(tmp_path, text, "", commands + "exit\n", timeout=600)
+        output = run_script(tmp_path, text, "", commands + "exit\n", timeout=600, runner=FOGIFY_RUN)
     finally:
         congestion.write_text(was)
     for piece in expected:

@@ -1,0 +1,53 @@
+"""`fogify-net run`: a Containernet or Mininet script's own imports give fogify-net's classes, in its process only."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+pytest.importorskip("mininet.net")
+
+
+def run(tmp_path, body: str, *args: str) -> subprocess.CompletedProcess:
+    script = tmp_path / "script.py"
+    script.write_text(textwrap.dedent(body))
+    return subprocess.run([sys.executable, "-m", "fogify_net.cli", "run", str(script), *args],
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
+
+
+def test_the_scripts_imports_are_ours_and_its_arguments_and_exit_code_pass_through(tmp_path):
+    (tmp_path / "helper.py").write_text("VALUE = 'beside the script'\n")
+    result = run(tmp_path, """
+        import sys
+        from mininet.net import Containernet, Mininet
+        from mininet.node import Controller, Docker
+        from mininet.topolib import TreeContainerNet
+        import helper
+        print(Containernet.__module__, Mininet is Containernet, Docker.__module__, TreeContainerNet.__module__)
+        print(sys.argv[1:], helper.VALUE, __name__)
+        sys.exit(3)
+    """, "--fanout", "2")
+    assert result.returncode == 3, result.stderr
+    assert result.stdout.splitlines() == [
+        "fogify_net.containernet.net True fogify_net.containernet.net fogify_net.containernet.topolib",
+        "['--fanout', '2'] beside the script __main__"]
+
+
+def test_other_processes_keep_debians_mininet():
+    code = "import mininet.net; print(hasattr(mininet.net, 'Containernet'), mininet.net.Mininet.__module__)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
+    assert out.split() == ["False", "mininet.net"]
+
+
+def test_a_missing_script_is_a_clear_error(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "fogify_net.cli", "run", str(tmp_path / "nope.py")],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and "nope.py: no such script" in result.stderr
+
+
+def test_an_exit_with_a_message_prints_it_and_fails(tmp_path):
+    result = run(tmp_path, "import sys\nsys.exit('no room for that')\n")
+    assert result.returncode == 1 and "no room for that" in result.stderr
