@@ -21,6 +21,7 @@ import mininet.net
 import mininet.node
 import mininet.topolib
 
+from ..backends.local import manager as _local_backend  # noqa: F401 - see install_aliases
 from .net import Containernet, Docker
 from .topolib import ContainerTreeTopo, TreeContainerNet
 
@@ -32,7 +33,10 @@ ALIASES = {  # module -> {name the scripts import: ours}
 
 
 def install_aliases() -> None:
-    """Make this process's mininet modules give fogify-net's classes for the names above."""
+    """Make this process's mininet modules give fogify-net's classes for the names above.
+
+    fogify-net's own modules that build on Debian's Mininet (the local backend runs the emulation on
+    mininet.net.Mininet) are imported above, before this runs, so they keep Debian's classes."""
     for module, names in ALIASES.items():
         for name, value in names.items():
             setattr(module, name, value)

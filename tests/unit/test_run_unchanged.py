@@ -36,6 +36,16 @@ def test_the_scripts_imports_are_ours_and_its_arguments_and_exit_code_pass_throu
         "['--fanout', '2'] beside the script __main__"]
 
 
+def test_fogify_nets_own_backend_keeps_debians_mininet(tmp_path):
+    """The emulation itself runs on Debian's Mininet: only the script's names are ours."""
+    result = run(tmp_path, """
+        import fogify_net.backends.local.manager as manager
+        print(manager.Mininet.__module__)
+    """)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["mininet.net"]
+
+
 def test_other_processes_keep_debians_mininet():
     code = "import mininet.net; print(hasattr(mininet.net, 'Containernet'), mininet.net.Mininet.__module__)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
