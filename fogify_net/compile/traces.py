@@ -16,10 +16,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, fields, replace
 
 from ..model.schema import LinkRule, QoS, QoSPatch, Trace, TraceTarget
-from .plan import InstancePlan, InterfacePlan, Plan
+from .plan import InstancePlan, InterfacePlan, Plan, SwitchLinkPlan
 
 TRACED_FIELDS = ("rate", "delay", "jitter", "loss")
-Attachment = tuple[str, str]  # (instance name, network): what a backend's reshape is told changed
+Attachment = tuple[str, str]  # (instance name, network): what a backend's reshape is told changed;
+# a switch link is (its name, network), as its shaping names it (compile/shaping.py)
 
 
 @dataclass(frozen=True)
@@ -117,10 +118,15 @@ def steps(trace: Trace) -> Iterator[Step]:
         base += trace.duration
 
 
-def direction_values(direction: str, values: QoSPatch) -> tuple[QoSPatch | None, QoSPatch | None]:
-    """(uplink, downlink) patches of one step: the path's values split per direction, or one direction's."""
+def direction_values(direction: str, values: QoSPatch, target: TraceTarget | None = None
+                     ) -> tuple[QoSPatch | None, QoSPatch | None]:
+    """(uplink, downlink) patches of one step: the path's values split per direction, or one direction's.
+
+    A host-to-host path crosses two links (the sender's uplink, the receiver's downlink), so its values
+    are split between them; a switch link is one cable that each direction crosses whole, so each gets
+    them whole, as its `symmetric` values do."""
     if direction == "bidirectional":
-        both = values.split_per_direction()
+        both = values if target is not None and target.switch_link is not None else values.split_per_direction()
         return both, both
     return (values, None) if direction == "uplink" else (None, values)
 
@@ -155,6 +161,8 @@ def apply_values(plan: Plan, target: TraceTarget, up: QoSPatch | None, down: QoS
     touched it (for `restore`): interfaces by (instance, network), the links
     rule by its pair.
     """
+    if target.switch_link is not None:
+        return _apply_switch_link(plan, target, up, down, saved)
     if target.link is not None:
         return _apply_link(plan, target, up, down, saved)
     changed = set()
@@ -186,6 +194,24 @@ def _apply_link(plan: Plan, target: TraceTarget, up: QoSPatch | None, down: QoSP
     return _pair_attachments(plan, target)
 
 
+def _switch_link(plan: Plan, target: TraceTarget) -> SwitchLinkPlan | None:
+    return next((link for link in plan.networks[target.network].switch_links
+                 if (link.source, link.target) == target.switch_link), None)
+
+
+def _apply_switch_link(plan: Plan, target: TraceTarget, up: QoSPatch | None, down: QoSPatch | None,
+                       saved: dict) -> set[Attachment]:
+    link = _switch_link(plan, target)
+    if link is None:
+        return set()
+    saved.setdefault(("switch_link", *target.switch_link), (link.forward, link.backward))
+    forward, backward = _patched(link.forward, up), _patched(link.backward, down)
+    if (forward, backward) == (link.forward, link.backward):
+        return set()
+    link.forward, link.backward = forward, backward
+    return {(link.name, link.network)}
+
+
 def _merge(patch: QoSPatch, values: QoSPatch | None) -> QoSPatch:
     return patch if values is None else replace(patch, **values.values())
 
@@ -199,6 +225,17 @@ def _pair_attachments(plan: Plan, target: TraceTarget) -> set[Attachment]:
 def restore(plan: Plan, target: TraceTarget, saved: dict, traced: set[str]) -> set[Attachment]:
     """Put back the `traced` fields of every place the trace changed, as they were before it."""
     changed: set[Attachment] = set()
+    if target.switch_link is not None:
+        link = _switch_link(plan, target)
+        key = ("switch_link", *target.switch_link)
+        if link is None or key not in saved:
+            return changed
+        forward = _fields_from(link.forward, saved[key][0], traced)
+        backward = _fields_from(link.backward, saved[key][1], traced)
+        if (forward, backward) != (link.forward, link.backward):
+            link.forward, link.backward = forward, backward
+            changed.add((link.name, link.network))
+        return changed
     if target.link is not None:
         key = ("link", *target.link)
         if key not in saved:

@@ -102,14 +102,14 @@ def parse_network(raw: Any, path: str, files: TraceFiles | None = None) -> Netwo
         packet_level_monitoring=boolean(raw.get("packet_level_monitoring", False),
                                         join(path, "packet_level_monitoring")),
         traces=parse_traces(raw.get("trace"), join(path, "trace"), name, files),
-        **_switches(raw, path),
+        **_switches(raw, path, name, files),
     )
 
 
 # --- switches: a network of several switches joined by shaped cables ------------------------------
 
 
-def _switches(raw: dict, path: str) -> dict[str, Any]:
+def _switches(raw: dict, path: str, network: str, files: TraceFiles | None) -> dict[str, Any]:
     """`switches` (names) and `switch_links` (cables between them, a tree), as Network fields.
 
     Linux bridges run without spanning tree here, so a loop of cables would
@@ -125,7 +125,7 @@ def _switches(raw: dict, path: str) -> dict[str, Any]:
         raise ModelError(switches_path, "give the names of the network's switches (switch_links join them)")
     unique(names, switches_path, "switch")
     links_path = join(path, "switch_links")
-    links = tuple(parse_switch_link(item, join(links_path, i), names)
+    links = tuple(parse_switch_link(item, join(links_path, i), names, network, files)
                   for i, item in enumerate(sequence(raw.get("switch_links"), links_path)))
     parent = {name: name for name in names}
 
@@ -147,11 +147,13 @@ def _switches(raw: dict, path: str) -> dict[str, Any]:
     return {"switches": tuple(names), "switch_links": links}
 
 
-def parse_switch_link(raw: Any, path: str, switches: list[str]) -> SwitchLink:
+def parse_switch_link(raw: Any, path: str, switches: list[str], network: str,
+                      files: TraceFiles | None) -> SwitchLink:
     """A cable: from, to, and `symmetric` (each direction gets these values whole, as a Mininet TCLink),
-    `forward` (from -> to) and/or `backward` (to -> from)."""
+    `forward` (from -> to) and/or `backward` (to -> from); and a `trace`, whose uplink values drive
+    forward and downlink values backward (its default name: from-to@network)."""
     raw = mapping(raw, path, "a switch link")
-    known_keys(raw, path, {"from", "to", "symmetric", "forward", "backward"})
+    known_keys(raw, path, {"from", "to", "symmetric", "forward", "backward", "trace"})
     ends = []
     for key in ("from", "to"):
         if raw.get(key) is None:
@@ -169,7 +171,8 @@ def parse_switch_link(raw: Any, path: str, switches: list[str]) -> SwitchLink:
         if raw.get(key) is not None:
             qos = qos.patched(parse_qos_patch(raw[key], join(path, key)))
         directions[key] = qos
-    return SwitchLink(ends[0], ends[1], **directions)
+    traces = parse_traces(raw.get("trace"), join(path, "trace"), f"{ends[0]}-{ends[1]}@{network}", files)
+    return SwitchLink(ends[0], ends[1], **directions, traces=traces)
 
 
 def parse_subnet(value: Any, path: str) -> IPv4Network:

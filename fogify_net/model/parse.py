@@ -116,6 +116,9 @@ def _bound_traces(networks: dict, blueprints: tuple[Blueprint, ...]) -> tuple[Bo
         for link in network.links:
             bound += [BoundTrace(spec, TraceTarget(network.name, link=(link.source, link.target)))
                       for spec in link.traces]
+        for cable in network.switch_links:
+            bound += [BoundTrace(spec, TraceTarget(network.name, switch_link=(cable.source, cable.target)))
+                      for spec in cable.traces]
     for blueprint in blueprints:
         for attachment in blueprint.networks:
             bound += [BoundTrace(spec, TraceTarget(attachment.network, label=blueprint.label))

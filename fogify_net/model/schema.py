@@ -161,13 +161,17 @@ class TraceSpec:
 
 @dataclass(frozen=True)
 class TraceTarget:
-    """Where a trace applies: every attachment to `network`, one label's, or one links rule's pair."""
+    """Where a trace applies: every attachment to `network`, one label's, one links rule's pair, or one
+    cable between two of the network's switches."""
 
     network: str
     label: str | None = None  # a blueprint's entry: only this label's instances
     link: tuple[str, str] | None = None  # a links rule: (from_node, to_node)
+    switch_link: tuple[str, str] | None = None  # a switch link: (from, to); uplink values go from -> to
 
     def describe(self) -> str:
+        if self.switch_link is not None:
+            return f"switch link {self.switch_link[0]}-{self.switch_link[1]} on {self.network}"
         if self.link is not None:
             return f"link {self.link[0]}->{self.link[1]} on {self.network}"
         if self.label is not None:
@@ -227,6 +231,7 @@ class SwitchLink:
     target: str
     forward: QoS = QoS()
     backward: QoS = QoS()
+    traces: tuple[TraceSpec, ...] = ()  # uplink values drive `forward`, downlink values `backward`
 
     @property
     def name(self) -> str:

@@ -408,8 +408,9 @@ def trace_file_names(raw: Any) -> list[str]:
 
 
 def model_trace_files(document: Any) -> list[str]:
-    """Every trace file a compose document names (networks, links rules, blueprints' network entries),
-    for a client that uploads them with the model; a malformed document gives what can be found."""
+    """Every trace file a compose document names (networks, links rules, switch links, blueprints'
+    network entries), for a client that uploads them with the model; a malformed document gives what
+    can be found."""
     fog = document.get("x-fogify") if isinstance(document, dict) else None
     if not isinstance(fog, dict):
         return []
@@ -417,9 +418,10 @@ def model_trace_files(document: Any) -> list[str]:
     for network in fog.get("networks") or []:
         if isinstance(network, dict):
             names += trace_file_names(network.get("trace"))
-            for link in network.get("links") or []:
-                if isinstance(link, dict):
-                    names += trace_file_names(link.get("trace"))
+            for key in ("links", "switch_links"):
+                for link in network.get(key) or []:
+                    if isinstance(link, dict):
+                        names += trace_file_names(link.get("trace"))
     for blueprint in fog.get("topology") or []:
         for entry in (blueprint.get("networks") or []) if isinstance(blueprint, dict) else []:
             if isinstance(entry, dict):

@@ -273,14 +273,14 @@ class TracePlayer:
                 self._note("TRACE_END", playback.name, "finished; its last values stay")
 
     def _write(self, playback: Playback, step: Step) -> set[Attachment]:
-        up, down = direction_values(playback.bound.spec.direction, step.values)
+        up, down = direction_values(playback.bound.spec.direction, step.values, playback.bound.target)
         return apply_values(self.emulation.plan, playback.bound.target, up, down, playback.saved,
                             self._own_traces(playback))
 
     def _own_traces(self, playback: Playback) -> frozenset[str]:
         """Labels with a trace of their own on this network: a network's trace leaves them alone."""
         target = playback.bound.target
-        if target.label is not None or target.link is not None:
+        if target.label is not None or target.link is not None or target.switch_link is not None:
             return frozenset()
         return frozenset(p.bound.target.label for p in self._active()
                          if p.bound.target.label is not None and p.bound.target.network == target.network)

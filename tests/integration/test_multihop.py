@@ -152,3 +152,43 @@ def test_a_router_and_a_routed_host_killed_outside_fogify_net_come_back_forwardi
         print(f"routed, after the router and b were killed and started: RTT {measured:.2f} ms (declared 64)")
         assert 64 <= measured <= 64 * 1.02 + 1.5
     assert_clean(before)
+
+
+def test_ping_rtt_follows_a_delay_trace_on_a_switch_link():
+    """A trace on the cable s1 = s2 steps its delay 10 -> 40 -> 20 ms, each direction whole; the rest of
+    the chain stays (RTT h1 -> h2: 30 ms besides this cable, which it crosses twice)."""
+    import re
+    import time
+
+    from fogify_net.traces.player import TracePlayer
+
+    m = chain_of_switches()
+    m.networks[0]["switch_links"][0]["trace"] = {
+        "points": [{"time_s": 0, "delay": "10ms"}, {"time_s": 1, "delay": "40ms"}, {"time_s": 2, "delay": "20ms"}],
+        "loop": False}
+    before = snapshot()
+    with emulation(m.build()) as emu:
+        h1, address = emu.hosts["h1"], emu.plan.instance("h2").interface("lan").ip
+        ping = h1.popen(["ping", "-n", "-D", "-i", "0.02", "-c", "160", str(address)], stdout=subprocess.PIPE,
+                        text=True)
+        time.sleep(0.3)
+        player = TracePlayer(emu)
+        player.start("s1-s2@lan")
+        origin = player.get("s1-s2@lan").started
+        out, _ = ping.communicate(timeout=30)
+        player.stop("s1-s2@lan")
+        player.close()
+        cable = emu.plan.networks["lan"].switch_links[0]
+        assert cable.forward.delay == cable.backward.delay == 0.01  # stopping put back the constants
+        assert median_rtt_ms(h1, address, 10) == pytest.approx(50, abs=2)
+    assert_clean(before)
+    replies = [(float(m[1]) - float(m[2]) / 1000 - origin, float(m[2]))  # (sent, rtt)
+               for m in re.finditer(r"^\[(\d+\.\d+)\].*time=([\d.]+) ms", out, re.M)]
+    medians = []
+    for step, delay in enumerate((10, 40, 20)):
+        rtts_ms = [rtt for sent, rtt in replies if step + 0.3 <= sent < step + 1]
+        assert len(rtts_ms) > 15, (step, len(rtts_ms))
+        medians.append(statistics.median(rtts_ms))
+        wanted = 30 + 2 * delay
+        assert abs(medians[-1] - wanted) <= 0.02 * wanted + 1.5, (step, medians)
+    print(f"switch link delay trace 10/40/20 ms: RTT medians {medians} (declared 50/110/70)")

@@ -292,3 +292,38 @@ def test_a_failed_switch_link_change_rolls_back_the_plan_and_reapplies_it(tmp_pa
                            ).status_code in (400, 404)
     finally:
         controller.close()
+
+
+def test_a_trace_on_a_switch_link_drives_its_two_directions_and_restores_them():
+    from fogify_net.compile.traces import apply_values, direction_values, restore, traced_fields
+    from fogify_net.model.schema import QoSPatch, TraceTarget
+
+    m = chain()
+    m.networks[0]["switch_links"][0]["trace"] = {"points": [{"time_s": 0, "delay": 30}, {"time_s": 1, "delay": 50}]}
+    model = m.build()
+    bound = {t.name: t for t in model.traces}["s1-s2@lan"]
+    assert bound.target == TraceTarget("lan", switch_link=("s1", "s2"))
+    assert bound.target.describe() == "switch link s1-s2 on lan"
+    plan = compile_model(model, HOST)
+    saved: dict = {}
+    up, down = direction_values(bound.spec.direction, bound.spec.trace.points[0].values, bound.target)
+    assert up == down == QoSPatch(delay=0.03)  # one cable: each direction whole, as `symmetric`
+    assert apply_values(plan, bound.target, up, down, saved) == {("s1-s2", "lan")}
+    cable = plan.networks["lan"].switch_links[0]
+    assert cable.forward == cable.backward == QoS(rate=10_000_000, delay=0.03)  # the rate stays
+    assert plan_shaping(plan)["fgnl1a"].downlink.default.delay == 0.03
+    assert apply_values(plan, bound.target, up, down, saved) == set()  # the same values: nothing to change
+    assert restore(plan, bound.target, saved, traced_fields(bound.spec.trace)) == {("s1-s2", "lan")}
+    assert cable.forward == cable.backward == QoS(rate=10_000_000, delay=0.01)
+
+
+def test_a_switch_links_trace_file_is_uploaded_with_the_model_and_a_misspelt_key_is_named():
+    from fogify_net.model.traces import model_trace_files
+
+    m = chain()
+    m.networks[0]["switch_links"][1]["trace"] = "cell.csv"
+    assert model_trace_files({"x-fogify": {"networks": m.networks}}) == ["cell.csv"]
+    m = chain()
+    m.networks[0]["switch_links"][0]["traces"] = "cell.csv"
+    with pytest.raises(ModelError, match=r"switch_links\[0\]"):
+        m.build()

@@ -388,6 +388,7 @@ class LocalBackend(HandoverMixin, Backend):
                 instances = {instance.name: instance for instance in self.plan.instances}
                 ports = {interface.port for name, network in changed
                          if (instance := instances.get(name)) and (interface := instance.interface(network))}
+                ports |= {link.source_port for link in self.plan.switch_links() if (link.name, link.network) in changed}
             self.shaper.apply(self.plan, self.pids(), only=ports)
 
     def scale_out(self, label: str, count: int) -> list[InstancePlan]:

@@ -26,7 +26,7 @@ from ...compile.netfilter import (
     nft_teardown,
 )
 from ...compile.plan import Plan
-from ...compile.shaping import InterfaceShaping, interface_shaping, plan_shaping
+from ...compile.shaping import InterfaceShaping, interface_shaping, plan_shaping, switch_link_shaping
 from ...compile.tc import class_peers, direction_commands, needs_qdisc, netem_ignores
 from ...host.capabilities import NETEM, RATE_ONLY, USERSPACE
 from ...host.delayline import DelayLine, DelayLineError
@@ -78,7 +78,7 @@ class Shaper:
 
         Instances missing from `pids` (crashed: their links went with their
         namespace) are left out; a restart installs their shaping afresh.
-        With `only` (switch ports), only those links' shaping is computed and
+        With `only` (switch ports: instances' or switch links'), only those links' shaping is computed and
         changed, the rest stays as applied: a trace's step touches the links it
         drives and nothing else.
         """
@@ -93,6 +93,9 @@ class Shaper:
                     for interface in instance.interfaces:
                         if interface.port in wanted and instance.name in pids:
                             changed[interface.port] = interface_shaping(plan, instance, interface)
+                for link in plan.switch_links():
+                    if link.source_port in wanted:
+                        changed[link.source_port] = switch_link_shaping(link)
                 desired = {port: s for port, s in self.applied.items() if port not in wanted}
                 desired.update(changed)
             if self.kernel_delay:
