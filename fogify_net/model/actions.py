@@ -406,7 +406,8 @@ def _move(params: dict, path: str, model: Model | None) -> Move:
 
 
 def _trace(params: dict, path: str, model: Model | None) -> TraceAction:
-    """`command` and `name`, or an inline trace: network (+ instance_type or from_node/to_node) and points."""
+    """`command` and `name`, or an inline trace: network (+ instance_type, from_node/to_node or switches)
+    and points."""
     command = str(params.get("command") or "start").lower()
     if command not in TRACE_COMMANDS:
         raise ModelError(join(path, "command"), f"unknown command {command!r} (use {', '.join(TRACE_COMMANDS)})")
@@ -433,6 +434,11 @@ def _trace(params: dict, path: str, model: Model | None) -> TraceAction:
         link = (pair[0], pair[1])
         if label is not None:
             raise ModelError(join(path, "instance_type"), "give a label or a link (from_node, to_node), not both")
+    cable, flipped = None, False
+    if params.get("switches") is not None:
+        if label is not None or link is not None:
+            raise ModelError(join(path, "switches"), "give switches, a label or a link (from_node, to_node): one")
+        cable, flipped = _cable_on(network, _switch_pair(params, path, model), join(path, "switches"), model)
     if label is not None:
         label = valid_name(label, join(path, "instance_type"))
     for key, value in (("instance_type", label), ("from_node", link and link[0]), ("to_node", link and link[1])):
@@ -441,15 +447,30 @@ def _trace(params: dict, path: str, model: Model | None) -> TraceAction:
             if blueprint is None:
                 raise ModelError(join(path, key), f"unknown label {value!r}")
     default = network
-    if link is not None:
+    if cable is not None:
+        default = f"{cable[0]}-{cable[1]}@{network}"
+    elif link is not None:
         default = f"{link[0]}-{link[1]}@{network}"
     elif label is not None:
         default = f"{label}@{network}"
     spec_keys = {"points", "mahimahi", "file", "direction", "mode", "resolution", "loop", "duration", "name"}
-    spec = parse_trace_spec({k: v for k, v in params.items() if k in spec_keys}, path, default, None,
-                            allow_files=False)
+    given = {k: v for k, v in params.items() if k in spec_keys}
+    if flipped and given.get("direction") in ("uplink", "downlink"):  # [to, from]: its uplink is the cable's backward
+        given["direction"] = "downlink" if given["direction"] == "uplink" else "uplink"
+    spec = parse_trace_spec(given, path, default, None, allow_files=False)
     return TraceAction(command="start", name=spec.name,
-                       inline=BoundTrace(spec, TraceTarget(network, label=label, link=link)))
+                       inline=BoundTrace(spec, TraceTarget(network, label=label, link=link, switch_link=cable)))
+
+
+def _cable_on(network: str, pair: tuple[str, str], path: str, model: Model | None) -> tuple[tuple[str, str], bool]:
+    """The switch link of `network` joining `pair`, as the model declares it (from, to), and whether `pair`
+    names it the other way round; without a model, `pair` as given."""
+    if model is None:
+        return pair, False
+    for cable in model.networks[network].switch_links:
+        if {cable.source, cable.target} == set(pair):
+            return (cable.source, cable.target), cable.source != pair[0]
+    raise ModelError(path, f"no switch link of network {shown(network)} joins {shown(pair[0])} and {shown(pair[1])}")
 
 
 @dataclass(frozen=True)

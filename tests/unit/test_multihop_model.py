@@ -327,3 +327,23 @@ def test_a_switch_links_trace_file_is_uploaded_with_the_model_and_a_misspelt_key
     m.networks[0]["switch_links"][0]["traces"] = "cell.csv"
     with pytest.raises(ModelError, match=r"switch_links\[0\]"):
         m.build()
+
+
+def test_a_trace_action_starts_an_inline_trace_on_a_switch_link_named_either_way_round():
+    from fogify_net.model.actions import parse_action
+    from fogify_net.model.schema import TraceTarget
+
+    model = chain().build()
+    points = [{"time_s": 0, "delay": "30ms"}]
+    action = parse_action("trace", {"network": "lan", "switches": ["s3", "s2"], "points": points,
+                                    "direction": "uplink"}, model=model)
+    assert action.inline.target == TraceTarget("lan", switch_link=("s2", "s3"))
+    assert action.inline.spec.direction == "downlink"  # s3 -> s2 is the cable's backward
+    assert action.name == "s2-s3@lan/downlink"
+    same_way = parse_action("trace", {"network": "lan", "switches": ["s2", "s3"], "points": points}, model=model)
+    assert same_way.inline.spec.direction == "bidirectional"
+    with pytest.raises(ModelError, match=r"switches: no switch link (of network 'lan' )?joins 's1' and 's3'"):
+        parse_action("trace", {"network": "lan", "switches": ["s1", "s3"], "points": points}, model=model)
+    with pytest.raises(ModelError, match=r"switches: give switches, a label or a link"):
+        parse_action("trace", {"network": "lan", "switches": ["s1", "s2"], "instance_type": "a",
+                               "points": points}, model=model)
