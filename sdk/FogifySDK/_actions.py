@@ -247,8 +247,9 @@ class ActionsMixin(HttpMixin):
     def trace(self, command: str = "start", name: str | None = None, network: str | None = None,
               points: list | None = None, **options: Any) -> dict:
         """Start, stop, pause or resume a trace of the model by name (all of them without a name), or
-        start one given here: ``network`` (with ``instance_type`` for one label's instances, or
-        ``from_node``/``to_node`` for a links rule) and ``points``, a list of
+        start one given here: ``network`` (with ``instance_type`` for one label's instances,
+        ``from_node``/``to_node`` for a links rule, or ``switches=[s1, s2]`` for a switch link) and
+        ``points``, a list of
         ``{time_s, bandwidth, delay, jitter, loss}``; options ``direction``, ``mode``, ``resolution``,
         ``loop``, ``duration``, ``name``. Returns the API's answer; ``traces`` holds each trace's state.
         """
