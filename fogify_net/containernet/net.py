@@ -226,6 +226,7 @@ class Containernet(FogMininet):
         self._ports: dict[str, list[int]] = {}
         self._scenarios: list[dict] = []
         self._deployment = None
+        self._static_arp = False
         self._pending: set[str] = set()
         self._lock = threading.RLock()
         self.api, self.data_dir = api, data_dir
@@ -358,10 +359,20 @@ class Containernet(FogMininet):
             for node in self.hosts:
                 if getattr(type(node), "script_class", None) is not None:
                     node.configDefault()  # a script's own host class (Mininet's LinuxRouter): its config() runs now
+            if self._static_arp:
+                self.staticArp()
         except BaseException:
             self.stop()
             raise
         info(f"*** Running: {deployment.summary()}\n")
+
+    def staticArp(self) -> None:  # noqa: N802 - Mininet's name
+        """Mininet's autoStaticArp fills every host's ARP cache while it builds, when ours have no
+        interfaces yet: remembered then, and done once start() has bound them."""
+        if self._deployment is None:
+            self._static_arp = True
+            return
+        super().staticArp()
 
     def _bind(self, only: set[str] | None = None) -> None:
         """Bind nodes to containers and record the links as Mininet links, from the running plan."""

@@ -25,6 +25,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable
+from ipaddress import ip_address, ip_network
 from typing import Any
 
 from mininet.link import Intf, Link
@@ -144,6 +145,18 @@ class ContainerNode(LazyShell, Host):
     def config(self, **_params: Any) -> dict:
         """Addresses, MACs and routes come from the plan; nothing to configure here."""
         return {}
+
+    def setARP(self, ip: str, mac: str) -> str:  # noqa: N802 - Mininet's name
+        """A permanent neighbour entry on the interface whose subnet holds `ip`, made from the host
+        (`ip neigh` in the node's namespace), so an image without arp or ip tools gets it too."""
+        device = next((intf.name for intf in self.intfList() if intf.IP() and intf.prefixLen
+                       and ip_address(ip) in ip_network(f"{intf.IP()}/{intf.prefixLen}", strict=False)), None)
+        if device is None:
+            return ""
+        result = subprocess.run(["nsenter", f"--net=/proc/{self.cpid}/ns/net", "--", "ip", "neigh", "replace",
+                                 ip, "lladdr", mac, "dev", device, "nud", "permanent"],
+                                capture_output=True, text=True)
+        return result.stderr
 
     def popen(self, *args: Any, **kwargs: Any):
         """A process in the node: inside the container (exec shells), else in its network namespace."""

@@ -110,8 +110,9 @@ def test_the_simplest_example_two_switches_and_a_shaped_cable(tmp_path):
 
 
 def test_an_unchanged_containernet_script_through_fogify_net_run(tmp_path):
-    """Containernet's own imports (mininet.net's Containernet, mininet.node's Docker), Mininet's Topo and
-    TCLink, and the script's exit code, as `sudo python3 script.py` gives them with Containernet."""
+    """Containernet's own imports (mininet.net's Containernet, mininet.node's Docker), Mininet's Topo,
+    TCLink and autoStaticArp (done once the hosts exist), and the script's exit code, as `sudo python3
+    script.py` gives them with Containernet."""
     before = snapshot()
     output = run_script(tmp_path, "", """
         import sys
@@ -129,9 +130,10 @@ def test_an_unchanged_containernet_script_through_fogify_net_run(tmp_path):
                     self.addLink(name, s1, cls=TCLink, delay=delay)
 
         setLogLevel('info')
-        net = Containernet(topo=Pair(), controller=Controller)
+        net = Containernet(topo=Pair(), controller=Controller, autoStaticArp=True)
         net.start()
         d1, d2 = net.get('d1', 'd2')
+        info('neighbours of d1: %s\n' % d1.cmd('ip neigh show %s' % d2.IP()).strip())
         info(d1.cmd('ping -c 6 -i 0.2 %s' % d2.IP()))
         lost = net.ping([d1, d2])
         net.stop()
@@ -139,6 +141,7 @@ def test_an_unchanged_containernet_script_through_fogify_net_run(tmp_path):
     """, runner=(*FOGIFY_RUN,), expect_code=7)
     median = statistics.median(rtts(output))
     print(f"unchanged script: RTT median {median:.2f} ms (declared 2 x 2 x 15)")
+    assert re.search(r"neighbours of d1: [\d.]+ dev \S+ lladdr [0-9a-f:]{17} PERMANENT", output), output[-2000:]
     assert 60 <= median <= 60 * 1.02 + 1.5
     assert_clean(before)
 
