@@ -107,6 +107,12 @@ def unsupported_topology(plan: Plan) -> None:
             for key in ("interface", "unnumbered"):
                 if getattr(attachment, key):
                     raise ModelError(f"{path}.networks[{j}].{key}", f"{key} is not supported on Swarm")
+    for name in sorted({b.service for b in plan.model.blueprints}):
+        if plan.model.services[name].ports:
+            raise ModelError(f"services.{name}.ports",
+                             "published ports are not supported on Swarm: Swarm publishes through its ingress "
+                             "network, a path beside the shaped overlays, and fogify-net's relay runs on one "
+                             "machine; reach the service on its emulated networks, or use the local backend")
 
 
 class SwarmBackend(Backend):
