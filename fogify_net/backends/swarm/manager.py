@@ -29,7 +29,8 @@
 
 Not done here (refused as actions, with a 400): crash/restart (Swarm replaces
 a dead task itself), move (changing a task's networks replaces the task),
-static addresses (Swarm's IPAM assigns them). Traces work: each step is a
+static addresses (Swarm's IPAM assigns them); published ports are refused at
+deploy (unsupported_topology, naming the field). Traces work: each step is a
 reshape, which every agent applies as a difference.
 
 The Swarm objects are made in services.py, the agents reached through
