@@ -112,3 +112,13 @@ def test_the_status_table_shows_the_bound_ports():
     assert lines.splitlines()[4].endswith("127.0.0.1:8080->80, [::1]:41000->90")
     assert lines.splitlines()[5].endswith(" -")
     assert "PUBLISHED" not in status_table({"status": "running", "instances": [{**instance, "ports": []}]})
+
+
+def test_the_dry_run_lists_what_each_instance_publishes():
+    from fogify_net.dryrun import dry_run
+
+    text = dry_run("", shaping="userspace", model=builder(["8080:80", "90"], replicas=2).build())
+    lines = {line.split()[0]: line for line in text.splitlines() if line.startswith(("web.1 ", "web.2 "))
+             and "publishes" in line}
+    assert lines["web.1"].endswith("; publishes 127.0.0.1:8080->80; publishes 127.0.0.1:*->90")
+    assert lines["web.2"].endswith("; publishes 127.0.0.1:*->90")
