@@ -30,6 +30,7 @@ def benches(quick: bool) -> list[tuple[str, list[str]]]:
         *[(f"Monitoring cost, {n} instances", ["monitoring.py", "--n", n, "--store-rounds", "0"]) for n in monitored],
         ("The user-space delay line", ["shaping.py"]),
         ("Mobility: handover and trace steps", ["mobility.py", "--moves", "5" if quick else "20"]),
+        ("Published ports: the relay against the floor", ["published_ports.py"]),
         ("Capacity: the largest faithful load", ["capacity.py", *(["--rates", "100,300,500,700"] if quick else [])]),
     ]
 

@@ -369,6 +369,8 @@ class Controller:
                 },
                 "forwarding": instance.forwarding,
                 "routes": [route.describe() for route in instance.routes],
+                "ports": [{"host_ip": p.host_ip, "published": p.bound if p.bound is not None else p.spec.published,
+                           "target": p.target, "protocol": p.spec.protocol} for p in instance.ports],
             })
         return report
 

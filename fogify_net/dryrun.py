@@ -34,7 +34,8 @@ def dry_run(path: str, shaping: str = "auto", model: Model | None = None) -> str
         [[i.name, i.container, i.node.name, f"{i.cpus:g}", format_size(i.memory),
           " ".join(f"{x.name}={x.cidr or 'unnumbered'}@{x.network}"
                    + (f"/{x.switch}" if x.switch != x.network else "") + f"(port {x.port})" for x in i.interfaces)
-          + "".join(f"; route {r.describe()}" for r in i.routes) + ("; forwards" if i.forwarding else "")]
+          + "".join(f"; route {r.describe()}" for r in i.routes) + ("; forwards" if i.forwarding else "")
+          + "".join(f"; publishes {p.describe()}" for p in i.ports)]
          for i in plan.instances],
     ))
     networks = [[n.name, " ".join(f"{s}={b}" if s != n.name else b for s, b in n.switches.items()), str(n.subnet)]

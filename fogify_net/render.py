@@ -25,6 +25,7 @@ def status_table(report: dict) -> str:
     rows = []
     placement = report.get("shaping", {}).get("placement")  # Swarm backend: instance -> Swarm node
     judged = "fidelity" in report  # servers before the fidelity monitor have no marks
+    published = any(instance.get("ports") for instance in report.get("instances", []))
     for instance in report.get("instances", []):
         first = True
         for network, attachment in instance["networks"].items() or [("-", {})]:
@@ -42,6 +43,7 @@ def status_table(report: dict) -> str:
                 attachment.get("uplink", "-") + ("" if attachment.get("up", True) else " (link down)"),
                 attachment.get("downlink", "-"),
                 *([mark] if judged else []),
+                *([_ports(instance.get("ports", [])) if first else ""] if published else []),
             ])
             first = False
     shaping = report.get("shaping", {})
@@ -56,8 +58,9 @@ def status_table(report: dict) -> str:
     if rows:
         host = ["HOST"] if placement is not None else []
         fidelity = ["FIDELITY"] if judged else []
+        ports = ["PUBLISHED"] if published else []
         parts.append(table(["INSTANCE", *host, "NODE", "CPUS", "MEMORY", "NETWORK", "IP", "UPLINK", "DOWNLINK",
-                            *fidelity], rows))
+                            *fidelity, *ports], rows))
     traces = report.get("traces") or []
     if traces:
         parts.append(table(["TRACE", "APPLIES TO", "STATE", "AT", "VALUES", "STEPS", "LATE p95"],
@@ -86,3 +89,12 @@ def _values(values: dict | None) -> str:
     if "loss_pct" in values:
         parts.append(f"{values['loss_pct']:g}% loss")
     return " ".join(parts)
+
+
+def _ports(ports: list[dict]) -> str:
+    """An instance's published ports: '127.0.0.1:8080->80, [::1]:8443->443'; '*' for a port not bound yet."""
+    texts = []
+    for port in ports:
+        host = f"[{port['host_ip']}]" if ":" in port["host_ip"] else port["host_ip"]
+        texts.append(f"{host}:{port['published'] if port.get('published') is not None else '*'}->{port['target']}")
+    return ", ".join(texts) or "-"

@@ -14,7 +14,7 @@ from ipaddress import IPv4Address, IPv4Network
 
 from ..errors import Conflict
 from ..model.errors import ModelError, join
-from ..model.schema import DelayDistribution, LinkRule, Model, NodeProfile, QoS, Route, Service
+from ..model.schema import DelayDistribution, LinkRule, Model, NodeProfile, PublishedPort, QoS, Route, Service
 from .addressing import DEFAULT_POOL, AddressBook, assign_subnets, static_addresses
 from .naming import bridge_name, container_name, host_node_name, instance_name, port_name, switch_link_ports
 from .resources import CPU_PERIOD, HostFacts, cpu_quota, node_cpus
@@ -83,6 +83,26 @@ class InterfacePlan:
 
 
 @dataclass
+class PortPlan:
+    """A TCP port the instance publishes on this machine; `bound` is the host port in use, once published
+    (the model's, or the free one chosen when it left the port open)."""
+
+    spec: PublishedPort
+    bound: int | None = None
+
+    @property
+    def host_ip(self) -> str:
+        return self.spec.host_ip
+
+    @property
+    def target(self) -> int:
+        return self.spec.target
+
+    def describe(self) -> str:
+        return self.spec.describe(self.bound)
+
+
+@dataclass
 class InstancePlan:
     name: str  # <label>.<slot>
     label: str
@@ -96,6 +116,7 @@ class InstancePlan:
     cpu_period: int = CPU_PERIOD
     forwarding: bool = False  # a router: forwards IPv4 between its interfaces
     routes: tuple[Route, ...] = ()
+    ports: list[PortPlan] = field(default_factory=list)  # published on this machine
 
     @property
     def container(self) -> str:
@@ -304,9 +325,16 @@ def _add_instances(plan: Plan, label: str, count: int, added: list[InstancePlan]
             memory=node.memory if node.memory is not None else plan.host.memory,
             forwarding=blueprint.forwarding,
             routes=blueprint.routes,
+            ports=published_ports(plan.model.services[blueprint.service], slot),
         )
         plan.instances.append(instance)
         added.append(instance)
+
+
+def published_ports(service: Service, slot: int) -> list[PortPlan]:
+    """The ports replica `slot` publishes: every open one (a free host port each), the fixed ones on the
+    first replica only (a host port exists once; model/ports.py), as a static address is."""
+    return [PortPlan(port) for port in service.ports if port.published is None or slot == 1]
 
 
 def attach(plan: Plan, instance: InstancePlan, network: str, position: int | None = None,

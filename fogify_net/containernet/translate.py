@@ -353,10 +353,41 @@ def _service(node: NodeSpec, image_exists: Callable[[str], bool] | None, warning
         for key in ("cap_add", "privileged"):
             if params.get(key):
                 service[key] = params[key]
-        if params.get("ports") or params.get("port_bindings"):
-            warnings.append(f"{node.name}: ports are not published on the host; reach {node.name} on the "
-                            "emulated networks, or with `fogify-net exec` / the command action")
+        ports = _published(node)
+        if ports:
+            service["ports"] = ports
     return service
+
+
+def _published(node: NodeSpec) -> list[dict[str, Any]]:
+    """Docker's port_bindings ({container port: host port, (ip, port), (ip,), None or a list of them}) and
+    `ports` (container ports; with publish_all_ports, Containernet's default, each on a free host port) as
+    compose's long syntax. Docker binds 0.0.0.0 unless told; fogify-net 127.0.0.1 (model/ports.py)."""
+    bindings = node.params.get("port_bindings") or {}
+    if not isinstance(bindings, dict):
+        raise ModelError(f"node {node.name}.port_bindings",
+                         f"expected {{container port: host port}}, got {bindings!r}")
+    entries: list[dict[str, Any]] = []
+    for key, value in bindings.items():
+        target, _, protocol = str(key).partition("/")
+        for binding in value if isinstance(value, list) else [value]:
+            entry: dict[str, Any] = {"target": target, "protocol": protocol or "tcp"}
+            if isinstance(binding, tuple):
+                entry["host_ip"] = binding[0]
+                binding = binding[1] if len(binding) > 1 else None
+            if binding is not None:
+                entry["published"] = binding
+            entries.append(entry)
+    bound = {str(key).partition("/")[0] for key in bindings}
+    if node.params.get("publish_all_ports", True):
+        for port in node.params.get("ports") or []:
+            if isinstance(port, tuple):  # docker-py's (port, protocol)
+                target, protocol = port[0], port[1]
+            else:
+                target, _, protocol = str(port).partition("/")
+            if str(target) not in bound:
+                entries.append({"target": target, "protocol": protocol or "tcp"})
+    return entries
 
 
 def _profile(node: NodeSpec, warnings: list[str]) -> dict[str, Any]:

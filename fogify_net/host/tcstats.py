@@ -3,21 +3,20 @@
 The fidelity monitor reads every shaped link once per round, on hundreds of
 devices, some in containers' namespaces: one `tc -s class show` per device
 would fork hundreds of processes a second. Here one NETLINK_ROUTE socket per
-namespace stays open (made inside the namespace by a short-lived thread that
-enters it, since setns() moves only the calling thread), and a round is one
+namespace stays open (made inside the namespace by netns.socket_in), and a round is one
 class dump per device, about 30 us each.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import logging
 import os
 import socket
 import struct
 import threading
 from dataclasses import dataclass
+
+from .netns import socket_in
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +29,6 @@ IFLA_IFNAME = 3
 TCA_KIND, TCA_OPTIONS, TCA_STATS2 = 1, 2, 7
 TCA_STATS_BASIC, TCA_STATS_QUEUE = 1, 3
 TCA_HTB_PARMS, TCA_HTB_RATE64 = 1, 6
-CLONE_NEWNET = 0x40000000
 
 _NLMSGHDR = struct.Struct("=IHHII")
 _IFINFOMSG = struct.Struct("=BxHiII")
@@ -101,7 +99,7 @@ class NetlinkSocket:
         self.pid = pid
         self._seq = 0
         self._ifindex: dict[str, int] = {}
-        self.sock = _socket_in(pid)
+        self.sock = socket_in(pid, socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
 
     def close(self) -> None:
         self.sock.close()
@@ -156,36 +154,6 @@ class NetlinkSocket:
         if not answer and device in self._ifindex:  # a dump of a vanished index answers nothing: look again next time
             self._ifindex.pop(device, None)
         return [stats for stats in found if stats is not None]
-
-
-_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-
-
-def _socket_in(pid: int | None) -> socket.socket:
-    """A rtnetlink socket in the network namespace of `pid`: made by a thread that enters it and ends."""
-    if pid is None:
-        return socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_ROUTE)
-    result: list[socket.socket | BaseException] = []
-
-    def make() -> None:
-        try:
-            fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                if _libc.setns(fd, CLONE_NEWNET) != 0:
-                    error = ctypes.get_errno()
-                    raise OSError(error, f"setns into the namespace of {pid}: {os.strerror(error)}")
-            finally:
-                os.close(fd)
-            result.append(socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_ROUTE))
-        except BaseException as error:  # handed to the caller's thread
-            result.append(error)
-
-    thread = threading.Thread(target=make, name=f"netns-{pid}")
-    thread.start()
-    thread.join()
-    if isinstance(result[0], BaseException):
-        raise result[0]
-    return result[0]
 
 
 class ClassReader:

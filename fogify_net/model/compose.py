@@ -11,11 +11,11 @@ from typing import Any
 
 from .errors import ModelError, join, shown
 from .fields import NAME, boolean, known_keys, mapping, optional_text, sequence, valid_name
+from .ports import parse_ports
 from .schema import Service, Volume
 
 SERVICE_KEYS_IGNORED = {
     "networks": "instances join the x-fogify networks of their blueprint",
-    "ports": "instances are reachable on the emulated networks only",
     "deploy": "resources come from the x-fogify node profile",
     "depends_on": "all instances start together",
     "restart": "use the crash/restart actions",
@@ -24,7 +24,7 @@ SERVICE_KEYS_IGNORED = {
     "build": "the image must be built beforehand",
     "healthcheck": "not used by the emulation",
     "logging": "container logs stay with Docker",
-    "expose": "instances are reachable on the emulated networks only",
+    "expose": "instances are reachable on their emulated networks; `ports` publishes one on this machine",
     "stdin_open": "not used by the emulation",
     "tty": "not used by the emulation",
 }
@@ -40,7 +40,7 @@ def parse_service(name: str, raw: Any, path: str, base_dir: Path | None, warning
                                  "missing; build the image first (docker build -t NAME ...) and give its name")
             warnings.append(f"{join(path, key)}: ignored ({reason})")
     known = {"image", "environment", "volumes", "command", "entrypoint", "working_dir", "user", "labels",
-             "cap_add", "privileged"}
+             "cap_add", "privileged", "ports"}
     for key in raw:
         if key not in known and key not in SERVICE_KEYS_IGNORED:
             warnings.append(f"{join(path, key)}: not supported, ignored")
@@ -67,6 +67,7 @@ def parse_service(name: str, raw: Any, path: str, base_dir: Path | None, warning
         cap_add=cap_add,
         privileged=privileged,
         host_access=_host_access(raw, path, volumes, cap_add, privileged),
+        ports=parse_ports(raw.get("ports"), join(path, "ports")),
     )
 
 

@@ -23,6 +23,7 @@ from .fields import boolean, known_keys, mapping, named_list, optional_text, seq
 from .limits import MAX_INSTANCES, MAX_TRACES
 from .loader import load_yaml
 from .networks import parse_network
+from .ports import check_port_clashes
 from .scenarios import parse_scenario
 from .schema import (
     Attachment,
@@ -95,6 +96,7 @@ def _parse_model(data: Any, base_dir: Path | None, traces: TraceFiles) -> Model:
     if total > MAX_INSTANCES:
         raise ModelError(topology_path, f"{total} instances; a deployment has at most {MAX_INSTANCES}")
     _check_switch_names(networks)
+    warnings += check_port_clashes(services, blueprints)
     bound = _bound_traces(networks, blueprints)
     model = Model(services, nodes, networks, blueprints, {}, (), bound)
     _check_network_references(model)

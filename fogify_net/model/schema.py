@@ -286,6 +286,27 @@ class Volume:
 
 
 @dataclass(frozen=True)
+class PublishedPort:
+    """A compose `ports` entry: TCP port `target` of an instance, reachable from this machine at host_ip:published.
+
+    `published` None: a free host port chosen at deploy, one for every replica
+    (compose's bare "80"); a fixed port is published for the blueprint's first
+    instance only (model/ports.py says why).
+    """
+
+    target: int
+    published: int | None = None
+    host_ip: str = "127.0.0.1"
+    protocol: str = "tcp"
+
+    def describe(self, bound: int | None = None) -> str:
+        """'127.0.0.1:8080->80', with the port bound at deploy when the model left it open."""
+        host = f"[{self.host_ip}]" if ":" in self.host_ip else self.host_ip
+        port = bound if bound is not None else self.published
+        return f"{host}:{port if port is not None else '*'}->{self.target}"
+
+
+@dataclass(frozen=True)
 class Service:
     name: str
     image: str
@@ -299,6 +320,7 @@ class Service:
     cap_add: tuple[str, ...] = ()
     privileged: bool = False
     host_access: tuple[tuple[str, str], ...] = ()  # (field, why) of what reaches into the host (compose.py)
+    ports: tuple[PublishedPort, ...] = ()  # published on this machine (model/ports.py)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import statistics
 import subprocess
 import sys
@@ -168,6 +169,41 @@ def test_volumes_and_a_direct_link_between_containers(tmp_path):
     assert "from-d1" in output and (shared / "note").read_text() == "from-d1\n"
     assert "d1 d1-eth0:d2-eth0" in output  # Mininet's `net` output: the direct link
     assert re.search(r"d2-eth1@\S+\s+UP\s*\n", output)  # d2-eth1 has no address, as in Containernet
+    assert_clean(before)
+
+
+def test_port_bindings_publish_a_containers_port_on_this_machine(tmp_path):
+    """dockerhosts.py's idiom: port_bindings={container port: host port}; the script reaches the app
+    from this machine while it runs, and the port is closed when it has stopped."""
+    before = snapshot()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    output = run_script(tmp_path, HEADER, f"""
+        import time, urllib.request
+        net = Containernet(controller=Controller)
+        d1 = net.addDocker('d1', ip='10.0.0.251', dimage="ubuntu:trusty", dcmd="python3 -m http.server 80",
+                           ports=[80], port_bindings={{80: {port}}})
+        d2 = net.addDocker('d2', ip='10.0.0.252', dimage="ubuntu:trusty")
+        s1 = net.addSwitch('s1')
+        net.addLink(d1, s1)
+        net.addLink(d2, s1)
+        net.start()
+        for attempt in range(50):
+            try:
+                page = urllib.request.urlopen("http://127.0.0.1:{port}/", timeout=2).read().decode()
+                break
+            except OSError as error:
+                page = repr(error)
+                time.sleep(0.2)
+        print("FETCHED", "etc/" in page, page[:200])
+        CLI(net)
+        net.stop()
+    """, f"sh {sys.executable} -m fogify_net.cli status --url http://127.0.0.1:5078\n")
+    assert "FETCHED True" in output
+    assert f"127.0.0.1:{port}->80" in output  # the status table's PUBLISHED column
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=2)
     assert_clean(before)
 
 

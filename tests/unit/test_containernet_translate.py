@@ -148,7 +148,25 @@ def test_docker_options_become_the_service_and_node_profile():
     assert d1.cpus == 0.5 and d1.memory == 256 * 2**20 and d1.node.cpu_shares == 20 and d1.node.cpuset == "0"
     assert d1.service.environment == (("A", "1"),) and d1.service.volumes[0].read_only
     assert dict(d1.service.labels)["fogify-net.shell"] == "exec" and d1.service.entrypoint == ()
-    assert any("ports are not published" in w for w in warnings)
+    assert [p.describe() for p in d1.ports] == ["127.0.0.1:9999->9999"]
+    assert not any("port" in w for w in warnings)
+
+
+def test_port_bindings_and_ports_are_published_ports():
+    """Docker's port_bindings forms and `ports` (on free host ports, Containernet's publish_all_ports default)."""
+    net = Containernet()
+    net.addDocker("d1", port_bindings={80: 8080, "443/tcp": ("0.0.0.0", 8443), 22: ("127.0.0.2",), 81: [8081, 8082]},
+                  ports=[80, 5000])
+    net.addDocker("d2", ports=[6000], publish_all_ports=False)
+    plan, _ = plan_of(net)
+    assert [p.describe() for p in plan.instance("d1").ports] == [
+        "127.0.0.1:8080->80", "0.0.0.0:8443->443", "127.0.0.2:*->22", "127.0.0.1:8081->81", "127.0.0.1:8082->81",
+        "127.0.0.1:*->5000"]
+    assert plan.instance("d2").ports == []
+    net = Containernet()
+    net.addDocker("d1", port_bindings={"53/udp": 53})
+    with pytest.raises(ModelError, match=r"services\.d1\.ports\[0\]\.protocol: protocol 'udp' is not published"):
+        plan_of(net)
 
 
 def test_an_image_this_machine_lacks_runs_as_the_base_image_with_a_warning():

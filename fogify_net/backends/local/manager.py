@@ -35,7 +35,9 @@ from ...host.containers import docker_client
 from ...host.counters import CounterReader, SampleTarget
 from ...host.fidelity import HostCpuReader, InstanceCpuReader, Readings, name_peers, read_link_queues
 from ...host.kernel import KernelError, ip_batch, iptables_ensure, iptables_remove, nft_apply, run
+from ...host.netns import runs_in
 from ...host.ovs import unusable as ovs_unusable
+from ...host.publish import Publishers
 from ...host.stress import StressRunner
 from ...host.tcstats import ClassReader
 from ..base import Backend, DeployError, Progress, Samples, StateCallback, TaskFacts
@@ -90,6 +92,7 @@ class LocalBackend(HandoverMixin, Backend):
         self._instance_cpu = InstanceCpuReader(self.node)
         self._classes = ClassReader()
         self._stress = StressRunner()
+        self.publishers = Publishers()  # the instances' published ports (host/publish.py)
         Path(run_dir).mkdir(parents=True, exist_ok=True)
         self.shaper = Shaper(self.mechanism, run_dir, on_state=self._delayline_state,
                              port_filters=self.switch_kind == OVS)
@@ -100,6 +103,7 @@ class LocalBackend(HandoverMixin, Backend):
 
     def _bring_up(self, progress: Progress) -> None:
         self._preflight()
+        self._publish(self.plan.instances)  # first: a host port in use fails the deploy before anything is made
         self._ensure_forwarding()
         self._create_bridges()
         self._create_named_volumes()
@@ -120,6 +124,7 @@ class LocalBackend(HandoverMixin, Backend):
             self._watcher = None
         with self.lock:
             errors = []
+            self.publishers.close_all()
             self._stress.stop_all()
             try:
                 self.shaper.stop()
@@ -269,6 +274,27 @@ class LocalBackend(HandoverMixin, Backend):
 
     # --- instances ---------------------------------------------------------------------------
 
+    def _publish(self, instances: list[InstancePlan]) -> None:
+        """Listen on the ports these instances publish (Conflict naming a port in use; none left open)."""
+        opened = []
+        try:
+            for instance in instances:
+                self.publishers.open(instance, lambda name=instance.name: self._upstream(name))
+                opened.append(instance.name)
+        except BaseException:
+            self.publishers.close(opened)
+            raise
+
+    def _upstream(self, name: str) -> tuple[int, list[str]] | None:
+        """Where a published port of `name` connects now: its init pid (new after a restart) and its
+        loopback, then its own addresses; None while it does not run."""
+        host, instance = self.hosts.get(name), self.plan.instance(name)
+        if host is None or instance is None or not host.cpid or name in self.crashed or name in self.lost:
+            return None
+        if not runs_in(host.cpid, host.container.id):  # restarting: the pid we hold is not the container's
+            return None
+        return host.cpid, ["127.0.0.1", *(str(i.ip) for i in instance.interfaces if i.ip is not None)]
+
     def _start_instances(self, instances: list[InstancePlan], progress: Progress) -> None:
         """Containers in parallel, each one's shell as soon as it runs, then links; Mininet learns of them.
 
@@ -396,8 +422,10 @@ class LocalBackend(HandoverMixin, Backend):
         with self.lock:
             added = add_instances(self.plan, label, count)
             try:
+                self._publish(added)
                 self._start_instances(added, lambda *args: None)
             except BaseException:
+                self.publishers.close([i.name for i in added])
                 self._remove_instances([i.name for i in added])
                 remove_instances(self.plan, label, len(added))
                 raise
@@ -409,6 +437,7 @@ class LocalBackend(HandoverMixin, Backend):
         """Remove the highest slots of `label`."""
         with self.lock:
             removed = remove_instances(self.plan, label, count)
+            self.publishers.close([i.name for i in removed])
             self._remove_instances([i.name for i in removed])
             # their switch ports go now, not when the kernel gets round to freeing the namespaces: until
             # then a removed instance's stack still answers (seen under load: a ping right after removal)
@@ -445,6 +474,7 @@ class LocalBackend(HandoverMixin, Backend):
         them closed first: an open one would keep a namespace, and the instance's address, alive)."""
         with self.lock:
             self._classes.forget({self.hosts[i.name].cpid for i in instances if self.hosts[i.name].cpid})
+            self.publishers.drop_connections([i.name for i in instances])
             for instance in instances:
                 host = self.hosts[instance.name]
                 host.stop_shell()
@@ -530,6 +560,7 @@ class LocalBackend(HandoverMixin, Backend):
                     self.shaper.forget([i.port for i in self.plan.instance(name).interfaces])
                     if self.hosts[name].cpid:  # our socket there would keep its dead namespace and links
                         self._classes.forget({self.hosts[name].cpid})
+                    self.publishers.drop_connections([name])
                 elif running and (name in self.lost or pid != self.hosts[name].cpid):
                     back.append(self.plan.instance(name))
             if back:

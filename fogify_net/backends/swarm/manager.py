@@ -29,7 +29,8 @@
 
 Not done here (refused as actions, with a 400): crash/restart (Swarm replaces
 a dead task itself), move (changing a task's networks replaces the task),
-static addresses (Swarm's IPAM assigns them). Traces work: each step is a
+static addresses (Swarm's IPAM assigns them); published ports are refused at
+deploy (unsupported_topology, naming the field). Traces work: each step is a
 reshape, which every agent applies as a difference.
 
 The Swarm objects are made in services.py, the agents reached through
@@ -107,6 +108,12 @@ def unsupported_topology(plan: Plan) -> None:
             for key in ("interface", "unnumbered"):
                 if getattr(attachment, key):
                     raise ModelError(f"{path}.networks[{j}].{key}", f"{key} is not supported on Swarm")
+    for name in sorted({b.service for b in plan.model.blueprints}):
+        if plan.model.services[name].ports:
+            raise ModelError(f"services.{name}.ports",
+                             "published ports are not supported on Swarm: Swarm publishes through its ingress "
+                             "network, a path beside the shaped overlays, and fogify-net's relay runs on one "
+                             "machine; reach the service on its emulated networks, or use the local backend")
 
 
 class SwarmBackend(Backend):
