@@ -6,13 +6,14 @@ compose keys that mean nothing in an emulation.
 
 from __future__ import annotations
 
+from ipaddress import ip_address
 from pathlib import Path
 from typing import Any
 
 from .errors import ModelError, join, shown
 from .fields import NAME, boolean, known_keys, mapping, optional_text, sequence, valid_name
 from .ports import parse_ports
-from .schema import Service, Volume
+from .schema import PublishedPort, Service, Volume
 
 SERVICE_KEYS_IGNORED = {
     "networks": "instances join the x-fogify networks of their blueprint",
@@ -54,6 +55,7 @@ def parse_service(name: str, raw: Any, path: str, base_dir: Path | None, warning
     cap_add = tuple(_scalar_text(c, join(join(path, "cap_add"), i))
                     for i, c in enumerate(sequence(raw.get("cap_add"), join(path, "cap_add"))))
     privileged = boolean(raw.get("privileged", False), join(path, "privileged"))
+    ports = parse_ports(raw.get("ports"), join(path, "ports"))
     return Service(
         name=name,
         image=image.strip(),
@@ -66,8 +68,8 @@ def parse_service(name: str, raw: Any, path: str, base_dir: Path | None, warning
         labels=_environment(raw.get("labels"), join(path, "labels")),
         cap_add=cap_add,
         privileged=privileged,
-        host_access=_host_access(raw, path, volumes, cap_add, privileged),
-        ports=parse_ports(raw.get("ports"), join(path, "ports")),
+        host_access=_host_access(raw, path, volumes, cap_add, privileged, ports),
+        ports=ports,
     )
 
 
@@ -77,9 +79,12 @@ _HOST_NAMESPACES = ("pid", "network_mode", "ipc", "uts", "userns_mode", "cgroup"
 
 
 def _host_access(raw: dict, path: str, volumes: tuple[Volume, ...], cap_add: tuple[str, ...],
-                 privileged: bool) -> tuple[tuple[str, str], ...]:
+                 privileged: bool, ports: tuple[PublishedPort, ...]) -> tuple[tuple[str, str], ...]:
     """What in a service reaches into the host (the API refuses it unless allowed): (field, why) pairs."""
     found = []
+    wide = sorted({port.host_ip for port in ports if not ip_address(port.host_ip).is_loopback})
+    if wide:  # the machine's network reaches an emulated app
+        found.append((join(path, "ports"), f"publishes on {', '.join(wide)}, beyond this machine's loopback"))
     if privileged:
         found.append((join(path, "privileged"), "a privileged container owns the host"))
     for i, volume in enumerate(volumes):

@@ -122,3 +122,15 @@ def test_the_dry_run_lists_what_each_instance_publishes():
              and "publishes" in line}
     assert lines["web.1"].endswith("; publishes 127.0.0.1:8080->80; publishes 127.0.0.1:*->90")
     assert lines["web.2"].endswith("; publishes 127.0.0.1:*->90")
+
+
+def test_a_port_published_beyond_loopback_reaches_into_the_host():
+    """The API refuses it without --allow-host-access, as it does privileged or host binds."""
+    from fogify_net.model.compose import parse_service
+
+    def access(ports):
+        return parse_service("web", {"image": "img", "ports": ports}, "services.web", None, []).host_access
+
+    assert access(["8080:80", "127.0.0.2:8081:80", "[::1]:8082:80"]) == ()
+    assert access(["0.0.0.0:8080:80", "10.1.2.3:8081:81"]) == (
+        ("services.web.ports", "publishes on 0.0.0.0, 10.1.2.3, beyond this machine's loopback"),)
