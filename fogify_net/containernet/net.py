@@ -121,8 +121,7 @@ class FogMininet(Mininet):
             if serving.poll() is None:
                 serving.kill()
                 serving.wait()
-        result = [_iperf_rate(received, "sum" if l4Type == "UDP" else "sum_received", fmt),
-                  _iperf_rate(sent, "sum" if l4Type == "UDP" else "sum_sent", fmt)]
+        result = [_iperf_rate(received, "sum_received", fmt), _iperf_rate(sent, "sum_sent", fmt)]
         if l4Type == "UDP":
             result.insert(0, udpBw)
         output(f"*** Results: {result}\n")
@@ -161,8 +160,11 @@ def _in_netns(node: Any, argv: list[str]) -> list[str]:
 
 
 def _iperf_rate(report: str, key: str, fmt: str | None) -> str:
+    """`key` (sum_received or sum_sent) of iperf3's JSON report, as Mininet prints rates. Older iperf3
+    gives UDP's figures under `sum` only; newer ones also fill `sum` with zeros on the UDP server."""
     try:
-        bits = json.loads(report)["end"][key]["bits_per_second"]
+        end = json.loads(report)["end"]
+        bits = (end[key] if key in end else end["sum"])["bits_per_second"]
     except (ValueError, KeyError, TypeError):
         error(f"could not parse iperf3 output: {report[:300]}\n")
         return ""

@@ -149,6 +149,8 @@ class ContainerNode(LazyShell, Host):
     def setARP(self, ip: str, mac: str) -> str:  # noqa: N802 - Mininet's name
         """A permanent neighbour entry on the interface whose subnet holds `ip`, made from the host
         (`ip neigh` in the node's namespace), so an image without arp or ip tools gets it too."""
+        if not ip or not mac:
+            return ""
         device = next((intf.name for intf in self.intfList() if intf.IP() and intf.prefixLen
                        and ip_address(ip) in ip_network(f"{intf.IP()}/{intf.prefixLen}", strict=False)), None)
         if device is None:
@@ -244,7 +246,9 @@ class ViewIntf(Intf):
     def config(self, ip: str | None = None, mac: str | None = None, up: bool = True, **_params: Any) -> dict:
         if ip:
             self.ip, self.prefixLen = ip.split("/") if "/" in ip else (ip, None)
-        self.mac, self.up = mac, up
+        if mac:  # else the one given to the constructor (the plan's) stays
+            self.mac = mac
+        self.up = up
         return {}
 
     def updateIP(self) -> str | None:  # noqa: N802

@@ -134,7 +134,7 @@ def test_an_unchanged_containernet_script_through_fogify_net_run(tmp_path):
         net = Containernet(topo=Pair(), controller=Controller, autoStaticArp=True)
         net.start()
         d1, d2 = net.get('d1', 'd2')
-        info('neighbours of d1: %s\n' % d1.cmd('ip neigh show %s' % d2.IP()).strip())
+        info('neighbours of d1: %s\\n' % d1.cmd('ip neigh show %s' % d2.IP()).strip())
         info(d1.cmd('ping -c 6 -i 0.2 %s' % d2.IP()))
         lost = net.ping([d1, d2])
         net.stop()

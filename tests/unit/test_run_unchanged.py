@@ -61,3 +61,18 @@ def test_a_missing_script_is_a_clear_error(tmp_path):
 def test_an_exit_with_a_message_prints_it_and_fails(tmp_path):
     result = run(tmp_path, "import sys\nsys.exit('no room for that')\n")
     assert result.returncode == 1 and "no room for that" in result.stderr
+
+
+def test_iperf_rates_come_from_the_received_and_sent_sums_of_either_iperf3_report():
+    """iperf3 3.12 fills the UDP server's `sum` with zeros and its rate under `sum_received`; older
+    versions give UDP's only under `sum` (a UDP iperf printed '0 bits/sec' for the server)."""
+    import json
+
+    from fogify_net.containernet.net import _iperf_rate
+
+    newer = json.dumps({"end": {"sum": {"bits_per_second": 0}, "sum_received": {"bits_per_second": 5.02e6},
+                                "sum_sent": {"bits_per_second": 5.03e6}}})
+    older = json.dumps({"end": {"sum": {"bits_per_second": 4.9e6}}})
+    assert [_iperf_rate(newer, "sum_received", None), _iperf_rate(newer, "sum_sent", "m")] == [
+        "5.02 Mbits/sec", "5.03 Mbits/sec"]
+    assert _iperf_rate(older, "sum_received", None) == "4.9 Mbits/sec"
