@@ -238,6 +238,20 @@ class Backend(ABC):
 
     # --- state --------------------------------------------------------------------------------
 
+    def _degraded_reasons(self) -> list[str]:
+        """Why the deployment does not run as planned: `<instance> <why>` for every lost instance."""
+        return [f"{name} {why}" for name, why in sorted(self.lost.items())]
+
+    def _refresh_state(self) -> None:
+        """running, or degraded (with why) while `_degraded_reasons` has any; the controller annotates
+        each change (DEGRADED, RECOVERED)."""
+        if self.state not in ("running", "degraded"):
+            return
+        reasons = self._degraded_reasons()
+        wanted = ("degraded", "; ".join(reasons)) if reasons else ("running", "")
+        if (self.state, self.detail) != wanted:
+            self._set_state(*wanted)
+
     def _set_state(self, state: str, detail: str = "") -> None:
         self.state, self.detail = state, detail
         if self._on_state:

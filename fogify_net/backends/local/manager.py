@@ -33,6 +33,7 @@ from ...host.capabilities import OVS, Capabilities, probe
 from ...host.command import run_command
 from ...host.containers import docker_client
 from ...host.counters import CounterReader, SampleTarget
+from ...host.dockerevents import DockerWatcher, stop_reason
 from ...host.fidelity import HostCpuReader, InstanceCpuReader, Readings, name_peers, read_link_queues
 from ...host.kernel import KernelError, ip_batch, iptables_ensure, iptables_remove, nft_apply, run
 from ...host.netns import runs_in
@@ -48,7 +49,6 @@ from .dockerhost import DockerHost
 from .handover import HandoverMixin
 from .ovs import FogOVSSwitch, controller_target
 from .shaper import Shaper
-from .watch import DockerWatcher
 
 if TYPE_CHECKING:
     from ...model.actions import Stress
@@ -550,9 +550,7 @@ class LocalBackend(HandoverMixin, Backend):
                     state = {"Running": False, "Error": "the container was removed"}
                 running, pid = bool(state.get("Running")), int(state.get("Pid") or 0)
                 if not running and name not in self.lost:
-                    error = f", {state['Error']}" if state.get("Error") else ""
-                    reason = ("was OOM-killed" if state.get("OOMKilled")
-                              else f"stopped (exit code {state.get('ExitCode')}{error})")
+                    reason = stop_reason(state)
                     log.warning("%s %s without fogify-net", name, reason)
                     self.lost[name] = reason
                     # our shell holds the namespace: without this a killed router kept forwarding
@@ -568,16 +566,9 @@ class LocalBackend(HandoverMixin, Backend):
                 self._reattach(back, restart=False)
             self._refresh_state()
 
-    def _refresh_state(self) -> None:
-        """running, or degraded while an instance is lost or the delay line is down (with why)."""
-        if self.state not in ("running", "degraded"):
-            return
-        reasons = [f"{name} {why}" for name, why in sorted(self.lost.items())]
-        if self._delayline_detail:
-            reasons.append(self._delayline_detail)
-        wanted = ("degraded", "; ".join(reasons)) if reasons else ("running", "")
-        if (self.state, self.detail) != wanted:
-            self._set_state(*wanted)
+    def _degraded_reasons(self) -> list[str]:
+        """Lost instances, and the delay line when it is down."""
+        return super()._degraded_reasons() + ([self._delayline_detail] if self._delayline_detail else [])
 
     def update_resources(self, instance: InstancePlan, cpu_quota: int | None = None, memory: int | None = None) -> None:
         with self.lock:

@@ -1,13 +1,14 @@
-"""Following Docker's events for the containers of one deployment.
+"""Following Docker's events for fogify-net's containers on one daemon.
 
 Without it, a container killed by the kernel's OOM killer, by hand, or by a
 dockerd restart still showed as running in /status/. The watcher reads
 Docker's event stream (die, oom, start of containers labelled fogify-net=1)
-and hands each container's name to `reconcile`, which looks at the real
-state under the backend's lock; the event is only a hint, so the backend's
-own kills and restarts (which it makes holding that lock) are no news. When
-the stream breaks (dockerd restarted), it reconnects with backoff and asks
-for every container to be reconciled.
+and hands each container's id to `reconcile`, which looks at the real state;
+the event is only a hint. The local backend reconciles under its lock, so its
+own kills and restarts (which it makes holding that lock) are no news; a
+Swarm node's agent (backends/swarm/agent/events.py) records what it sees for
+the controller. When the stream breaks (dockerd restarted), it reconnects with
+backoff and asks for every container to be reconciled.
 """
 
 from __future__ import annotations
@@ -18,12 +19,21 @@ import threading
 import time
 from collections.abc import Callable
 
-from ...compile.naming import LABEL
+from ..compile.naming import LABEL
 
 log = logging.getLogger(__name__)
 
 ACTIONS = ("die", "oom", "start")
 BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
+
+
+def stop_reason(state: dict) -> str:
+    """Why a container does not run, from its inspect's `State`, in the words /status/ and the
+    DEGRADED annotation use on both backends."""
+    if state.get("OOMKilled"):
+        return "was OOM-killed"
+    error = f", {state['Error']}" if state.get("Error") else ""
+    return f"stopped (exit code {state.get('ExitCode')}{error})"
 
 
 class DockerWatcher:
