@@ -11,6 +11,7 @@ import time
 
 from ...compile.naming import LABEL
 from ...compile.plan import Plan, add_instances
+from .tasks import TASK_LABEL
 
 
 class SwarmError(RuntimeError):
@@ -65,7 +66,7 @@ def create_service(client, plan: Plan, label: str) -> tuple[object, tuple[int, i
         env=[f"{k}={v}" for k, v in env.items()],
         labels={LABEL: "1"},
         # the model's labels first: ours must win (a model's `fogify-net: "0"` would hide its tasks from cleanup)
-        container_labels={**dict(service.labels), LABEL: "1", "fogify-net.label": label},
+        container_labels={**dict(service.labels), LABEL: "1", TASK_LABEL: label},
         networks=[NetworkAttachmentConfig(a.network) for a in blueprint.networks],
         endpoint_spec=EndpointSpec(mode="dnsrr"),
         mode=ServiceMode("replicated", replicas=len(plan.instances_of(label))),

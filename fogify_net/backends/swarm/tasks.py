@@ -20,12 +20,21 @@ import re
 from dataclasses import dataclass
 from ipaddress import IPv4Interface, IPv4Network
 
+from ...compile.naming import LABEL
 from ...host.kernel import in_netns, run
 
 SERVICE_LABEL = "com.docker.swarm.service.name"
 TASK_NAME_LABEL = "com.docker.swarm.task.name"
 TASK_ID_LABEL = "com.docker.swarm.task.id"
 NODE_LABEL = "com.docker.swarm.node.id"
+TASK_LABEL = "fogify-net.label"  # the label (service) a task container of fogify-net belongs to
+
+
+def is_ours(labels: dict[str, str]) -> bool:
+    """A container of one of fogify-net's Swarm tasks: our mark, on a Swarm task of the service its
+    label names. The agent acts on nothing else, and reports nothing else."""
+    return bool(labels.get(LABEL) == "1" and labels.get(TASK_ID_LABEL)
+                and labels.get(SERVICE_LABEL) and labels.get(SERVICE_LABEL) == labels.get(TASK_LABEL))
 
 
 @dataclass(frozen=True)

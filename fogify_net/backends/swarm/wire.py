@@ -17,6 +17,9 @@ Routes (all POST but /health/, answers are JSON):
   /exec/     ExecRequest                       -> {exit_code, output, timed_out} or {started}
   /resources/ ResourcesRequest
   /stress/   StressRequest                     -> {commands: [...]}   (DELETE: stop every stress)
+  /events/   EventsRequest                     -> {epoch, seq, events: [TaskState]} after `seq` (waits for
+                                                one), or {epoch, seq, states: [TaskState]}: every task of ours
+                                                on the node, when the controller must look at them all
 """
 
 from __future__ import annotations
@@ -275,3 +278,53 @@ class StressRequest:
                         io=optional(raw, "io", float), vm=optional(raw, "vm", float),
                         vm_bytes=optional(raw, "vm_bytes", int))
         return cls(docker_id(raw["container"]), float(raw["cpus"]), stress)
+
+
+EVENTS_WAIT_MAX = 30.0  # seconds an /events/ request may wait for news (the agent's channel timeout is 60)
+_EPOCH = re.compile(r"[0-9a-f]{1,64}")
+
+
+@dataclass(frozen=True)
+class EventsRequest:
+    """What happened to this node's tasks after event `after` of the agent's run `epoch`; with neither
+    (or an epoch that is not the agent's: it restarted) the agent answers the state of every task."""
+
+    after: int | None
+    epoch: str | None
+    wait: float  # seconds to wait for an event when there is none yet
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, raw: dict) -> EventsRequest:
+        epoch = optional(raw, "epoch", str)
+        if epoch is not None and not _EPOCH.fullmatch(epoch):
+            raise ValueError(f"not an agent epoch: {epoch[:80]!r}")
+        after = optional(raw, "after", int)
+        if after is not None and after < 0:
+            raise ValueError("after must be a number of events, >= 0")
+        wait = float(raw.get("wait") or 0)
+        if not 0 <= wait <= EVENTS_WAIT_MAX:
+            raise ValueError(f"wait must be within 0..{EVENTS_WAIT_MAX:g} s")
+        return cls(after, epoch, wait)
+
+
+@dataclass(frozen=True)
+class TaskState:
+    """One task container of fogify-net on a node as its daemon describes it now: running, or not and why
+    (the local backend's words: `was OOM-killed`, `stopped (exit code N[, error])`)."""
+
+    container: str
+    instance: str  # <service>.<slot>, the instance it holds
+    task: str  # Swarm's task id
+    running: bool
+    reason: str  # why it does not run; "" when it does
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, raw: dict) -> TaskState:
+        return cls(docker_id(raw["container"]), str(raw["instance"]), str(raw["task"]), bool(raw["running"]),
+                   str(raw.get("reason") or ""))

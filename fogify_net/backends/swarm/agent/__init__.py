@@ -12,7 +12,9 @@ difference (`tc class replace` of the live class, no burst of unshaped
 traffic), and a task it has never seen (new, or restarted by Swarm) gets the
 whole shaping. It also samples its tasks' counters for the controller's
 metric store (`/samples/`), so metrics come from every node. Requests name containers by their full Docker id; the agent
-finds their init pid (hence namespace and cgroups) from its own daemon.
+finds their init pid (hence namespace and cgroups) from its own daemon. It follows that
+daemon's events for fogify-net's tasks (events.py) and answers the controller's long poll
+(`/events/`), so a task that dies on the node is known at once.
 """
 
 from .server import create_app, serve

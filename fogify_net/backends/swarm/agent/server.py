@@ -9,6 +9,7 @@ from ....compile.flows import flows_to_json
 from ....host.kernel import KernelError
 from ....host.tokens import bearer_matches
 from ..wire import (
+    EventsRequest,
     ExecRequest,
     FidelityRequest,
     FlowsRequest,
@@ -80,6 +81,10 @@ def create_app(agent: Agent, token: str):
         agent.forget([docker_id(c) for c in request.get_json()["containers"]])
         return jsonify(message="OK")
 
+    @app.post("/events/")
+    def events() -> Any:
+        return jsonify(agent.events.poll(EventsRequest.from_json(request.get_json())))
+
     @app.post("/link/")
     def link() -> Any:
         agent.link(LinkRequest.from_json(request.get_json()))
@@ -113,7 +118,9 @@ def serve(docker_url: str | None, host: str, port: int, token: str,
     from ....host.wsgi import serve_until_signal, wsgi_server
 
     agent = Agent(docker_url, run_dir, exec_root)
-    server = wsgi_server(create_app(agent, token), host, port, threads=4, name="fogify-net-agent")
+    agent.events.start()
+    # a controller's /events/ poll holds one thread while it waits: the others answer the rest
+    server = wsgi_server(create_app(agent, token), host, port, threads=6, name="fogify-net-agent")
     log.info("agent for %s listening on %s:%d", docker_url or "the local dockerd", host, port)
     try:
         serve_until_signal(server)

@@ -7,6 +7,8 @@ import threading
 from ipaddress import IPv4Network
 from pathlib import Path
 
+import docker
+
 from ....compile.flows import (
     FLOW_SET,
     FLOW_TABLE,
@@ -16,7 +18,6 @@ from ....compile.flows import (
     parse_flow_set,
     sum_counters,
 )
-from ....compile.naming import LABEL
 from ....compile.netfilter import Filter
 from ....compile.shaping import DirectionShaping, InterfaceShaping
 from ....compile.tc import class_peers, needs_qdisc
@@ -42,20 +43,16 @@ from ..wire import (
     StressRequest,
     TaskShaping,
 )
+from .events import TaskEvents
 from .shaping import IFB, Installed, loss_ruleset, net_dev, shaping_commands
 
 log = logging.getLogger(__name__)
-
-TASK_LABEL = "fogify-net.label"  # the label (service) a task container of fogify-net belongs to
-
 
 class Agent:
     """The node's tasks and what is installed in them; every method is one HTTP request."""
 
     def __init__(self, docker_url: str | None = None, run_dir: str | Path = "/run/fogify-net",
                  exec_root: str | Path = "/var/run/docker"):
-        import docker
-
         self.client = docker.DockerClient(base_url=docker_url) if docker_url else docker.from_env()
         self.installed: dict[tuple[str, str], Installed] = {}  # (container id, network) -> state
         self.stress = StressRunner()
@@ -70,14 +67,13 @@ class Agent:
         self._host_cpu: HostCpuReader | None = None  # fidelity readers, opened at the first reading
         self._instance_cpu: InstanceCpuReader | None = None
         self._classes = ClassReader()
+        self.events = TaskEvents(self.client)  # its tasks' deaths and starts, for the controller (serve starts it)
 
     def _container(self, container_id: str):
         """The container, if it is one of fogify-net's Swarm tasks (our label on a Swarm task of the
         service its label names); else PermissionError (a 403): the agent acts on nothing else."""
         container = self.client.containers.get(container_id)
-        labels = container.labels or {}
-        if not (labels.get(LABEL) == "1" and labels.get(tasks.TASK_ID_LABEL)
-                and labels.get(tasks.SERVICE_LABEL) and labels.get(tasks.SERVICE_LABEL) == labels.get(TASK_LABEL)):
+        if not tasks.is_ours(container.labels or {}):
             raise PermissionError(f"container {container_id[:12]} is not a task of fogify-net")
         return container
 
@@ -104,7 +100,12 @@ class Agent:
         with self.lock:
             self.distributions.update(distributions or {})
             for task in wanted:
-                pid = self._pid(task.container)
+                try:
+                    pid = self._pid(task.container)
+                except (LookupError, docker.errors.NotFound) as error:
+                    # died since the controller looked (its events tell it): the other tasks are shaped all the same
+                    log.info("%s not shaped: %s", task.instance, error)
+                    continue
                 downlinks: dict[str, DirectionShaping] = {}
                 senders: dict[str, list[tuple[str, float]]] = {}
                 ip_lines: list[str] = []
@@ -177,6 +178,7 @@ class Agent:
 
     def stop(self) -> None:
         """The agent ends: every delay helper releases what it holds, every stress ends."""
+        self.events.stop()
         with self.lock:
             for delay in self.delays.values():
                 delay.stop()
@@ -214,6 +216,7 @@ class Agent:
                 except (KernelError, LookupError) as error:
                     log.warning("delay of network %s: %s", network_id[:10], error)
             self.counters.forget(containers)
+        self.events.nudge()  # a controller's poll returns now (its undeploy waits for it)
 
     def samples(self, wanted: dict[str, SampleRequest]) -> dict[str, dict[str, float]]:
         """This round's metrics of the given tasks (container id -> request), by instance: cgroup
