@@ -16,7 +16,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from statistics import median
@@ -53,10 +53,12 @@ def _free_port() -> int:
 
 
 class AgentURLs(dict):
-    """{node hostname: agent URL}, with each agent's own token (`tokens`) and the controller's file of them."""
+    """{node hostname: agent URL}, with each agent's own token (`tokens`) and the controller's file of them;
+    `restart(hostname)` stops that node's agent and starts it again on the same port."""
 
     tokens: dict[str, str]
     tokens_file: str
+    restart: Callable[[str], None]
 
 
 @contextmanager
@@ -66,19 +68,29 @@ def agents(daemons: list[Daemon]) -> Iterator[AgentURLs]:
 
     from fogify_net.host.tokens import ensure_token_file
 
-    procs, urls = [], AgentURLs()
+    procs: dict[str, subprocess.Popen] = {}
+    urls = AgentURLs()
     urls.tokens = {}
+
+    def start(daemon: Daemon, port: int) -> None:
+        with open(daemon.run_dir / "agent.log", "ab") as log:
+            procs[daemon.name] = subprocess.Popen(
+                [sys.executable, "-m", "fogify_net.cli", "agent", "--docker", daemon.url, "--port", str(port),
+                 "--run-dir", str(daemon.run_dir / "agent"), "--exec-root", str(daemon.exec_root),
+                 "--token-file", str(daemon.run_dir / "agent-token")],
+                stdout=subprocess.DEVNULL, stderr=log)
+
+    def restart(name: str) -> None:
+        stop_agent(procs[name])
+        start(next(d for d in daemons if d.name == name), int(urls[name].rsplit(":", 1)[1]))
+        assert wait_until(healthy, timeout=20), f"the agent of {name} did not answer after its restart"
+
+    urls.restart = restart
     try:
         for daemon in daemons:
             port = _free_port()
-            token_file = daemon.run_dir / "agent-token"
-            urls.tokens[daemon.name] = ensure_token_file(token_file)
-            with open(daemon.run_dir / "agent.log", "ab") as log:
-                procs.append(subprocess.Popen(
-                    [sys.executable, "-m", "fogify_net.cli", "agent", "--docker", daemon.url, "--port", str(port),
-                     "--run-dir", str(daemon.run_dir / "agent"), "--exec-root", str(daemon.exec_root),
-                     "--token-file", str(token_file)],
-                    stdout=subprocess.DEVNULL, stderr=log))
+            urls.tokens[daemon.name] = ensure_token_file(daemon.run_dir / "agent-token")
+            start(daemon, port)
             urls[daemon.name] = f"http://127.0.0.1:{port}"
         urls.tokens_file = str(daemons[0].run_dir / "agent-tokens")
         fd = os.open(urls.tokens_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -96,14 +108,19 @@ def agents(daemons: list[Daemon]) -> Iterator[AgentURLs]:
         assert wait_until(healthy, timeout=20), "agents did not answer"
         yield urls
     finally:
-        for proc in procs:
+        for proc in procs.values():
             proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        for proc in procs.values():
+            stop_agent(proc)
+
+
+def stop_agent(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def task_pid(cluster: Cluster, backend: SwarmBackend, instance: str) -> int:

@@ -11,9 +11,18 @@
   spreads the tasks over the nodes.
 - Instances are `<label>.<slot>`: the plan follows Swarm's task slots and the
   addresses Swarm's IPAM gave, so per-peer link rules match real addresses.
-- Shaping is done by `fogify-net agent` on each node (agent.py), inside each
-  task's namespace. A reconcile thread notices tasks it has not shaped (a
-  replica Swarm restarted or rescheduled) and shapes them and their peers.
+- Shaping is done by `fogify-net agent` on each node (agent/), inside each
+  task's namespace.
+- Docker's events, through the agents (events.py): each node's agent follows
+  its dockerd and the backend long-polls it. A task whose container stops
+  without us (`docker kill`, OOM, a dockerd restart) makes its instance lost:
+  `down` in /status/ with why, the deployment degraded (the controller
+  annotates DEGRADED). Swarm then starts a replacement task (a new container
+  and namespace, often a new address); the reconcile thread, woken by the
+  events (and every RECONCILE_INTERVAL s without them), adopts it and
+  re-applies what deploy and the actions installed per task: shaping, filters
+  and every peer's per-peer rules, changed CPU and memory limits, unplugged
+  links. The instance is up again (RECOVERED).
 - Scaling counts per label, from the plan (Fogify counted the whole stack).
 - Metrics come from every node: each agent samples its own tasks, and the
   controller's sampler stores them beside local ones (Fogify's multi-host
@@ -56,6 +65,7 @@ from ...host.fidelity import Readings, name_peers
 from ...model.errors import ModelError
 from ..base import Backend, Progress, Samples, StateCallback, TaskFacts
 from .agents import AGENT_PORT, AgentClient
+from .events import NodeEvents
 from .services import (
     SwarmError,
     create_network,
@@ -75,6 +85,7 @@ from .wire import (
     SampleRequest,
     StressRequest,
     TaskShaping,
+    TaskState,
     custom_names,
     distributions_to_json,
     filter_to_json,
@@ -87,7 +98,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CONVERGE_TIMEOUT = 180.0
-RECONCILE_INTERVAL = 1.0
+RECONCILE_INTERVAL = 5.0  # the reconciler asks the manager for tasks this often without events (missed ones)
+HURRY_INTERVAL = 0.2  # ... and this often for HURRY_S after an event says a task died or started
+HURRY_S = 15.0
 
 
 def unsupported_topology(plan: Plan) -> None:
@@ -148,6 +161,10 @@ class SwarmBackend(Backend):
         self._spec_quota: dict[str, tuple[int, int]] = {}  # label -> (cpu quota, memory) the service starts with
         self._stop = threading.Event()
         self._reconciler: threading.Thread | None = None
+        self._wake = threading.Event()  # an event came: the reconciler looks at once
+        self._hurry_until = 0.0  # monotonic time until which the reconciler looks every HURRY_INTERVAL s
+        self._watchers: dict[str, NodeEvents] = {}  # node hostname -> the poll of its agent's task events
+        self._lost_container: dict[str, str] = {}  # lost instance -> the container that stopped
 
     # --- life cycle ---------------------------------------------------------------------------
 
@@ -197,18 +214,23 @@ class SwarmBackend(Backend):
         self._stop.clear()
         self._reconciler = threading.Thread(target=self._reconcile_loop, name="swarm-reconcile", daemon=True)
         self._reconciler.start()
+        with self.lock:
+            self._watch_nodes()
 
     def teardown(self) -> None:
         """Services first (their tasks leave the networks), then the networks once they are free."""
         self._stop.set()
+        self._wake.set()
         if self._reconciler is not None and self._reconciler is not threading.current_thread():
             self._reconciler.join(10)
         with self.lock:
             containers = [t["container"] for t in self._tasks.values()]
-            for node in {t["hostname"] for t in self._tasks.values()}:
-                try:
+            tasked = {t["hostname"] for t in self._tasks.values()}
+            for node in sorted(tasked | set(self._watchers)):
+                try:  # (forget also ends the node's waiting event poll)
                     self._agent(node, "post", "/forget/", {"containers": containers})
-                    self._agent(node, "delete", "/stress/", None)
+                    if node in tasked:
+                        self._agent(node, "delete", "/stress/", None)
                 except SwarmError as error:
                     log.warning("agent on %s: %s", node, error)
             remove_deployment(self.client)
@@ -218,17 +240,29 @@ class SwarmBackend(Backend):
             self._node_flows.clear()
             self.counts_flows = False
             self._shaped.clear()
+            self.lost.clear()
+            self._lost_container.clear()
             if self.state != "error":
                 self._set_state("stopped")
+        for watcher in self._watchers.values():  # their polls return at the nudge of /forget/
+            watcher.join(5)
+        self._watchers.clear()
 
     def started(self) -> list[str]:
-        return [name for name in list(self._tasks) if name not in self.crashed]
+        return [name for name in list(self._tasks) if name not in self.crashed and not self._down(name)]
 
     def task_facts(self) -> dict[str, TaskFacts]:
-        """The Swarm tasks that hold the instances now (ids, nodes and containers are Swarm's own)."""
+        """The Swarm tasks that hold the instances now (ids, nodes and containers are Swarm's own); a
+        lost instance's is its dead task (`failed`) until Swarm's replacement is adopted."""
         return {name: TaskFacts(id=task["task"], node_id=task["node"], container_id=task["container"],
-                                pid=task.get("pid", 0), state="running", created=task.get("created", ""))
+                                pid=0 if self._down(name) else task.get("pid", 0),
+                                state="failed" if self._down(name) else "running", created=task.get("created", ""))
                 for name, task in list(self._tasks.items())}
+
+    def _down(self, name: str) -> bool:
+        """The instance's current task is the one whose container stopped (not yet replaced)."""
+        dead = self._lost_container.get(name)
+        return dead is not None and self._tasks.get(name, {}).get("container") == dead
 
     # --- Swarm tasks --------------------------------------------------------------------------
 
@@ -297,6 +331,8 @@ class SwarmBackend(Backend):
         task = self._tasks.get(instance.name)
         if task is None:
             raise Conflict(f"{instance.name} has no running task")
+        if self._down(instance.name):
+            raise Conflict(f"{instance.name} {self.lost.get(instance.name, 'is down')}; Swarm has not replaced it yet")
         return task
 
     # --- runtime changes -------------------------------------------------------------------
@@ -312,7 +348,7 @@ class SwarmBackend(Backend):
                        for name in self.plan.networks for i in self.plan.members(name)}
             for instance in self.plan.instances:
                 task = self._tasks.get(instance.name)
-                if task is None:
+                if task is None or self._down(instance.name):  # (its replacement gets the plan's shaping)
                     continue
                 interfaces = []
                 for interface in instance.interfaces:
@@ -356,27 +392,82 @@ class SwarmBackend(Backend):
                 self._link(instance, interface.network, False)
 
     def _reconcile_loop(self) -> None:
-        """Shape tasks Swarm started on its own (a replica that died and was replaced)."""
-        while not self._stop.wait(RECONCILE_INTERVAL):
+        """Adopt and shape tasks Swarm started on its own (a replica that died and was replaced): at
+        once after an agent's event, every HURRY_INTERVAL s for a while after it, else every
+        RECONCILE_INTERVAL s (a missed event, a node whose agent is not followed yet)."""
+        while not self._stop.is_set():
+            hurry = time.monotonic() < self._hurry_until
+            self._wake.wait(HURRY_INTERVAL if hurry else RECONCILE_INTERVAL)
+            self._wake.clear()
             try:
                 with self.lock:
                     if self._stop.is_set():
                         return
-                    changed = False
-                    before = dict(self._tasks)
-                    for label in list(self._services):
-                        tasks = running_tasks(self._services[label])
-                        known = {self._tasks[i.name]["task"] for i in self.plan.instances_of(label)
-                                 if i.name in self._tasks}
-                        if {t["ID"] for t in tasks} != known and len(tasks) == len(self.plan.instances_of(label)):
-                            self._adopt(label, tasks)
-                            changed = True
-                    if changed:
-                        log.info("tasks replaced by Swarm; reshaping")
-                        self._forget_replaced(before)
-                        self.reshape()
+                    self._reconcile()
             except Exception:
                 log.exception("reconciling Swarm tasks failed")
+
+    def _reconcile(self) -> None:
+        """The manager's running tasks against ours: adopt replacements, shape what is not shaped yet,
+        and bring back lost instances whose replacement is shaped."""
+        changed = False
+        before = dict(self._tasks)
+        for label in list(self._services):
+            tasks = running_tasks(self._services[label])
+            known = {self._tasks[i.name]["task"] for i in self.plan.instances_of(label) if i.name in self._tasks}
+            if {t["ID"] for t in tasks} != known and len(tasks) == len(self.plan.instances_of(label)):
+                self._adopt(label, tasks)
+                changed = True
+        if changed:
+            log.info("tasks replaced by Swarm; reshaping")
+            self._forget_replaced(before)
+        if changed or any(t["container"] not in self._shaped for t in self._tasks.values()):
+            self.reshape()
+        for name, dead in list(self._lost_container.items()):
+            task = self._tasks.get(name)
+            if task is None or (task["container"] != dead and task["container"] in self._shaped):
+                if task is not None:
+                    log.info("%s runs again (task %s on %s), shaped as planned", name, task["task"][:12],
+                             task["hostname"])
+                self.lost.pop(name, None)
+                del self._lost_container[name]
+        self._refresh_state()
+        self._watch_nodes()
+
+    def _watch_nodes(self) -> None:
+        """Follow the task events of every node that runs a task of ours (once per node)."""
+        if self._stop.is_set():
+            return
+        for hostname in sorted({t["hostname"] for t in self._tasks.values()} - set(self._watchers)):
+            watcher = NodeEvents(self.agents, hostname, self._observe, self._stop)
+            self._watchers[hostname] = watcher
+            watcher.start()
+
+    def _observe(self, hostname: str, states: list[TaskState], full: bool) -> None:
+        """What a node's agent saw of our tasks (`full`: every task of ours on that node). An instance
+        whose container stopped is lost, with the reason its daemon gives, until the reconciler has
+        adopted and shaped Swarm's replacement; a stop or a start wakes the reconciler."""
+        with self.lock:
+            if self._stop.is_set() or self.state not in ("running", "degraded"):
+                return
+            seen = {state.container: state for state in states}
+            for name, task in list(self._tasks.items()):
+                state = seen.get(task["container"])
+                if state is not None and not state.running:
+                    reason = state.reason
+                elif state is None and full and task["hostname"] == hostname:
+                    reason = "was removed from its node"
+                else:
+                    continue
+                if name not in self.lost:
+                    log.warning("%s %s without fogify-net (task %s on %s)", name, reason, task["task"][:12], hostname)
+                    self.lost[name] = reason
+                    self._lost_container[name] = task["container"]
+            known = {task["container"] for task in self._tasks.values()}
+            if self._lost_container or any(state.running and state.container not in known for state in states):
+                self._hurry_until = time.monotonic() + HURRY_S
+                self._wake.set()
+            self._refresh_state()
 
     def _forget_replaced(self, before: dict[str, dict]) -> None:
         """Tell the agents which of their tasks are gone (scaled in, or replaced by Swarm)."""
@@ -438,7 +529,8 @@ class SwarmBackend(Backend):
     def update_resources(self, instance: InstancePlan, cpu_quota: int | None = None,
                          memory: int | None = None) -> None:
         with self.lock:
-            self._resources(instance, cpu_quota, memory)
+            if not self._down(instance.name):  # else its replacement starts with the plan's (_fresh_task)
+                self._resources(instance, cpu_quota, memory)
             if cpu_quota:
                 instance.cpu_quota = cpu_quota
             if memory:
@@ -453,7 +545,8 @@ class SwarmBackend(Backend):
         with self.lock:
             for instance in instances:
                 instance.interface(network).up = up
-                self._link(instance, network, up)
+                if not self._down(instance.name):  # else at its replacement (_fresh_task)
+                    self._link(instance, network, up)
 
     def _link(self, instance: InstancePlan, network: str, up: bool) -> None:
         task = self._task(instance)
@@ -494,7 +587,7 @@ class SwarmBackend(Backend):
         per_node: dict[str, dict[str, dict]] = {}
         for instance in list(self.plan.instances):
             task = self._tasks.get(instance.name)
-            if task is None:
+            if task is None or self._down(instance.name):
                 continue
             request = SampleRequest(instance.name, instance.cpus, instance.memory,
                                     {i.network: str(self.plan.networks[i.network].subnet) for i in instance.interfaces})
@@ -518,7 +611,7 @@ class SwarmBackend(Backend):
         per_node: dict[str, dict[str, SampleRequest]] = {}
         for instance in list(self.plan.instances):
             task = self._tasks.get(instance.name)
-            if task is not None:
+            if task is not None and not self._down(instance.name):
                 per_node.setdefault(task["hostname"], {})[task["container"]] = SampleRequest(
                     instance.name, instance.cpus, instance.memory,
                     {i.network: str(self.plan.networks[i.network].subnet) for i in instance.interfaces})
