@@ -210,6 +210,15 @@ x-fogify:
 """
 
 
+def swarm_controller(cluster: Cluster, urls: AgentURLs):
+    """The API's controller on the cluster's Swarm backend, its data in the manager's run directory."""
+    from fogify_net.controller import Controller
+
+    return Controller(data_dir=cluster.manager.run_dir / "controller", run_dir=str(cluster.manager.run_dir),
+                      host_mhz=2000, backend="swarm",
+                      backend_options={"manager_url": cluster.manager.url, "agents": urls, "tokens": urls.tokens})
+
+
 # -- fixtures ------------------------------------------------------------------------------
 
 
@@ -423,8 +432,6 @@ def test_single_node_swarm(image_archive: Path, clean: None) -> None:
 
 def test_two_node_swarm(image_archive: Path, clean: None) -> None:
     """Through the controller and its actions: one blueprint on two nodes, shaped per direction over VXLAN."""
-    from fogify_net.controller import Controller
-
     text = compose("""
     - name: wan
       subnet: 10.98.1.0/24
@@ -435,10 +442,7 @@ def test_two_node_swarm(image_archive: Path, clean: None) -> None:
     parse_model_text(text)  # the model is valid before any daemon starts
     with Cluster(2, image_archive=image_archive) as cluster, agents(cluster.daemons) as urls:
         cluster.init_swarm()
-        controller = Controller(data_dir=cluster.manager.run_dir / "controller", run_dir=str(cluster.manager.run_dir),
-                                host_mhz=2000, backend="swarm",
-                                backend_options={"manager_url": cluster.manager.url, "agents": urls,
-                                                 "tokens": urls.tokens})
+        controller = swarm_controller(cluster, urls)
         try:
             started = time.monotonic()
             controller.deploy(text)

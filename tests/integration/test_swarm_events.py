@@ -25,6 +25,7 @@ from tests.integration.test_swarm_backend import (  # noqa: F401 (fixtures)
     ping,
     rates,
     report,
+    swarm_controller,
     task_pid,
 )
 from tests.support.swarm_cluster import Cluster
@@ -83,14 +84,9 @@ def restart_agent(urls, swarm: SwarmBackend, hostname: str) -> None:
 
 
 def test_a_killed_task_is_down_then_its_replacement_is_shaped(image_archive: Path, clean: None) -> None:  # noqa: F811
-    from fogify_net.controller import Controller
-
     with Cluster(2, image_archive=image_archive) as cluster, agents(cluster.daemons) as urls:
         cluster.init_swarm()
-        controller = Controller(data_dir=cluster.manager.run_dir / "controller", run_dir=str(cluster.manager.run_dir),
-                                host_mhz=2000, backend="swarm",
-                                backend_options={"manager_url": cluster.manager.url, "agents": urls,
-                                                 "tokens": urls.tokens})
+        controller = swarm_controller(cluster, urls)
         try:
             controller.deploy(MODEL)
             assert wait_until(lambda: controller.status != "deploying", timeout=180)
