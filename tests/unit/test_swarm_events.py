@@ -186,3 +186,19 @@ def test_events_are_ignored_while_undeploying() -> None:
     backend, _ = backend_with_two_tasks()  # (_stop is set)
     backend._observe("node-1", [TaskState(LIVE, "edge.2", "t-eeee", False, "stopped (exit code 137)")], False)
     assert backend.lost == {} and backend.states == []
+
+
+def test_a_restarted_agent_gets_its_nodes_tasks_shaped_again() -> None:
+    backend, _ = backend_with_two_tasks()
+    both = [TaskState("a" * 64, "edge.1", "t-aaaa", True, ""), TaskState(LIVE, "edge.2", "t-eeee", True, "")]
+    backend._stop.clear()
+    backend._observe("node-1", both, True, restarted=False)
+    backend._stop.set()
+    backend._reconcile()
+    assert backend.reshaped == [] and backend.lost == {}  # nothing new: nothing sent
+    backend._stop.clear()
+    backend._observe("node-1", both, True, restarted=True)  # a new run of the agent, which installed nothing
+    assert backend._wake.is_set()
+    backend._stop.set()
+    backend._reconcile()
+    assert backend.reshaped == [["a", "e"]] and backend.lost == {}

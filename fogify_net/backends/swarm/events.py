@@ -4,10 +4,12 @@ Docker's events are per daemon, and a Swarm manager does not forward its
 workers' container events, so each node's agent follows its own dockerd
 (agent/events.py) and the controller asks it, over the agent's authenticated
 API, what came after the last event it saw (POST /events/, which waits for
-one). Each answer goes to the backend's `observe(hostname, states, full)`:
-`full` when the answer is every task of ours on the node (the first poll,
-after the agent or its daemon's stream broke, or events were missed), so
-that the backend compares instead of reading news. When the agent does not
+one). Each answer goes to the backend's `observe(hostname, states, full,
+restarted)`: `full` when the answer is every task of ours on the node (the
+first poll, after the agent or its daemon's stream broke, or events were
+missed), so that the backend compares instead of reading news; `restarted`
+when it comes from a new run of the agent (which knows nothing of what the
+last one installed, and whose helpers ended with it). When the agent does not
 answer, the poll backs off and, once it answers again, asks for every state.
 """
 
@@ -26,7 +28,7 @@ log = logging.getLogger(__name__)
 WAIT_S = 20.0  # how long one poll waits at the agent for an event
 BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
 
-Observe = Callable[[str, list[TaskState], bool], None]  # (node hostname, states, full)
+Observe = Callable[[str, list[TaskState], bool, bool], None]  # (node hostname, states, full, restarted)
 
 
 class NodeEvents:
@@ -77,9 +79,12 @@ class NodeEvents:
                 continue
             if self.stopping.is_set():
                 return
+            restarted = self.epoch is not None and epoch != self.epoch
+            if restarted:
+                log.warning("task events of %s: the agent restarted", self.hostname)
             self.epoch = epoch
             if states or full:
                 try:
-                    self.observe(self.hostname, states, full)
+                    self.observe(self.hostname, states, full, restarted)
                 except Exception:  # a failed look must not end the watch
                     log.exception("task events of %s: observing failed", self.hostname)

@@ -443,13 +443,18 @@ class SwarmBackend(Backend):
             self._watchers[hostname] = watcher
             watcher.start()
 
-    def _observe(self, hostname: str, states: list[TaskState], full: bool) -> None:
+    def _observe(self, hostname: str, states: list[TaskState], full: bool, restarted: bool = False) -> None:
         """What a node's agent saw of our tasks (`full`: every task of ours on that node). An instance
         whose container stopped is lost, with the reason its daemon gives, until the reconciler has
-        adopted and shaped Swarm's replacement; a stop or a start wakes the reconciler."""
+        adopted and shaped Swarm's replacement; a stop or a start wakes the reconciler. An agent that
+        `restarted` has lost what the last one installed (its delay helpers ended with it): the
+        reconciler shapes that node's tasks again."""
         with self.lock:
             if self._stop.is_set() or self.state not in ("running", "degraded"):
                 return
+            if restarted:
+                log.warning("the agent of %s restarted: shaping its tasks again", hostname)
+                self._shaped -= {task["container"] for task in self._tasks.values() if task["hostname"] == hostname}
             seen = {state.container: state for state in states}
             for name, task in list(self._tasks.items()):
                 state = seen.get(task["container"])
@@ -464,7 +469,8 @@ class SwarmBackend(Backend):
                     self.lost[name] = reason
                     self._lost_container[name] = task["container"]
             known = {task["container"] for task in self._tasks.values()}
-            if self._lost_container or any(state.running and state.container not in known for state in states):
+            if restarted or self._lost_container or any(state.running and state.container not in known
+                                                        for state in states):
                 self._hurry_until = time.monotonic() + HURRY_S
                 self._wake.set()
             self._refresh_state()

@@ -89,6 +89,11 @@ def local_tasks(client, service: str | None = None) -> list[Task]:
     return sorted(tasks, key=lambda t: (t.service, t.slot))
 
 
+def has_link(pid: int, device: str) -> bool:
+    """A network device of this name exists in the namespace of the task with pid `pid`."""
+    return any(link["ifname"] == device for link in json.loads(run(in_netns(pid, ["ip", "-json", "link", "show"]))))
+
+
 def attachment(pid: int, subnet: IPv4Network | str) -> Attachment:
     """The interface of the task with pid `pid` whose address lies in `subnet`."""
     subnet = IPv4Network(subnet)

@@ -116,6 +116,8 @@ class Agent:
                     if installed is None:
                         device = tasks.attachment(pid, interface.subnet).device
                         installed = Installed(device, IFB.format(device.removeprefix("eth")))
+                        if tasks.has_link(pid, installed.ifb):  # an earlier run of the agent shaped it: anew
+                            ip_lines.append(f"link del {installed.ifb}")
                     up, down = interface.uplink, interface.downlink
                     if interface.network_id and installed.port is None and any(
                             q.needs_delay for q in up.all() + down.all()):
