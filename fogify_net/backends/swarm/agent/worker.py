@@ -116,8 +116,8 @@ class Agent:
                     if installed is None:
                         device = tasks.attachment(pid, interface.subnet).device
                         installed = Installed(device, IFB.format(device.removeprefix("eth")))
-                        if tasks.has_link(pid, installed.ifb):  # an earlier run of the agent shaped it: anew
-                            ip_lines.append(f"link del {installed.ifb}")
+                        if tasks.has_link(pid, installed.ifb):  # an earlier run of the agent shaped it
+                            self._unshape(pid, installed)
                     up, down = interface.uplink, interface.downlink
                     if interface.network_id and installed.port is None and any(
                             q.needs_delay for q in up.all() + down.all()):
@@ -147,6 +147,15 @@ class Agent:
             for network_id in delayed:
                 self.delays[network_id].apply(self.distributions)
         return applied
+
+    @staticmethod
+    def _unshape(pid: int, installed: Installed) -> None:
+        """Remove what an earlier run of the agent installed on one attachment (this run cannot tell
+        what it was; a qdisc that is not there is no error), so that it is shaped as new."""
+        for argv in (["tc", "qdisc", "del", "dev", installed.device, "root"],
+                     ["tc", "qdisc", "del", "dev", installed.device, "ingress"],
+                     ["ip", "link", "del", installed.ifb]):
+            run(in_netns(pid, argv), check=False)
 
     def flows(self, request: FlowsRequest) -> dict[Flow, tuple[int, int]]:
         """Counters of the flows this node's tasks send on these overlay networks.
