@@ -66,9 +66,12 @@ def test_the_poll_returns_what_came_after_and_every_state_when_it_cannot_tell() 
         "stopped (exit code 137)"]
     assert events.poll(EventsRequest(1, events.epoch, 0)) == {"epoch": events.epoch, "seq": 1, "events": []}
 
-    events.observe("f" * 64)  # removed before its inspect: look at every task
+    events.observe(None)  # the daemon's stream broke and is followed again: look at every task
     assert "states" in events.poll(EventsRequest(1, events.epoch, 0))
-    assert "states" in events.poll(EventsRequest(2, "0123", 0))  # another run of the agent
+    assert events.poll(EventsRequest(2, events.epoch, 0))["events"] == []
+    events.observe("f" * 64)  # removed before its inspect: likewise
+    assert "states" in events.poll(EventsRequest(2, events.epoch, 0))
+    assert "states" in events.poll(EventsRequest(3, "0123", 0))  # another run of the agent
     assert "states" in events.poll(EventsRequest(7, events.epoch, 0))  # numbers it never gave
 
 
