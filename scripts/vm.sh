@@ -552,6 +552,7 @@ exec scripts/test.sh --durations=15 -k "not userspace and not dead_delay_line" \
     "$SDK::test_partition_and_heal_between_two_labels" \
     "$SDK::test_undeploy_removes_everything" \
     tests/integration/test_taxi_sdk.py \
+    tests/integration/test_distributions.py \
     tests/integration/test_ovs.py
 EOF
 }
