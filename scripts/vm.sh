@@ -9,7 +9,9 @@
 #                                         (--hold-machine: hold the host's machine lock meanwhile)
 #   sudo scripts/vm.sh test [--hold-machine] [PYTEST...]
 #                                         the stock-kernel tests in the VM (builds the image first)
-#   sudo scripts/vm.sh shell              an interactive root shell in the VM (`exit` powers it off)
+#   sudo scripts/vm.sh shell              an interactive root shell in the VM (`exit` powers it off);
+#                                         with stdin not a terminal, a script read from it whole, run by
+#                                         bash as `ssh host <script` would, its output and exit code
 #   sudo scripts/vm.sh status             the image this checkout needs, and whether it is built
 #   sudo scripts/vm.sh clean              remove the cached images and downloads, and the temporary
 #                                         folders of runs that were killed (SIGKILL: no trap runs)
@@ -21,10 +23,11 @@
 # NIC), not even while building: the Debian and Python packages come in from the
 # host side (debootstrap, pip download).
 # In the VM the venv's bin is first on PATH (python, pytest, fogify-net), CMD gets
-# no stdin, FOGIFY_NET_NO_SKIP=1 turns any skipped test into a failure, and
-# FOGIFY_NET_EMULATED_CPU=1 says the CPU is emulated (no KVM: the tests widen their
-# timing bounds there, each saying why). With no PYTEST arguments `test` runs the
-# selection in guest_test_script below; with them, scripts/test.sh PYTEST...
+# no stdin (a piped shell's script comes in as a file), FOGIFY_NET_NO_SKIP=1 turns
+# any skipped test into a failure, and FOGIFY_NET_EMULATED_CPU=1 says the CPU is
+# emulated (no KVM: the tests widen their timing bounds there, each saying why).
+# With no PYTEST arguments `test` runs the selection in guest_test_script below,
+# then checks `shell` at a terminal (one more boot); with them, scripts/test.sh PYTEST...
 #
 # Exit codes: CMD's own; 124 when it ran out of time; 125 when the VM could not
 # be built, boot or report back (the console log is printed).
@@ -47,6 +50,8 @@ BOOT_TIMEOUT=${FOGIFY_NET_VM_BOOT_TIMEOUT:-600}
 SUITE=bookworm
 DISK_SIZE=16G            # sparse; the packages, images and venv take about 3 GB
 GUEST_SRC=/opt/fogify-net/src
+GUEST_JOB=/run/fogify-net-vm  # where the agent mounts the job folder
+SHELL_CHECK_TIMEOUT=900
 BASE_IMAGE=fogify-net/base:latest
 KVM_PROBE_TIMEOUT=30
 # The guest: a kernel, an init and what a Debian machine installing install.sh's
@@ -70,15 +75,16 @@ export LC_ALL=C
 
 die() { printf 'vm.sh: error: %s\n' "$*" >&2; exit 125; }
 note() { printf '==> %s\n' "$*" >&2; }
-usage() { sed -n '2,36s/^# \{0,1\}//p' "$0"; }
+usage() { sed -n '2,39s/^# \{0,1\}//p' "$0"; }
 
 # --- cleanup: whatever happens, no qemu, no temporary files, no mounts are left --------------
 qemu_pid=
 cat_pid=
 temps=()
+tty_state=  # the terminal's settings before `shell` (QEMU makes it raw; a killed QEMU leaves it so)
 cleanup() {
     local rc=$? t m
-    trap - EXIT INT TERM
+    trap - EXIT INT TERM HUP
     [ -n "$cat_pid" ] && kill "$cat_pid" 2>/dev/null
     if [ -n "$qemu_pid" ] && kill -0 "$qemu_pid" 2>/dev/null; then
         kill "$qemu_pid" 2>/dev/null || true
@@ -86,6 +92,7 @@ cleanup() {
         kill -9 "$qemu_pid" 2>/dev/null || true
         wait "$qemu_pid" 2>/dev/null || true
     fi
+    [ -z "$tty_state" ] || stty "$tty_state" 2>/dev/null || true
     for t in "${temps[@]}"; do
         [ -d "$t" ] || continue
         # debootstrap mounts proc, sys and dev/pts in its tree and may leave them when it fails
@@ -99,6 +106,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+trap 'exit 129' HUP  # the terminal of `shell` went away
 
 # new_temp VAR [PARENT]: a fresh directory in VAR, removed on exit (not in $(...): the
 # list of what to remove must be this shell's).
@@ -366,7 +374,8 @@ choose_accel() {
 # boot_vm MODE SNAPSHOT TIMEOUT CMD...: MODE is build, run or shell; with SNAPSHOT=1 the disk
 # is not changed; TIMEOUT (s, 0 = none) bounds CMD. Returns CMD's exit code. The VM sees the
 # checkout itself, or with CHECKOUT_COPY=1 a copy taken now (build and test: files edited on
-# the host meanwhile must not reach the guest half-written through 9p's cache).
+# the host meanwhile must not reach the guest half-written through 9p's cache). With
+# JOB_STDIN=1 our stdin, read to its end first, is the job's file `stdin`.
 boot_vm() {
     local mode=$1 snapshot=$2 timeout=$3 accel tmp job console began booted_at rc cmd_began share
     shift 3
@@ -385,6 +394,7 @@ boot_vm() {
     fi
     printf '%s\n' "$mode" >"$job/mode"
     printf '%q ' "$@" >"$job/cmd"
+    [ "${JOB_STDIN:-0}" -eq 1 ] && cat >"$job/stdin"
     # What the guest exports: the terminal type (shell), and whether its CPU is emulated,
     # for the tests' timing allowances.
     {
@@ -509,10 +519,53 @@ hold_machine() {
 vm_test() {
     build 0
     [ "${1:-}" = --hold-machine ] && { hold_machine; shift; }
-    local rc=0
-    CHECKOUT_COPY=1 boot_vm run 1 "${FOGIFY_NET_VM_TIMEOUT:-2400}" bash -c "$(guest_test_script)" guest-test "$@" \
-        || rc=$?
+    local rc=0 selection=$#
+    # the test script comes in as a piped shell's does (run_stdin), so each run checks that path
+    CHECKOUT_COPY=1 run_stdin "${FOGIFY_NET_VM_TIMEOUT:-2400}" "$@" < <(guest_test_script) || rc=$?
+    if [ "$selection" -eq 0 ]; then
+        shell_check || { [ "$rc" -ne 0 ] || rc=1; }
+    fi
     return "$rc"
+}
+
+# run_stdin TIMEOUT [ARG...]: the script on our stdin (read whole first: the VM takes no input
+# while a command runs) run in the VM by a non-interactive bash with ARGs as $1...; its exit code.
+run_stdin() {
+    local timeout=$1
+    shift
+    # shellcheck disable=SC2016  # $@ is the guest's
+    JOB_STDIN=1 boot_vm run 1 "$timeout" bash -c "exec bash -s -- \"\$@\" <$GUEST_JOB/stdin" bash "$@"
+}
+
+# `shell` as a person at a terminal uses it, once per default `test` (one more boot, about a
+# minute): a pseudo-terminal from script(1) types two commands and `exit 3`; their output and
+# that exit code must come back, and the inner vm.sh must end (its cleanup stops its VM).
+shell_check() {
+    local dir out rc=0 spid w
+    new_temp dir
+    mkfifo "$dir/in"
+    note "checking 'vm.sh shell' at a terminal: script(1) types uname, tc and exit 3"
+    timeout --kill-after=30 "$SHELL_CHECK_TIMEOUT" script -qec "$(printf '%q ' "$REPO/scripts/vm.sh" shell)" \
+        /dev/null <"$dir/in" >"$dir/out" 2>&1 &
+    spid=$!
+    # Held open until the shell has ended: at the end of its input script(1) would hand the
+    # terminal an end of file, which QEMU's console takes for a hang-up.
+    exec {w}>"$dir/in"
+    # shellcheck disable=SC2016  # expanded in the guest
+    printf '%s\n' 'echo "shell check: kernel $(uname -r)"; tc qdisc show dev lo' 'exit 3' >&"$w"
+    wait "$spid" || rc=$?
+    exec {w}>&-
+    out=$(tr -d '\r' <"$dir/out")
+    # the typed line comes back too (the guest's terminal echoes it), unexpanded: these lines
+    # can only be the commands' output
+    if [ "$rc" -eq 3 ] && grep -q 'shell check: kernel 6\.' <<<"$out" && grep -q 'qdisc noqueue 0: root' <<<"$out"; then
+        note "vm.sh shell at a terminal: the commands' output and exit code 3 came back"
+        return 0
+    fi
+    tail -n 30 <<<"$out" >&2
+    printf "vm.sh: error: 'vm.sh shell' at a terminal failed (exit %s; expected 3, the kernel's release and lo's qdisc)\n" \
+        "$rc" >&2
+    return 1
 }
 
 guest_test_script() {
@@ -524,9 +577,9 @@ grep -q '^shaping: .*netem' <<<"$doctor" || { echo "the VM's kernel does not sha
 if [ $# -gt 0 ]; then
     exec scripts/test.sh "$@"
 fi
-# What runs here, about 10 minutes under TCG (each test deploys its own emulation), chosen
-# so that the VM lane (a cold image build of about 13 minutes in CI, and this) stays near
-# 22 minutes:
+# What runs here, about 12.5 minutes under TCG (each test deploys its own emulation), chosen
+# so that the VM lane (a cold image build of about 10-13 minutes in CI, this, and the shell
+# check's boot) stays near 25 minutes:
 # - the netem variants of every shaping test (the host runs the user-space ones): rate with
 #   delay, delay, jitter, correlation, loss per direction, bidirectional halving, per-pair
 #   rules, a delay change under a TCP flow;
@@ -534,8 +587,11 @@ fi
 # - the SDK's network actions on one deployment: update_network, update_link(s),
 #   link_down/up, partition/heal, and its undeploy leaving nothing behind;
 # - the taxi example deployed through the SDK, its metrics and one network action;
+# - a custom delay distribution (a ping trace's table) on netem: the RTTs' median, deviation
+#   and shape against the trace's (about 1.5 minutes);
 # - Open vSwitch switches: rates, delays, isolation, partitions, a remote controller, cleanup
-#   after a crashed process.
+#   after a crashed process, a chain of bridges joined by shaped cables, packet-level
+#   monitoring on the ports across an instance's restart.
 # Left to the host, where they run on every mechanism: a links rule's rate (the per-pair
 # classes are the same HTB code; test_shaping's links rule covers netem's part), undeploy
 # and crash cleanup on bridges (the SDK's undeploy, the taxi test and the OVS crash test
@@ -552,6 +608,7 @@ exec scripts/test.sh --durations=15 -k "not userspace and not dead_delay_line" \
     "$SDK::test_partition_and_heal_between_two_labels" \
     "$SDK::test_undeploy_removes_everything" \
     tests/integration/test_taxi_sdk.py \
+    tests/integration/test_distributions.py \
     tests/integration/test_ovs.py
 EOF
 }
@@ -589,9 +646,13 @@ case $command in
         ;;
     shell)
         need_root
-        [ -t 0 ] || die "shell needs a terminal; use run for commands"
         rc=0
-        boot_vm shell 1 0 true || rc=$?
+        if [ -t 0 ]; then
+            tty_state=$(stty -g)
+            boot_vm shell 1 0 true || rc=$?
+        else
+            run_stdin "${FOGIFY_NET_VM_TIMEOUT:-0}" || rc=$?
+        fi
         exit "$rc"
         ;;
     status)

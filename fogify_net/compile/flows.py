@@ -3,8 +3,9 @@
 Fogify sniffed every packet with pyshark inside each container. Here the bridges
 count instead: one dynamic nftables set whose elements are flows (source,
 destination, protocol, ports), each with a packet and a byte counter that the
-kernel updates for every frame a bridge forwards towards or from a monitored
-network's subnet. Nothing crosses to user space per packet; a reader lists the
+kernel updates for every frame a bridge forwards from a monitored network's
+subnet (with Open vSwitch, for every such frame entering the switch from an
+instance's port: its datapath bypasses bridge netfilter). Nothing crosses to user space per packet; a reader lists the
 set once a period and stores what changed (fogify_net.monitoring.flows).
 
 Sizes are IP bytes. A TCP sender's segmentation-offload batch crosses the
@@ -19,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 
-from .plan import Plan
+from .plan import InterfacePlan, Plan
 
 FLOW_TABLE = "fogify_net_flows"
 FLOW_SET = "flows"
@@ -72,33 +73,81 @@ def flow_ruleset(plan: Plan, ports: str = "fgnh*") -> str | None:
 
 def flow_ruleset_for(subnets: list[IPv4Network], ports: str) -> str:
     """`flow_ruleset` from the monitored subnets alone (what a Swarm agent is sent: it renders the rules)."""
-    if not subnets or not all(isinstance(s, IPv4Network) for s in subnets):
-        raise ValueError("flow counting needs IPv4 subnets")
+    _check_subnets(subnets)
     if not re.fullmatch(r"[A-Za-z0-9_*-]{1,15}", ports):
         raise ValueError("bad port pattern")
-    match = f'iifname "{ports}" ip saddr {{ {", ".join(str(s) for s in subnets)} }}'
-    key = "ip saddr . ip daddr . ip protocol"
     return "\n".join([
         f"table bridge {FLOW_TABLE}",
         f"delete table bridge {FLOW_TABLE}",
         f"table bridge {FLOW_TABLE} {{",
-        f"  set {FLOW_SET} {{",
-        "    type ipv4_addr . ipv4_addr . inet_proto . inet_service . inet_service",
-        "    flags dynamic, timeout",
-        f"    timeout {FLOW_TIMEOUT_S}s",
-        f"    size {FLOW_SET_SIZE}",
-        "  }",
+        *_flow_set(),
         "  chain count {",
         "    type filter hook forward priority -20; policy accept;",
-        f"    {match} ip protocol {{ tcp, udp }} update @{FLOW_SET} {{ {key} . th sport . th dport counter }}",
-        f"    {match} ip protocol icmp update @{FLOW_SET} {{ {key} . 0 . 0 counter }}",
+        *(f"    {rule}" for rule in _count_rules(subnets, f'iifname "{ports}" ')),
         "  }",
         "}",
     ]) + "\n"
 
 
+def flow_port_table(plan: Plan) -> str | None:
+    """With Open vSwitch: the `netdev fogify_net_flows` table and its set, no chains yet (None when no
+    network is monitored). OVS's datapath bypasses bridge netfilter, so flows are counted where frames
+    enter the switch, on the instances' ports' ingress (`flow_port_chains`, once the ports exist)."""
+    if not monitored(plan):
+        return None
+    return "\n".join([f"table netdev {FLOW_TABLE}", f"delete table netdev {FLOW_TABLE}",
+                      f"table netdev {FLOW_TABLE} {{", *_flow_set(), "}"]) + "\n"
+
+
+def flow_port_chains(plan: Plan, interfaces: Iterable[InterfacePlan]) -> str:
+    """A counting chain on the ingress of each of these instance ports that is on a monitored network
+    ("" when none is): each flow counted once, where it enters the switch from its sender, as on a bridge.
+
+    One chain per port: a port's hook goes when its veth does (a restarted or removed instance), and
+    the kernel then deletes a single-device chain with it. So each call declares its ports' chains
+    afresh (idempotent: an existing chain is kept, its rules flushed and written again); the set, and
+    the counts in it, stay.
+    """
+    networks = monitored(plan)
+    subnets = [plan.networks[name].subnet for name in sorted(networks)]
+    _check_subnets(subnets)
+    lines = []
+    for interface in sorted({i.port: i for i in interfaces if i.network in networks}.values(),
+                            key=lambda i: i.port):
+        chain = f"count_{interface.port}"
+        lines += [f'add chain netdev {FLOW_TABLE} {chain} {{ type filter hook ingress device "{interface.port}" '
+                  "priority -20; policy accept; }",
+                  f"flush chain netdev {FLOW_TABLE} {chain}"]
+        lines += [f"add rule netdev {FLOW_TABLE} {chain} {rule}" for rule in _count_rules(subnets, "")]
+    return "\n".join(lines) + "\n" if lines else ""
+
+
+def _check_subnets(subnets: list[IPv4Network]) -> None:
+    if not subnets or not all(isinstance(s, IPv4Network) for s in subnets):
+        raise ValueError("flow counting needs IPv4 subnets")
+
+
+def _flow_set() -> list[str]:
+    return [f"  set {FLOW_SET} {{",
+            "    type ipv4_addr . ipv4_addr . inet_proto . inet_service . inet_service",
+            "    flags dynamic, timeout",
+            f"    timeout {FLOW_TIMEOUT_S}s",
+            f"    size {FLOW_SET_SIZE}",
+            "  }"]
+
+
+def _count_rules(subnets: list[IPv4Network], port_match: str) -> list[str]:
+    """Each IPv4 frame from a monitored subnet adds to its flow's counter (ICMP: ports 0)."""
+    match = f'{port_match}ip saddr {{ {", ".join(str(s) for s in subnets)} }}'
+    key = "ip saddr . ip daddr . ip protocol"
+    return [f"{match} ip protocol {{ tcp, udp }} update @{FLOW_SET} {{ {key} . th sport . th dport counter }}",
+            f"{match} ip protocol icmp update @{FLOW_SET} {{ {key} . 0 . 0 counter }}"]
+
+
 def flow_teardown() -> str:
-    return f"table bridge {FLOW_TABLE}\ndelete table bridge {FLOW_TABLE}\n"
+    """Both families' flow tables (bridge: Linux bridges; netdev: Open vSwitch ports), gone or not there."""
+    return "".join(f"table {family} {FLOW_TABLE}\ndelete table {family} {FLOW_TABLE}\n"
+                   for family in ("bridge", "netdev"))
 
 
 def parse_flow_set(text: str) -> dict[Flow, tuple[int, int]]:

@@ -42,13 +42,15 @@ def veth_commands(instance: InstancePlan, pid: int | str, bridges: dict[str, str
     return lines
 
 
-def switch_link_commands(link: SwitchLinkPlan, bridges: dict[str, str]) -> list[str]:
-    """A cable between two switches: a veth pair, one end a port of each bridge."""
+def switch_link_commands(link: SwitchLinkPlan, bridges: dict[str, str], master: bool = True) -> list[str]:
+    """A cable between two switches: a veth pair, one end a port of each bridge (with `master`;
+    Open vSwitch takes its ports in its own database instead, as an instance's)."""
     lines = [f"link add name {link.source_port} type veth peer name {link.target_port}"]
     for port, switch in ((link.source_port, link.source), (link.target_port, link.target)):
-        lines += [f"link set {port} alias {ALIAS}:{link.network}:{link.name}",
-                  f"link set {port} master {bridges[switch]}",
-                  f"link set {port} {'up' if link.up else 'down'}"]
+        lines.append(f"link set {port} alias {ALIAS}:{link.network}:{link.name}")
+        if master:
+            lines.append(f"link set {port} master {bridges[switch]}")
+        lines.append(f"link set {port} {'up' if link.up else 'down'}")
     return lines
 
 

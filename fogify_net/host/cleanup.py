@@ -197,5 +197,5 @@ def _remove_rules() -> list[str]:
     for table, teardown in ((NFT_TABLE, nft_teardown()), (FLOW_TABLE, flow_teardown())):
         if table in tables:
             run(["nft", "-f", "-"], teardown, check=False)
-            removed.append(f"nftables table bridge {table}")
+            removed.append(f"nftables table {table}")
     return removed

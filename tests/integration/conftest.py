@@ -43,6 +43,9 @@ def machine():
         yield
 
 
+IPTABLES_NFT = re.compile(r"table ip6? (filter|nat|raw|mangle|security)")
+
+
 def snapshot() -> dict[str, set[str]]:
     """Everything an emulation could leave behind, as sets of lines to compare before and after."""
 
@@ -60,8 +63,11 @@ def snapshot() -> dict[str, set[str]]:
         "containers": lines("docker", "ps", "-a", "--filter", "label=fogify-net=1", "--format", "{{.Names}}"),
         "links": {line.split(":")[1].strip().split("@")[0] for line in lines("ip", "-o", "link")},
         "netns": lines("ip", "netns", "list"),
-        "iptables": {line for line in lines("iptables-save") if not line.startswith("#")},
-        "nft": {line for line in lines("nft", "list", "tables")},
+        # not the `*table` headers: a table appears once first used (the raw table with our first
+        # deploy on a fresh kernel, as in the VM) and stays, empty, after its rules are gone
+        "iptables": {line for line in lines("iptables-save") if not line.startswith(("#", "*"))},
+        # not iptables-nft's own tables (compared by their rules above), which stay as the headers do
+        "nft": {line for line in lines("nft", "list", "tables") if not IPTABLES_NFT.fullmatch(line)},
         "processes": processes,
         "ovs": set(our_bridges()),
     }

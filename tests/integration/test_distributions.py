@@ -8,12 +8,14 @@ deviation are within 1 ms of the trace's (the path itself adds 0.1 to 0.5 ms: ve
 line's wake-up on a loaded machine), and with that offset of the medians taken out, the shape matches:
 the two-sample Kolmogorov-Smirnov distance between the RTTs and the trace is at most 0.06 (the 0.1%
 critical value for samples of 3000 and 4000 is 0.047) and their histograms in 2.5 ms bins overlap by at
-least 90% (1 - the total variation distance).
+least 90% (1 - the total variation distance). Where the CPU is emulated (the VM lane) the median may
+come back up to LATE_MS later.
 """
 
 from __future__ import annotations
 
 import bisect
+import os
 import random
 import re
 import statistics
@@ -32,6 +34,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("machine")]
 
 PINGS = 3000
 TRACE = 4000
+# The emulated CPU of the stock-kernel VM without KVM (FOGIFY_NET_EMULATED_CPU=1, see test_shaping.py)
+# makes every round trip later: the path's own offset (the median's) was 1.75 ms there, with the
+# shape (KS distance 0.050, overlap 0.956) and the deviation (11.59 for 11.70 ms) matching.
+LATE_MS = 3.0 if os.environ.get("FOGIFY_NET_EMULATED_CPU") == "1" else 0.0
 
 
 def two_humps(n: int, seed: int) -> list[float]:
@@ -143,12 +149,14 @@ def test_a_links_delays_follow_the_ping_trace_it_was_given(api, tmp_path, monkey
                    f"{histogram_overlap(measured, trace):.3f})")
         print(figures)
         assert distance <= 0.06 and overlap >= 0.9, figures
-        assert abs(medians[0] - medians[1]) <= 1 and abs(deviations[0] - deviations[1]) <= 1, figures
+        late = medians[0] - medians[1]
+        assert -1 <= late <= 1 + LATE_MS and abs(deviations[0] - deviations[1]) <= 1, figures
 
         # made while the deployment runs, named by an action at once
         fogify.deploy_network_distribution("slow", "\n".join(f"{80 + x % 7}" for x in range(300)))
         fogify.update_network("a", "net", {"uplink": {"latency": {"distribution": "slow"}}, "downlink": {}})
-        assert statistics.median(rtts(a, b_ip, 50, 0.02)) == pytest.approx(83, abs=2.5)
+        slow = statistics.median(rtts(a, b_ip, 50, 0.02))
+        assert 83 - 2.5 <= slow <= 83 + 2.5 + LATE_MS, f"median {slow:.2f} ms for 83"
         r = requests.post(f"{url}/generate-network-distribution/bimodal/", files={"file": ping_output(trace)})
         assert r.status_code == 409 and "belongs to the running deployment" in r.json()["message"]
         r = requests.get(f"{url}/control/controller-properties/")

@@ -1,4 +1,5 @@
-"""Open vSwitch switches (`--switch ovs`): rates, delays, isolation, partitions, a remote controller, cleanup.
+"""Open vSwitch switches (`--switch ovs`): rates, delays, isolation, partitions, a remote controller, cleanup,
+chains of switches joined by shaped cables, and packet-level monitoring on the switch ports.
 
 These need the openvswitch module and netem (OVS is refused with the user-space
 mechanism): they run in the stock-kernel VM (scripts/vm.sh test) and are skipped,
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from fogify_net.compile.flows import Flow
 from fogify_net.host.capabilities import NETEM, OVS, probe
 from fogify_net.host.kernel import run
 from fogify_net.host.ovs import our_bridges, unusable
@@ -115,6 +117,83 @@ def test_networks_are_isolated_and_a_partition_filters_on_the_ports(ovs):
         emu.plan.partitions = set()
         emu.reshape()
         assert pings(x, w_a, 3), "healed, x reaches w again"
+
+
+def test_a_chain_of_open_vswitch_bridges_adds_up_its_cables_delays_and_keeps_the_narrowest_rate(ovs):
+    """test_multihop's chain h1 - s1 = s2 = s3 - h2 on OVS: each cable a veth pair between two bridges,
+    shaped as between Linux bridges; unplugged, nothing crosses; plugged again, the path is back."""
+    from fogify_net.actions.runner import ActionRunner
+    from fogify_net.compile.paths import trace
+    from fogify_net.model.actions import parse_action
+
+    from .test_multihop import chain_of_switches
+
+    before = snapshot()
+    with emulation(chain_of_switches().build(), shaping=NETEM, switch=OVS) as emu:
+        plan = emu.plan
+        h1, h2 = plan.instance("h1"), plan.instance("h2")
+        cables = {port for link in plan.switch_links() for port in (link.source_port, link.target_port)}
+        for switch, bridge in plan.networks["lan"].switches.items():
+            ports = set(vsctl("list-ports", bridge).split())
+            assert ports & cables, f"{switch} ({bridge}) has no cable: {ports}"
+        there, back = trace(plan, h1, h2.interface("lan").ip), trace(plan, h2, h1.interface("lan").ip)
+        expected = 1000 * (there.delay + back.delay)  # 2 + 10 + 15 + 3 there, 2 + 5 + 10 + 3 back
+        assert expected == pytest.approx(50)
+        target = str(h2.interface("lan").ip)
+        pings(emu.hosts["h1"], target, 5)  # OVS's first packets of a flow go up to ovs-vswitchd: warm up
+        rtts = pings(emu.hosts["h1"], target, 30)
+        assert len(rtts) >= 28
+        median = statistics.median(rtts)
+        print(f"chain of 3 OVS bridges: RTT median {median:.2f} ms, declared sum {expected:.0f} ms")
+        assert expected <= median <= expected * 1.02 + 1.5 + LATE_MS, rtts
+        # the narrowest rate is the s2->s3 cable's 8 Mbit/s
+        goodput = iperf(emu.hosts["h1"], emu.hosts["h2"], target, seconds=4)
+        print(f"  TCP h1->h2 {goodput:.2f} Mbit/s (narrowest 8)")
+        assert 0.88 * 8 <= goodput <= 8.1, f"{goodput:.2f} Mbit/s through a chain whose narrowest cable is 8"
+        runner = ActionRunner(emu)
+        runner.run(parse_action("link_down", {"switches": ["s2", "s3"]}))
+        assert pings(emu.hosts["h1"], target, 3) == [], "a frame crossed an unplugged cable"
+        runner.run(parse_action("link_up", {"switches": ["s2", "s3"]}))
+        assert len(pings(emu.hosts["h1"], target, 5)) >= 4, "plugged again, the path is not back"
+    assert_clean(before)
+
+
+def test_packet_level_monitoring_counts_flows_on_the_ports_and_a_restart_keeps_counting_and_filtering(ovs):
+    """Flows counted where frames enter an OVS bridge from an instance (a netdev ingress chain per port),
+    each echo once. An instance's restart makes a new veth, and the kernel drops the old one's hooks:
+    its flows are counted again (the set's counts kept) and the partition filters its port again."""
+    m = model(lan={"bidirectional": {"bandwidth": "50Mbps"}, "packet_level_monitoring": True},
+              quiet={"bidirectional": {"bandwidth": "50Mbps"}})
+    m.blueprint("a", node="box", service="app", networks=["lan", "quiet"])
+    m.blueprint("b", node="box", service="app", networks=["lan", "quiet"])
+    m.blueprint("c", node="box", service="app", networks=["lan"])
+    before = snapshot()
+    with emulation(m.build(), shaping=NETEM, switch=OVS) as emu:
+        assert "hook ingress" in run(["nft", "list", "table", "netdev", "fogify_net_flows"])
+        a, b, c = (emu.plan.instance(name) for name in ("a.1", "b.1", "c.1"))
+        a_ip, b_ip, c_ip = (i.interface("lan").ip for i in (a, b, c))
+        emu.plan.partitions = {("a", "c", None)}
+        emu.reshape()
+
+        def echoes() -> tuple[int, int]:
+            flows = emu.flow_counters()
+            counts = [flows.get(Flow(src, dst, "icmp", 0, 0), (0, 0)) for src, dst in ((a_ip, b_ip), (b_ip, a_ip))]
+            return sum(n for n, _ in counts), sum(size for _, size in counts)
+
+        assert len(pings(emu.hosts["a.1"], str(b_ip), 5)) == 5
+        assert len(pings(emu.hosts["a.1"], str(b.interface("quiet").ip), 5)) == 5  # not monitored
+        assert echoes() == (10, 10 * 84), emu.flow_counters()  # 20 bytes of IP, 8 of ICMP, 56 of data
+        assert all(f.src in emu.plan.networks["lan"].subnet for f in emu.flow_counters())
+
+        emu.crash([a])
+        emu.restart([a])
+        assert len(pings(emu.hosts["a.1"], str(b_ip), 5)) == 5
+        assert echoes() == (20, 20 * 84), f"a's new port is not counted, or the counts were lost: {echoes()}"
+        # a -> c must stop at a's new port: c never sees a request, so it never answers (its answers
+        # would be counted where they enter the switch even though c's port filter drops them)
+        assert pings(emu.hosts["a.1"], str(c_ip), 3) == []
+        assert Flow(c_ip, a_ip, "icmp", 0, 0) not in emu.flow_counters(), "a's new port did not filter"
+    assert_clean(before)
 
 
 def test_with_a_remote_controller_the_switches_obey_it(ovs):

@@ -5,7 +5,15 @@ from __future__ import annotations
 import json
 from ipaddress import IPv4Address
 
-from fogify_net.compile.flows import Flow, flow_ruleset, monitored, parse_flow_set
+from fogify_net.compile.flows import (
+    Flow,
+    flow_port_chains,
+    flow_port_table,
+    flow_ruleset,
+    flow_teardown,
+    monitored,
+    parse_flow_set,
+)
 from fogify_net.compile.plan import compile_model
 from fogify_net.compile.resources import HostFacts
 from fogify_net.model import ModelBuilder
@@ -45,6 +53,31 @@ def test_no_table_without_monitoring_and_one_rule_pair_over_the_watched_subnets(
         assert str(p.networks[network].subnet) in ruleset
     assert "update @flows { ip saddr . ip daddr . ip protocol . th sport . th dport counter }" in ruleset
     assert ruleset.startswith("table bridge fogify_net_flows\ndelete table bridge fogify_net_flows\n")
+
+
+def test_with_open_vswitch_a_netdev_table_and_a_counting_chain_per_watched_instance_port():
+    assert flow_port_table(plan(watch_lan=False, watch_edge_wan=False)) is None
+    p = plan()
+    table = flow_port_table(p)
+    assert table.startswith("table netdev fogify_net_flows\ndelete table netdev fogify_net_flows\n")
+    assert "set flows {" in table and "chain" not in table  # the chains come with the ports
+    server = p.instance("server.1")
+    chains = flow_port_chains(p, server.interfaces)
+    for interface in server.interfaces:  # on lan and wan, both watched (wan for edge's override)
+        chain = f"count_{interface.port}"
+        assert (f'add chain netdev fogify_net_flows {chain} {{ type filter hook ingress device '
+                f'"{interface.port}" priority -20; policy accept; }}') in chains
+        # declared again on every call: flushed first, so a chain that survived gets no second rules
+        assert chains.index(f"flush chain netdev fogify_net_flows {chain}") < chains.index(f"add rule netdev "
+                                                                                          f"fogify_net_flows {chain}")
+    assert chains.count("add rule") == 2 * len(server.interfaces)
+    assert "iifname" not in chains and str(p.networks["lan"].subnet) in chains
+    assert flow_port_chains(plan(watch_lan=False), p.instance("client.1").interfaces) == ""  # lan only
+
+
+def test_teardown_removes_both_families_tables():
+    assert flow_teardown() == ("table bridge fogify_net_flows\ndelete table bridge fogify_net_flows\n"
+                               "table netdev fogify_net_flows\ndelete table netdev fogify_net_flows\n")
 
 
 NFT_JSON = {"nftables": [

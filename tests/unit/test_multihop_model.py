@@ -90,6 +90,11 @@ def test_a_network_of_several_switches_gets_a_bridge_each_and_a_veth_pair_per_sw
         "link add name fgnl1a type veth peer name fgnl1b",
         "link set fgnl1a alias fogify-net:lan:s1-s2", "link set fgnl1a master fgn-s1", "link set fgnl1a up",
         "link set fgnl1b alias fogify-net:lan:s1-s2", "link set fgnl1b master fgn-s2", "link set fgnl1b up"]
+    # Open vSwitch: no master, the ports go into OVS's database (ovs-vsctl add-port) once made
+    assert switch_link_commands(first, bridges, master=False) == [
+        "link add name fgnl1a type veth peer name fgnl1b",
+        "link set fgnl1a alias fogify-net:lan:s1-s2", "link set fgnl1a up",
+        "link set fgnl1b alias fogify-net:lan:s1-s2", "link set fgnl1b up"]
     a = plan.instance("a")
     assert "link set fgnh1e0 master fgn-s1" in veth_commands(a, 99, bridges)
     assert "link set fgnh2e0 master fgn-s3" in veth_commands(plan.instance("r"), 99, {**bridges, "wan": "fgn-wan"})

@@ -22,7 +22,16 @@ from typing import TYPE_CHECKING, Callable
 import docker
 from mininet.net import Mininet
 
-from ...compile.flows import FLOW_SET, FLOW_TABLE, Flow, flow_ruleset, flow_teardown, parse_flow_set
+from ...compile.flows import (
+    FLOW_SET,
+    FLOW_TABLE,
+    Flow,
+    flow_port_chains,
+    flow_port_table,
+    flow_ruleset,
+    flow_teardown,
+    parse_flow_set,
+)
 from ...compile.hosts import hosts_file
 from ...compile.links import container_commands, switch_bridges, switch_link_commands, veth_commands
 from ...compile.naming import LABEL, VOLUME_LABEL
@@ -196,9 +205,6 @@ class LocalBackend(HandoverMixin, Backend):
             why = ovs_unusable(caps.ovs_kernel)
             if why:
                 raise DeployError(f"switch 'ovs': {why}")
-            if flow_ruleset(self.plan) is not None:
-                raise DeployError("packet-level monitoring counts flows on Linux bridges (bridge netfilter), which "
-                                  "Open vSwitch bypasses: deploy this model with switch 'bridge'")
         check_images(self.plan)
         check_leftovers(self.plan)
         removed = remove_leftovers(self.run_dir)
@@ -230,8 +236,9 @@ class LocalBackend(HandoverMixin, Backend):
                 client.volumes.create(name, labels={LABEL: VOLUME_LABEL})
 
     def _start_flow_counting(self) -> None:
-        """The per-flow counters of packet-level monitoring, when a network asks for them."""
-        ruleset = flow_ruleset(self.plan)
+        """The per-flow counters of packet-level monitoring, when a network asks for them (with Open
+        vSwitch the set now, the chains on the ports as they are attached: `_attach_ports`)."""
+        ruleset = flow_port_table(self.plan) if self.switch_kind == OVS else flow_ruleset(self.plan)
         if ruleset is not None:
             self.counts_flows = True
             nft_apply(ruleset)
@@ -240,7 +247,8 @@ class LocalBackend(HandoverMixin, Backend):
         if not self.counts_flows:
             return {}
         try:
-            return parse_flow_set(run(["nft", "-j", "list", "set", "bridge", FLOW_TABLE, FLOW_SET]))
+            family = "netdev" if self.switch_kind == OVS else "bridge"
+            return parse_flow_set(run(["nft", "-j", "list", "set", family, FLOW_TABLE, FLOW_SET]))
         except KernelError as error:  # torn down meanwhile
             log.debug("no flow counters: %s", error)
             return {}
@@ -248,16 +256,18 @@ class LocalBackend(HandoverMixin, Backend):
     def _create_bridges(self) -> None:
         """One bridge per switch, then the cables between the switches of a network."""
         links = self.plan.switch_links()
-        if links and self.switch_kind == OVS:
-            raise DeployError(f"switch links ({links[0].name}, ...) are made with Linux bridges only: "
-                              "deploy this model without --switch ovs")
         options = {"controller": self.ovs_controller} if self.switch_kind == OVS else {}
         for name, network in self.plan.networks.items():
             for switch, bridge in network.switches.items():
                 self.switches[switch] = self.net.addSwitch(bridge, cls=self.switch_class, network=name, **options)
         self.switch_class.batchStartup(list(self.switches.values()))
         bridges = switch_bridges(self.plan)
-        ip_batch([line for link in links for line in switch_link_commands(link, bridges)])
+        ovs = self.switch_kind == OVS
+        ip_batch([line for link in links for line in switch_link_commands(link, bridges, master=not ovs)])
+        if ovs:
+            FogOVSSwitch.attach_ports({port: bridges[switch] for link in links
+                                       for port, switch in ((link.source_port, link.source),
+                                                            (link.target_port, link.target))})
         for link in links:
             self.net.addLink(self.switches[link.source], self.switches[link.target], intfName1=link.source_port,
                              intfName2=link.target_port, addr1=None, addr2=None)
@@ -267,10 +277,14 @@ class LocalBackend(HandoverMixin, Backend):
         return veth_commands(instance, pid, bridges, interfaces, master=self.switch_kind != OVS)
 
     def _attach_ports(self, interfaces: list[InterfacePlan]) -> None:
-        """Open vSwitch takes its ports in its database (Linux bridges got theirs in the veth batch)."""
+        """Open vSwitch takes its ports in its database (Linux bridges got theirs in the veth batch),
+        and packet-level monitoring counts on their ingress (a bridge counts on its forward hook)."""
         if self.switch_kind == OVS:
             bridges = switch_bridges(self.plan)
             FogOVSSwitch.attach_ports({i.port: bridges[i.switch] for i in interfaces})
+            chains = flow_port_chains(self.plan, interfaces) if self.counts_flows else ""
+            if chains:
+                nft_apply(chains)
 
     # --- instances ---------------------------------------------------------------------------
 

@@ -5,8 +5,9 @@ own, as a Linux bridge is. Given a controller address, the bridges connect to
 it with fail_mode secure: the controller decides what is forwarded, and
 without it nothing is. The bridges are made in one ovs-vsctl transaction, the
 ports attached in another once the veth pairs exist (compile.links makes them
-without a master). Rates and netem's delay and loss are tc on the veth ends,
-as with Linux bridges; partitions and firewall rules filter on the ports'
+without a master), as are both ends of a cable between two switches (a veth
+pair). Rates and netem's delay and loss are tc on the veth ends, as with Linux
+bridges; partitions and firewall rules filter on the ports'
 ingress (a netdev table), since OVS's datapath bypasses bridge netfilter.
 """
 

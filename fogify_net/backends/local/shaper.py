@@ -119,10 +119,16 @@ class Shaper:
         self.tables.update(install_tc_tables(wanted))
 
     def forget(self, ports: list[str]) -> None:
-        """These links were recreated (an instance restarted): their tc state is gone, reinstall it."""
+        """These links were recreated (an instance restarted): their tc state is gone, reinstall it.
+
+        With Open vSwitch the filters' hooks on these ports went with the old veths too (the kernel
+        drops a netdev chain's hook when its device goes), so the next apply writes the table again.
+        """
         with self._lock:
             for port in ports:
                 self.applied.pop(port, None)
+            if self.port_filters and ports:
+                self._nft = ""
 
     def link_targets(self, plan: Plan, pids: dict[str, int]) -> list[LinkTarget]:
         """Where the HTB classes of every applied direction are: uplinks on the instance's own
