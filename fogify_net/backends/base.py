@@ -47,7 +47,8 @@ class DeployError(RuntimeError):
 class TaskFacts:
     """What a client can act on for one instance: the container behind it, as Swarm describes a task.
 
-    `state` is Swarm's word: `running`, or `failed` for an instance the crash action stopped.
+    `state` is Swarm's word: `running`, or `failed` for an instance whose container does not run
+    (stopped by the crash action, or without fogify-net: killed, OOM-killed).
     """
 
     id: str  # the task id (Swarm's; on this machine the container's short id)

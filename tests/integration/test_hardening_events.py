@@ -42,10 +42,14 @@ def test_an_oom_killed_instance_is_down_and_comes_back_shaped(machine):
         assert emu.lost["a.2"] == "was OOM-killed"
         assert emu.state == "degraded" and "a.2 was OOM-killed" in emu.detail
         assert "a.2" not in emu.started() and "a.2" not in emu.pids()
+        task = emu.task_facts()["a.2"]  # what GET /topology/ lists: a dead task, as Swarm lists one
+        assert (task.state, task.pid) == ("failed", 0)
 
         subprocess.run(["docker", "start", container], check=True, capture_output=True)
         assert wait_until(lambda: "a.2" not in emu.lost and emu.state == "running", timeout=30), emu.detail
         assert wait_until(lambda: (rtt_ms(emu, "a.1", "a.2") or 0) >= 29, timeout=10)  # linked and shaped again
+        task = emu.task_facts()["a.2"]
+        assert task.state == "running" and task.pid == emu.pids()["a.2"] > 0
 
         subprocess.run(["docker", "kill", container], check=True, capture_output=True)
         assert wait_until(lambda: emu.lost.get("a.2", "").startswith("stopped (exit code"), timeout=30)

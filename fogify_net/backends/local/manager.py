@@ -394,16 +394,20 @@ class LocalBackend(HandoverMixin, Backend):
                 if name not in self.crashed and name not in self.lost]
 
     def task_facts(self) -> dict[str, TaskFacts]:
-        """Each instance's container as a Swarm task would name it; this machine is the only node."""
+        """Each instance's container as a Swarm task would name it; this machine is the only node.
+
+        A stopped container (crashed, or lost: killed, OOM-killed) is a failed task with no
+        pid, as Swarm lists a dead task; it reads `running` again once it is rebuilt.
+        """
         node = socket.gethostname()
         facts = {}
         for name, container in list(self._containers.items()):
-            crashed = name in self.crashed
+            down = name in self.crashed or name in self.lost  # stopped by the crash action or without us
             host = self.hosts.get(name)
             facts[name] = TaskFacts(
                 id=container.id[:25], node_id=node, container_id=container.id,
-                pid=0 if crashed or host is None else host.cpid,
-                state="failed" if crashed else "running", created=container.attrs.get("Created", ""))
+                pid=0 if down or host is None else host.cpid,
+                state="failed" if down else "running", created=container.attrs.get("Created", ""))
         return facts
 
     def _parallel(self, fn: Callable, items: list) -> None:
