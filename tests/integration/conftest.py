@@ -111,6 +111,34 @@ def emulation(model, host_mhz: float = 2000.0, shaping: str = "auto", **options)
         emu.teardown()
 
 
+@contextmanager
+def real_api(data_dir, token: str | None = None, **controller_options):
+    """A real API on an ephemeral loopback port: yield (url, controller); then stop both and check nothing is left.
+
+    `controller_options` are the Controller's; the defaults are the tests' (a fast sampling
+    interval, a 2 GHz host so CPU shares are stable, the tests' run directory).
+    """
+    import threading
+
+    from werkzeug.serving import make_server
+
+    from fogify_net.controller import Controller
+    from fogify_net_api import create_app
+
+    controller_options = {"run_dir": "/run/fogify-net-test", "interval": 0.5, "host_mhz": 2000,
+                          **controller_options}
+    before = snapshot()
+    controller = Controller(data_dir=data_dir, **controller_options)
+    server = make_server("127.0.0.1", 0, create_app(controller, token=token), threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}", controller
+    finally:
+        server.shutdown()
+        controller.close()
+    assert_clean(before)
+
+
 def iperf(client, server, server_ip: str, seconds: int = 5, udp_rate: str | None = None) -> float:
     """Mbit/s received by `server` from `client`, with the host's iperf3 in both namespaces."""
     import json

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import threading
 import time
 
 import pytest
@@ -13,7 +12,7 @@ import yaml
 from fogify_net.host.cgroups import cgroup_dirs
 from FogifySDK import instance_names
 
-from .conftest import BASE_IMAGE, assert_clean, iperf, snapshot, wait_until, without_fidelity
+from .conftest import BASE_IMAGE, iperf, real_api, wait_until, without_fidelity
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("machine")]
 
@@ -51,21 +50,8 @@ MODEL = {
 @pytest.fixture(scope="module")
 def api(machine, tmp_path_factory):
     """A real API server on an ephemeral port, with its controller."""
-    from werkzeug.serving import make_server
-
-    from fogify_net.controller import Controller
-    from fogify_net_api import create_app
-
-    before = snapshot()
-    controller = Controller(data_dir=tmp_path_factory.mktemp("data"), run_dir="/run/fogify-net-test",
-                            interval=0.5, host_mhz=2000)
-    server = make_server("127.0.0.1", 0, create_app(controller), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}", controller
-    server.shutdown()
-    controller.close()
-    assert_clean(before)
+    with real_api(tmp_path_factory.mktemp("data")) as served:
+        yield served
 
 
 @pytest.fixture(scope="module")

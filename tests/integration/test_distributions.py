@@ -19,7 +19,6 @@ import os
 import random
 import re
 import statistics
-import threading
 
 import pytest
 import requests
@@ -28,7 +27,7 @@ import yaml
 from fogify_net.host.capabilities import NETEM, USERSPACE, probe
 from fogify_net.host.distributions import tc_lib_dir
 
-from .conftest import BASE_IMAGE, assert_clean, snapshot
+from .conftest import BASE_IMAGE, real_api
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("machine")]
 
@@ -74,21 +73,8 @@ def api(request, machine, tmp_path):
         probe().mechanism(request.param)
     except ValueError as why:
         pytest.skip(str(why))
-    from werkzeug.serving import make_server
-
-    from fogify_net.controller import Controller
-    from fogify_net_api import create_app
-
-    before = snapshot()
-    controller = Controller(data_dir=tmp_path / "data", run_dir="/run/fogify-net-test", interval=0.5,
-                            host_mhz=2000, shaping=request.param)
-    server = make_server("127.0.0.1", 0, create_app(controller), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}", controller, request.param
-    server.shutdown()
-    controller.close()
-    assert_clean(before)
+    with real_api(tmp_path / "data", shaping=request.param) as (url, controller):
+        yield url, controller, request.param
 
 
 def model() -> dict:

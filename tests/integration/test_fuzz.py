@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import copy
 import json
-import threading
 import time
 
 import pytest
 import requests
 import yaml
 
-from .conftest import BASE_IMAGE, assert_clean, snapshot, wait_until
+from .conftest import BASE_IMAGE, real_api, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("machine")]
 
@@ -219,20 +218,8 @@ QUERY_CASES = [
 
 @pytest.fixture(scope="module")
 def api(machine, tmp_path_factory):
-    from werkzeug.serving import make_server
-
-    from fogify_net.controller import Controller
-    from fogify_net_api import create_app
-
-    before = snapshot()
-    controller = Controller(data_dir=tmp_path_factory.mktemp("data"), run_dir="/run/fogify-net-test",
-                            interval=0.5, host_mhz=2000)
-    server = make_server("127.0.0.1", 0, create_app(controller), threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}", controller
-    server.shutdown()
-    controller.close()
-    assert_clean(before)
+    with real_api(tmp_path_factory.mktemp("data")) as served:
+        yield served
 
 
 def refused(response: requests.Response, seconds: float) -> str | None:

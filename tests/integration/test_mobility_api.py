@@ -9,12 +9,11 @@ run on the server; /status/, /annotations/ and the hosts files show each step.
 from __future__ import annotations
 
 import statistics
-import threading
 
 import pytest
 import yaml
 
-from .conftest import BASE_IMAGE, assert_clean, snapshot, wait_until
+from .conftest import BASE_IMAGE, real_api, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("machine")]
 
@@ -44,28 +43,17 @@ CELL = "time_s,delay\n0,30ms\n60,30ms\n"  # region 2 is a cell 30 ms away (path 
 
 @pytest.fixture(scope="module")
 def sdk(machine, tmp_path_factory):
-    from werkzeug.serving import make_server
-
-    from fogify_net.controller import Controller
-    from fogify_net_api import create_app
     from FogifySDK import FogifySDK
 
     folder = tmp_path_factory.mktemp("model")
     (folder / "traces").mkdir()
     (folder / "traces" / "cell.csv").write_text(CELL)
     (folder / "docker-compose.yaml").write_text(yaml.safe_dump(COMPOSE))
-    before = snapshot()
-    controller = Controller(data_dir=tmp_path_factory.mktemp("data"), run_dir="/run/fogify-net-test",
-                            interval=0.5, host_mhz=2000)
-    server = make_server("127.0.0.1", 0, create_app(controller), threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    client = FogifySDK(f"http://127.0.0.1:{server.server_port}", str(folder / "docker-compose.yaml"))
-    client.deploy(timeout=300)
-    yield client, controller
-    client.undeploy(timeout=300)
-    server.shutdown()
-    controller.close()
-    assert_clean(before)
+    with real_api(tmp_path_factory.mktemp("data")) as (url, controller):
+        client = FogifySDK(url, str(folder / "docker-compose.yaml"))
+        client.deploy(timeout=300)
+        yield client, controller
+        client.undeploy(timeout=300)
 
 
 def rtt(controller, source: str, target: str, network: str) -> float:

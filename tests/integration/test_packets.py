@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import threading
 
 import pytest
 import requests
 import yaml
 
-from .conftest import BASE_IMAGE, assert_clean, snapshot, wait_until
+from .conftest import BASE_IMAGE, real_api, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("machine")]
 
@@ -40,18 +39,7 @@ MODEL = {
 
 @pytest.fixture(scope="module")
 def deployed(machine, tmp_path_factory):
-    from werkzeug.serving import make_server
-
-    from fogify_net.controller import Controller
-    from fogify_net_api import create_app
-
-    before = snapshot()
-    controller = Controller(data_dir=tmp_path_factory.mktemp("data"), run_dir="/run/fogify-net-test",
-                            interval=1.0, host_mhz=2000, flow_period=0.5)
-    server = make_server("127.0.0.1", 0, create_app(controller), threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_port}"
-    try:
+    with real_api(tmp_path_factory.mktemp("data"), interval=1.0, flow_period=0.5) as (url, controller):
         r = requests.post(f"{url}/topology/", files={"file": ("model.yaml", yaml.safe_dump(MODEL))})
         assert r.status_code == 200, r.text
         final = wait_until(lambda: (lambda r: r if r.headers["X-Fogify-Status"] != "deploying" else None)(
@@ -61,10 +49,6 @@ def deployed(machine, tmp_path_factory):
         yield url, controller
         requests.delete(f"{url}/topology/")
         wait_until(lambda: controller.status == "idle", timeout=60)
-    finally:
-        server.shutdown()
-        controller.close()
-    assert_clean(before)
 
 
 def ip(controller, name, network):

@@ -13,7 +13,6 @@ import io
 import os
 import re
 import statistics
-import threading
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -29,7 +28,7 @@ import yaml  # noqa: E402
 from fogify_net.host.cgroups import cgroup_dirs  # noqa: E402
 from FogifySDK import ExceptionFogifySDK, FogifySDK  # noqa: E402
 
-from .conftest import BASE_IMAGE, assert_clean, snapshot, wait_until, without_fidelity  # noqa: E402
+from .conftest import BASE_IMAGE, real_api, wait_until, without_fidelity  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("machine")]
 
@@ -70,21 +69,8 @@ INSTANCES = {"server": ["server.1"], "client": ["client.1", "client.2"], "edge":
 @pytest.fixture(scope="module")
 def api(machine, tmp_path_factory):
     """A real API (with a bearer token) on an ephemeral port, and its controller."""
-    from werkzeug.serving import make_server
-
-    from fogify_net.controller import Controller
-    from fogify_net_api import create_app
-
-    before = snapshot()
-    controller = Controller(data_dir=tmp_path_factory.mktemp("data"), run_dir="/run/fogify-net-test",
-                            interval=0.5, host_mhz=2000)
-    server = make_server("127.0.0.1", 0, create_app(controller, token=TOKEN), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"127.0.0.1:{server.server_port}", controller  # bare host:port, as Fogify's notebooks write it
-    server.shutdown()
-    controller.close()
-    assert_clean(before)
+    with real_api(tmp_path_factory.mktemp("data"), token=TOKEN) as (url, controller):
+        yield url.removeprefix("http://"), controller  # bare host:port, as Fogify's notebooks write it
 
 
 @pytest.fixture(scope="module")

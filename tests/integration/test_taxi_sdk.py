@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import re
 import statistics
-import threading
 import time
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import pytest
 
 from FogifySDK import FogifySDK
 
-from .conftest import assert_clean, snapshot, wait_until
+from .conftest import real_api, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("machine")]
 COMPOSE = Path(__file__).parents[2] / "examples" / "taxi" / "docker-compose.yaml"
@@ -32,23 +31,13 @@ LATE_MS = 5.0 if os.environ.get("FOGIFY_NET_EMULATED_CPU") == "1" else 0.0
 @pytest.fixture
 def api(tmp_path):
     import docker
-    from werkzeug.serving import make_server
-
-    from fogify_net.controller import Controller
-    from fogify_net_api import create_app
 
     try:
         docker.from_env().images.get(TAXI_IMAGE)
     except docker.errors.ImageNotFound:
         pytest.skip(f"needs {TAXI_IMAGE} (examples/taxi/build-image.sh)")
-    before = snapshot()
-    controller = Controller(data_dir=tmp_path / "data", run_dir="/run/fogify-net-test", interval=1.0)
-    server = make_server("127.0.0.1", 0, create_app(controller), threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}", controller
-    server.shutdown()
-    controller.close()
-    assert_clean(before)
+    with real_api(tmp_path / "data", interval=1.0, host_mhz=None) as served:
+        yield served
 
 
 def round_trip(controller, fogify: FogifySDK, src: str, dst: str, network: str) -> float:

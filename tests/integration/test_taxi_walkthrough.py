@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
 import requests
 
-from .conftest import assert_clean, snapshot
+from .conftest import real_api
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("machine")]
 REPO = Path(__file__).parents[2]
@@ -20,23 +19,13 @@ TAXI_IMAGE = "taxi-exp:0.0.1"
 @pytest.fixture
 def api(tmp_path):
     import docker
-    from werkzeug.serving import make_server
-
-    from fogify_net.controller import Controller
-    from fogify_net_api import create_app
 
     try:
         docker.from_env().images.get(TAXI_IMAGE)
     except docker.errors.ImageNotFound:
         pytest.skip(f"needs {TAXI_IMAGE} (examples/taxi/build-image.sh)")
-    before = snapshot()
-    controller = Controller(data_dir=tmp_path / "data", run_dir="/run/fogify-net-test")
-    server = make_server("127.0.0.1", 0, create_app(controller), threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    controller.close()
-    assert_clean(before)
+    with real_api(tmp_path / "data", interval=1.0, host_mhz=None) as (url, _):
+        yield url
 
 
 def metric(url: str, instance: str, name: str) -> list[float]:
