@@ -306,7 +306,7 @@ def containers() -> set[str]:
 
 
 def ours(names: set[str]) -> set[str]:
-    return {n for n in names if n.startswith(("fgtb", "fgn", "fogify-net."))}
+    return {n for n in names if n.startswith(("fgtb", "fgn", "fogify_", "mn."))}
 
 
 def wait_quiet(timeout: float = QUIET_TIMEOUT) -> set[str]:

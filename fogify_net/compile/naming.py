@@ -12,7 +12,8 @@ import re
 
 IFNAMSIZ = 15
 PREFIX = "fgn"
-CONTAINER_PREFIX = "fogify-net."
+FOGIFY_CONTAINER_PREFIX = "fogify_"  # Fogify's stack names its tasks fogify_<label>.<slot>
+CONTAINERNET_CONTAINER_PREFIX = "mn."  # Containernet names a host's container mn.<host>
 LABEL = "fogify-net"  # containers carry fogify-net=1
 VOLUME_LABEL = "volume"  # named volumes a deploy made carry fogify-net=volume
 ALIAS = "fogify-net"
@@ -65,8 +66,16 @@ def switch_link_ports(index: int) -> tuple[str, str]:
     return f"{name}a", f"{name}b"
 
 
-def container_name(instance: str) -> str:
-    return f"{CONTAINER_PREFIX}{instance}"
+def container_name(instance: str, label: str) -> str:
+    """The Docker name users of the tool they came from look for: `docker ps -f name=fogify_<label>`
+    finds a blueprint's replicas as on Fogify's Swarm stack; `docker exec mn.d1` reaches a host
+    named alone (a Mininet/Containernet host) as on Containernet.
+
+    Names are for people and their scripts only: cleanup finds containers by the label
+    `fogify-net=1`, never by name.
+    """
+    prefix = CONTAINERNET_CONTAINER_PREFIX if instance == label else FOGIFY_CONTAINER_PREFIX
+    return f"{prefix}{instance}"
 
 
 def instance_name(label: str, slot: int, single: bool = False) -> str:

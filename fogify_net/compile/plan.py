@@ -120,7 +120,7 @@ class InstancePlan:
 
     @property
     def container(self) -> str:
-        return container_name(self.name)
+        return container_name(self.name, self.label)
 
     @property
     def host_node(self) -> str:

@@ -14,6 +14,7 @@ from docker.models.containers import Container
 from docker.types import Mount
 
 from ..compile.naming import LABEL
+from ..errors import Conflict
 
 _client: docker.DockerClient | None = None
 def docker_client() -> docker.DockerClient:
@@ -60,7 +61,6 @@ def run_container(
         hostname=hostname,
         labels={**(labels or {}), LABEL: "1"},  # ours last: a model's `fogify-net: "0"` must not unmark it
         network_mode="none",
-        detach=True,
         cpu_quota=cpu_quota,
         cpu_period=cpu_period,
         cpu_shares=cpu_shares,
@@ -73,15 +73,28 @@ def run_container(
         init=True,  # reap zombies and forward signals even when the image has no init
     )
     client = client or docker_client()
+    # Create, then start: a start that fails leaves the created container behind, and only that
+    # one is removed, by its id. A create that fails made nothing; removing by name there would
+    # remove someone else's container that holds the name (the 409 of a name in use).
     try:
-        container = client.containers.run(image, **{k: v for k, v in options.items() if v is not None})
+        container = client.containers.create(image, **{k: v for k, v in options.items() if v is not None})
+    except docker.errors.APIError as error:
+        if error.status_code == 409:  # checked before deploying; here for a name taken since
+            raise name_taken(name) from error
+        raise
+    try:
+        container.start()
     except docker.errors.APIError:
-        # `run` creates, then starts: a start that fails leaves a created container behind.
         with contextlib.suppress(docker.errors.NotFound):
-            client.containers.get(name).remove(force=True, v=True)
+            container.remove(force=True, v=True)
         raise
     container.reload()
     return container
+
+
+def name_taken(name: str) -> Conflict:
+    return Conflict(f"the container name {name} is taken by a container fogify-net did not start "
+                    f"(docker ps -a -f name=^{name}$): remove or rename it, then deploy again")
 
 
 def exit_reason(container: Container) -> str:

@@ -20,7 +20,7 @@ SERVICE_KEYS_IGNORED = {
     "deploy": "resources come from the x-fogify node profile",
     "depends_on": "all instances start together",
     "restart": "use the crash/restart actions",
-    "container_name": "containers are named fogify-net.<label>.<n>",
+    "container_name": "containers are named fogify_<label>.<n>, as Fogify's tasks",
     "hostname": "the hostname is <label>.<n>",
     "build": "the image must be built beforehand",
     "healthcheck": "not used by the emulation",

@@ -162,6 +162,29 @@ def test_a_failed_deploy_rolls_back_everything(machine):
     assert_clean(before)
 
 
+def test_a_name_held_by_someone_elses_container_fails_the_deploy_and_that_container_stays(machine):
+    from fogify_net.errors import Conflict
+
+    m = base_builder()
+    m.network("lan", bidirectional={"latency": {"delay": "5ms"}})
+    m.blueprint("a", node="half", service="app", networks=["lan"], replicas=2)
+    m.blueprint("fgt-taken", node="half", service="app", networks=["lan"])
+    theirs = "fogify_fgt-taken.1"  # not ours: no fogify-net label, as a real Fogify stack's task would be
+    subprocess.run(["docker", "run", "-d", "--name", theirs, BASE_IMAGE, "sleep", "300"], check=True,
+                   capture_output=True)
+    try:
+        before = snapshot()
+        with pytest.raises(Conflict, match=f"name {theirs} is taken by a container fogify-net did not start"), \
+                emulation(m.build()):
+            pass
+        assert_clean(before)  # our replicas went (the snapshot sees only labelled containers)
+        running = subprocess.run(["docker", "inspect", "-f", "{{.State.Running}}", theirs],
+                                 capture_output=True, text=True)
+        assert running.stdout.strip() == "true", running.stderr
+    finally:
+        subprocess.run(["docker", "rm", "-f", theirs], capture_output=True)
+
+
 DEPLOY_AND_HANG = """
 import sys, time
 sys.path[:0] = {path!r}

@@ -31,7 +31,7 @@ def test_instances_are_named_label_dot_slot_with_kernel_safe_interface_names(pla
         "cloud-server.1", "mec-svc-1.1", "mec-svc-2.1", "car-workload-1.1", "car-workload-1.2",
         "car-workload-2.1", "car-workload-2.2"]
     for instance in plan.instances:
-        assert instance.container == f"fogify-net.{instance.name}"
+        assert instance.container == f"fogify_{instance.name}"  # as Fogify's tasks: docker ps -f name=fogify_<label>
         for interface in instance.interfaces:
             assert PORT_PATTERN.match(interface.port) and len(interface.port) <= IFNAMSIZ
     for network in plan.networks.values():

@@ -160,11 +160,14 @@ def test_our_labels_win_over_the_models_locally(monkeypatch):
     captured = {}
 
     class Made:
+        def start(self):
+            pass
+
         def reload(self):
             pass
 
     class Containers:
-        def run(self, image, **options):
+        def create(self, image, **options):
             captured.update(options)
             return Made()
 

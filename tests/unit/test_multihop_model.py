@@ -97,6 +97,9 @@ def test_a_network_of_several_switches_gets_a_bridge_each_and_a_veth_pair_per_sw
         "link set fgnl1b alias fogify-net:lan:s1-s2", "link set fgnl1b up"]
     a = plan.instance("a")
     assert "link set fgnh1e0 master fgn-s1" in veth_commands(a, 99, bridges)
+    # Mininet-named hosts get Containernet's container names, a blueprint's replicas Fogify's
+    assert (a.container, plan.instance("r").container, plan.instance("b.1").container) == (
+        "mn.a", "mn.r", "fogify_b.1")
     assert "link set fgnh2e0 master fgn-s3" in veth_commands(plan.instance("r"), 99, {**bridges, "wan": "fgn-wan"})
 
 

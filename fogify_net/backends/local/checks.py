@@ -6,11 +6,12 @@ import logging
 
 import docker
 
+from ...compile.naming import LABEL
 from ...compile.plan import Plan
 from ...errors import Conflict
 from ...host import owner as owner_record
 from ...host.cleanup import cleanup, find_leftovers
-from ...host.containers import docker_client
+from ...host.containers import docker_client, name_taken
 from ...model.errors import ModelError, shown
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,18 @@ def check_images(plan: Plan) -> None:
         except docker.errors.APIError as error:  # Docker's 400: "invalid reference format"
             raise ModelError(f"services.{name}.image",
                              f"{shown(image)} is not an image reference ({error.explanation or error})") from None
+
+
+def check_names(plan: Plan) -> None:
+    """No container of someone else holds a name the plan gives (a Fogify stack's task, a Containernet host).
+
+    Ours by the label are leftovers, removed before deploying; anyone else's is never touched:
+    a 409 naming it, before anything is made.
+    """
+    names = {i.container for i in plan.instances}
+    for container in docker_client().containers.list(all=True):
+        if container.name in names and container.labels.get(LABEL) != "1":
+            raise name_taken(container.name)
 
 
 def check_leftovers(plan: Plan) -> None:

@@ -52,7 +52,7 @@ from ...host.stress import StressRunner
 from ...host.tcstats import ClassReader
 from ..base import Backend, DeployError, Progress, Samples, StateCallback, TaskFacts
 from .bridge import FogBridge, PreparedLink
-from .checks import check_images, check_leftovers, remove_leftovers
+from .checks import check_images, check_leftovers, check_names, remove_leftovers
 from .containers import first_stopped, kill_init, remove_container, start_container
 from .dockerhost import DockerHost
 from .handover import HandoverMixin
@@ -193,6 +193,7 @@ class LocalBackend(HandoverMixin, Backend):
     def check(self) -> None:
         """Refuse at once what cannot deploy here: a missing image, leftovers of a crashed run."""
         check_images(self.plan)
+        check_names(self.plan)
         check_leftovers(self.plan)
 
     def _preflight(self) -> None:
@@ -206,6 +207,7 @@ class LocalBackend(HandoverMixin, Backend):
             if why:
                 raise DeployError(f"switch 'ovs': {why}")
         check_images(self.plan)
+        check_names(self.plan)
         check_leftovers(self.plan)
         removed = remove_leftovers(self.run_dir)
         if removed:
