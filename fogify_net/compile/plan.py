@@ -17,7 +17,7 @@ from ..model.errors import ModelError, join
 from ..model.schema import DelayDistribution, LinkRule, Model, NodeProfile, PublishedPort, QoS, Route, Service
 from .addressing import DEFAULT_POOL, AddressBook, assign_subnets, static_addresses
 from .naming import bridge_name, container_name, host_node_name, instance_name, port_name, switch_link_ports
-from .resources import CPU_PERIOD, HostFacts, cpu_quota, node_cpus
+from .resources import CPU_PERIOD, MIN_QUOTA, HostFacts, cpu_quota, node_cpus
 
 
 @dataclass
@@ -231,6 +231,10 @@ def capacity_warnings(plan: Plan) -> list[str]:
         if instances and instances[0].cpus > plan.host.cpus:
             warnings.append(f"{blueprint.label}: a node of {instances[0].cpus:.2f} CPUs on a machine with "
                             f"{plan.host.cpus}; it gets at most {plan.host.cpus}")
+        wanted = node_cpus(instances[0].node, plan.host) if instances else None
+        if wanted is not None and wanted * CPU_PERIOD < MIN_QUOTA:
+            warnings.append(f"{blueprint.label}: a node of {wanted:.4f} CPUs is below the kernel's smallest "
+                            f"quota; it gets {MIN_QUOTA / CPU_PERIOD:g} CPUs")
     memory = sum(i.memory for i in plan.instances if i.node.memory is not None)
     if memory > plan.host.memory:
         warnings.append(f"the nodes' memory adds up to {memory / 2**30:.1f} GiB; this machine has "

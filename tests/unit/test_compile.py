@@ -55,6 +55,17 @@ def test_cpu_limit_is_cores_times_clock_over_host_clock(plan):
     assert car.memory == 2**29
 
 
+def test_a_node_below_the_smallest_quota_gets_it_and_a_warning_saying_so():
+    m = ModelBuilder()
+    m.service("app", image="fogify-net/base:latest")
+    m.node("tiny", cores=1, clock_speed=5)  # 5 MHz, as a real user's file has it: 0.0018 CPUs of 2800 MHz
+    m.network("lan")
+    m.blueprint("node", node="tiny", service="app", networks=["lan"])
+    plan = compile_model(m.build(), HOST)
+    assert plan.instance("node.1").cpu_quota == 1_000
+    assert plan.warnings == ["node: a node of 0.0018 CPUs is below the kernel's smallest quota; it gets 0.01 CPUs"]
+
+
 def test_each_network_gets_its_own_subnet_and_unique_addresses(plan):
     subnets = [n.subnet for n in plan.networks.values()]
     assert not any(a.overlaps(b) for i, a in enumerate(subnets) for b in subnets[i + 1:])
