@@ -46,6 +46,8 @@ def run_container(
     cap_add: list[str] | None = None,
     privileged: bool = False,
     sysctls: dict[str, str] | None = None,
+    tmpfs: dict[str, str] | None = None,
+    security_opt: list[str] | None = None,
     client: docker.DockerClient | None = None,
 ) -> Container:
     """Start a detached container without networking, marked as ours; returns it inspected."""
@@ -70,6 +72,8 @@ def run_container(
         cap_add=cap_add,
         privileged=privileged,
         sysctls=sysctls,
+        tmpfs=tmpfs or None,
+        security_opt=security_opt or None,
         init=True,  # reap zombies and forward signals even when the image has no init
     )
     client = client or docker_client()

@@ -6,6 +6,7 @@ compose keys that mean nothing in an emulation.
 
 from __future__ import annotations
 
+import re
 from ipaddress import ip_address
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,7 @@ def parse_service(name: str, raw: Any, path: str, base_dir: Path | None, warning
                                  "missing; build the image first (docker build -t NAME ...) and give its name")
             warnings.append(f"{join(path, key)}: ignored ({reason})")
     known = {"image", "environment", "volumes", "command", "entrypoint", "working_dir", "user", "labels",
-             "cap_add", "privileged", "ports"}
+             "cap_add", "privileged", "ports", "tmpfs", "security_opt"}
     for key in raw:
         if key not in known and key not in SERVICE_KEYS_IGNORED:
             warnings.append(f"{join(path, key)}: not supported, ignored")
@@ -56,6 +57,8 @@ def parse_service(name: str, raw: Any, path: str, base_dir: Path | None, warning
                     for i, c in enumerate(sequence(raw.get("cap_add"), join(path, "cap_add"))))
     privileged = boolean(raw.get("privileged", False), join(path, "privileged"))
     ports = parse_ports(raw.get("ports"), join(path, "ports"))
+    security_opt = tuple(_scalar_text(o, join(join(path, "security_opt"), i))
+                         for i, o in enumerate(sequence(raw.get("security_opt"), join(path, "security_opt"))))
     return Service(
         name=name,
         image=image.strip(),
@@ -68,8 +71,10 @@ def parse_service(name: str, raw: Any, path: str, base_dir: Path | None, warning
         labels=_environment(raw.get("labels"), join(path, "labels")),
         cap_add=cap_add,
         privileged=privileged,
-        host_access=_host_access(raw, path, volumes, cap_add, privileged, ports),
+        host_access=_host_access(raw, path, volumes, cap_add, privileged, ports, security_opt),
         ports=ports,
+        tmpfs=_tmpfs(raw.get("tmpfs"), join(path, "tmpfs")),
+        security_opt=security_opt,
     )
 
 
@@ -79,7 +84,8 @@ _HOST_NAMESPACES = ("pid", "network_mode", "ipc", "uts", "userns_mode", "cgroup"
 
 
 def _host_access(raw: dict, path: str, volumes: tuple[Volume, ...], cap_add: tuple[str, ...],
-                 privileged: bool, ports: tuple[PublishedPort, ...]) -> tuple[tuple[str, str], ...]:
+                 privileged: bool, ports: tuple[PublishedPort, ...],
+                 security_opt: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
     """What in a service reaches into the host (the API refuses it unless allowed): (field, why) pairs."""
     found = []
     wide = sorted({port.host_ip for port in ports if not ip_address(port.host_ip).is_loopback})
@@ -97,10 +103,44 @@ def _host_access(raw: dict, path: str, volumes: tuple[Volume, ...], cap_add: tup
     for key in _HOST_NAMESPACES:
         if str(raw.get(key, "")).strip().lower() == "host":
             found.append((join(path, key), "shares a namespace with the host"))
-    for key in ("devices", "device_cgroup_rules", "security_opt"):
+    for key in ("devices", "device_cgroup_rules"):
         if raw.get(key):
-            found.append((join(path, key), "gives access to the host's devices or lifts confinement"))
+            found.append((join(path, key), "gives access to the host's devices"))
+    for i, option in enumerate(security_opt):
+        if not CONFINING_OPTION.match(option):  # all but no-new-privileges lift a confinement
+            found.append((join(join(path, "security_opt"), i), f"{shown(option)} lifts the container's confinement"))
     return tuple(found)
+
+
+CONFINING_OPTION = re.compile(r"^no-new-privileges(?:[:=]true)?\Z")
+# Docker's tmpfs mount options (mount(8), tmpfs(5)); anything else Docker refuses at start
+TMPFS_FLAGS = frozenset({"ro", "rw", "exec", "noexec", "suid", "nosuid", "dev", "nodev", "sync", "async",
+                         "atime", "noatime", "diratime", "nodiratime", "relatime", "norelatime",
+                         "strictatime", "nostrictatime"})
+TMPFS_VALUES = frozenset({"size", "mode", "uid", "gid", "nr_inodes", "nr_blocks", "mpol"})
+
+
+def _tmpfs(raw: Any, path: str) -> tuple[tuple[str, str], ...]:
+    """Compose's tmpfs: one `PATH[:OPTIONS]` or a list of them; OPTIONS as Docker's (`size=64m,mode=1777`)."""
+    items = [(raw, path)] if isinstance(raw, str) else [
+        (item, join(path, i)) for i, item in enumerate(sequence(raw, path))]
+    mounts = []
+    for item, where in items:
+        target, _, options = _scalar_text(item, where).partition(":")
+        if not target.startswith("/"):
+            raise ModelError(where, f"expected an absolute path in the container, got {shown(target)}")
+        for option in filter(None, options.split(",")):
+            key, equals, _ = option.partition("=")
+            if not (key in TMPFS_FLAGS and not equals or key in TMPFS_VALUES and equals):
+                raise ModelError(where, f"unknown tmpfs option {shown(option)} (known: "
+                                        f"{', '.join(sorted(TMPFS_VALUES))}=..., {', '.join(sorted(TMPFS_FLAGS))})")
+            value = option.partition("=")[2]
+            if key == "size" and not re.fullmatch(r"\d+[kmg]?", value, re.IGNORECASE):
+                raise ModelError(where, f"tmpfs size {shown(value)}: expected bytes, or a number with k, m or g")
+            if key == "mode" and not re.fullmatch(r"[0-7]{3,4}", value):
+                raise ModelError(where, f"tmpfs mode {shown(value)}: expected octal permissions such as 1777")
+        mounts.append((target, options))
+    return tuple(mounts)
 
 
 def _environment(raw: Any, path: str) -> tuple[tuple[str, str], ...]:

@@ -321,6 +321,8 @@ class Service:
     privileged: bool = False
     host_access: tuple[tuple[str, str], ...] = ()  # (field, why) of what reaches into the host (compose.py)
     ports: tuple[PublishedPort, ...] = ()  # published on this machine (model/ports.py)
+    tmpfs: tuple[tuple[str, str], ...] = ()  # (path in the container, mount options such as "size=64m")
+    security_opt: tuple[str, ...] = ()  # Docker's, as compose writes them ("seccomp=unconfined")
 
 
 @dataclass(frozen=True)

@@ -246,3 +246,17 @@ def test_named_volumes_are_shared_outlive_undeploy_and_go_with_cleanup(machine):
         users.remove(force=True)
         for leftover in client.volumes.list(filters={"name": "fgt-data"}):
             leftover.remove(force=True)
+
+
+def test_tmpfs_and_no_new_privileges_reach_the_container(machine):
+    m = base_builder()
+    m.service("app", image=BASE_IMAGE, command=["sleep", "infinity"],
+              tmpfs=["/fgt-scratch:size=8m,mode=750"], security_opt=["no-new-privileges:true"])
+    m.network("lan")
+    m.blueprint("a", node="half", service="app", networks=["lan"])
+    with emulation(m.build()) as emu:
+        container = emu.hosts["a.1"].container
+        mount = container.exec_run(["sh", "-c", "grep ' /fgt-scratch ' /proc/mounts"]).output.decode()
+        assert mount.startswith("tmpfs /fgt-scratch tmpfs") and "size=8192k" in mount and "mode=750" in mount, mount
+        status = container.exec_run(["grep", "NoNewPrivs", "/proc/1/status"]).output.decode()
+        assert status.split() == ["NoNewPrivs:", "1"], status

@@ -43,6 +43,8 @@ def start_container(instance: InstancePlan):
         cap_add=list(instance.service.cap_add) or None,
         privileged=instance.service.privileged,
         sysctls={"net.ipv4.ip_forward": "1" if instance.forwarding else "0"},
+        tmpfs=dict(instance.service.tmpfs),
+        security_opt=list(instance.service.security_opt),
     )
 
 

@@ -101,6 +101,7 @@ CONVERGE_TIMEOUT = 180.0
 RECONCILE_INTERVAL = 5.0  # the reconciler asks the manager for tasks this often without events (missed ones)
 HURRY_INTERVAL = 0.2  # ... and this often for HURRY_S after an event says a task died or started
 HURRY_S = 15.0
+SWARM_TMPFS_OPTIONS = ("size", "mode")  # what a Swarm tmpfs mount has (TmpfsOptions: SizeBytes, Mode)
 
 
 def unsupported_topology(plan: Plan) -> None:
@@ -122,7 +123,16 @@ def unsupported_topology(plan: Plan) -> None:
                 if getattr(attachment, key):
                     raise ModelError(f"{path}.networks[{j}].{key}", f"{key} is not supported on Swarm")
     for name in sorted({b.service for b in plan.model.blueprints}):
-        if plan.model.services[name].ports:
+        service = plan.model.services[name]
+        if service.security_opt:
+            raise ModelError(f"services.{name}.security_opt",
+                             "not supported on Swarm (a service has no security options); use the local backend")
+        for i, (_, options) in enumerate(service.tmpfs):
+            other = [o for o in options.split(",") if o and o.split("=", 1)[0] not in SWARM_TMPFS_OPTIONS]
+            if other:
+                raise ModelError(f"services.{name}.tmpfs[{i}]", f"on Swarm a tmpfs takes only size and mode, "
+                                 f"not {', '.join(other)}; use the local backend")
+        if service.ports:
             raise ModelError(f"services.{name}.ports",
                              "published ports are not supported on Swarm: Swarm publishes through its ingress "
                              "network, a path beside the shaped overlays, and fogify-net's relay runs on one "

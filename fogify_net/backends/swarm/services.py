@@ -9,7 +9,7 @@ from __future__ import annotations
 import shlex
 import time
 
-from ...compile.naming import LABEL
+from ...compile.naming import LABEL, VOLUME_LABEL
 from ...compile.plan import Plan, add_instances
 from .tasks import TASK_LABEL
 
@@ -77,8 +77,26 @@ def create_service(client, plan: Plan, label: str) -> tuple[object, tuple[int, i
         workdir=service.working_dir,
         user=service.user,
         cap_add=list(service.cap_add) or None,
+        mounts=mounts(service) or None,
     )
     return created, (sample.cpu_quota, sample.memory)
+
+
+def mounts(service) -> list:
+    """The service's volumes and tmpfs as Swarm mounts.
+
+    Each node makes the named and anonymous volumes of its own tasks, marked as a deploy's
+    volumes are on one machine; a bind mount takes the path on the node the task runs on.
+    """
+    from docker.types import Mount
+
+    made = [Mount(v.target, v.source or None, type="bind" if v.is_bind else "volume", read_only=v.read_only,
+                  labels=None if v.is_bind else {LABEL: VOLUME_LABEL}) for v in service.volumes]
+    for target, options in service.tmpfs:
+        values = dict(option.split("=", 1) for option in options.split(",") if "=" in option)
+        made.append(Mount(target, None, type="tmpfs", tmpfs_size=values.get("size"),
+                          tmpfs_mode=int(values["mode"], 8) if "mode" in values else None))
+    return made
 
 
 def running_tasks(service) -> list[dict]:
