@@ -262,7 +262,8 @@ def main_containers() -> set[str]:
 def test_single_node_swarm(image_archive: Path, clean: None) -> None:
     """Deploy, partitions, per-label scaling, shaping of new tasks, vertical scaling and exec on a one-node Swarm."""
     m = ModelBuilder()
-    m.service("app", image=BASE_IMAGE, command=["sleep", "infinity"])
+    m.service("app", image=BASE_IMAGE, command=["sleep", "infinity"], volumes=["fgt-shared:/data"],
+              tmpfs=["/fgt-scratch:size=8m"])
     m.node("small", cores=1, clock_speed=1000, memory="128M")
     m.network("lan", uplink={"bandwidth": "10Mbps"}, downlink={"bandwidth": "100Mbps"}, subnet="10.98.2.0/24")
     m.blueprint("web", node="small", service="app", networks=["lan"], replicas=2)
@@ -290,6 +291,15 @@ def test_single_node_swarm(image_archive: Path, clean: None) -> None:
             resolved = backend.run_command(backend.plan.instance("web.1"), "getent ahostsv4 tasks.web",
                                            wait=True, timeout=10)["output"]
             assert {ip_of(backend, "web.1", "lan"), ip_of(backend, "web.2", "lan")} <= set(resolved.split())
+
+            # The service's mounts: a named volume the node's tasks share, marked ours, and a sized tmpfs.
+            shell = "sh -c 'echo kept > /data/note; grep \" /fgt-scratch \" /proc/mounts'"
+            mount = backend.run_command(backend.plan.instance("web.2"), shell, wait=True, timeout=10)["output"]
+            assert mount.startswith("tmpfs /fgt-scratch tmpfs") and "size=8192k" in mount, mount
+            note = backend.run_command(backend.plan.instance("web.1"), "cat /data/note", wait=True, timeout=10)
+            assert note["output"].strip() == "kept"
+            volume = json.loads(cluster.manager.docker("volume", "inspect", "fgt-shared"))[0]
+            assert volume["Labels"] == {"fogify-net": "volume"}
 
             # 10 Mbit/s uplink on every instance, from the agent, inside the tasks' namespaces.
             mbps = report("TCP web.1 -> web.2 at 10 Mbit/s up, Mbit/s",
