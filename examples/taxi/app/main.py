@@ -70,9 +70,12 @@ def main() -> int:
         threading.Thread(target=guarded(worker), name=getattr(worker, "__qualname__", "worker"), daemon=True)
         for worker in role.workers
     ]
+    # The publisher stops last, so that its final write holds the workers' last counts (a car's
+    # POST in flight at SIGTERM is counted when it returns, after `stop`).
+    workers_done = threading.Event()
     publisher = threading.Thread(
         target=publish_forever,
-        args=(role.metrics, common.metrics_file, common.metrics_interval, stop),
+        args=(role.metrics, common.metrics_file, common.metrics_interval, workers_done),
         name="metrics",
         daemon=True,
     )
@@ -87,6 +90,7 @@ def main() -> int:
     for thread in threads:
         thread.join(timeout=8)
     server.stop()
+    workers_done.set()
     publisher.join(timeout=2)
     return 1 if failed.is_set() else 0
 
