@@ -15,8 +15,13 @@ import ctypes.util
 import os
 import socket
 import threading
+from collections.abc import Callable, Sequence
 
 CLONE_NEWNET = 0x40000000
+
+# Where a relayed socket goes now (host/publish.py, host/udprelay.py): the instance's init pid and the
+# addresses to try in its namespace, or None while it does not run.
+Upstream = Callable[[], "tuple[int, Sequence[str]] | None"]
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 

@@ -25,11 +25,12 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from ..compile.plan import InstancePlan
 from ..errors import Conflict
-from .netns import socket_in
+from .netns import Upstream, socket_in
+from .udprelay import UdpRelay
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +40,6 @@ BUFFER = 256 * 1024
 BACKLOG = 128
 STOP_WAIT = 2.0  # seconds a stop waits for the relays' threads
 
-# Where a connection goes now: the instance's init pid and the addresses to try in its namespace, or None
-# while it does not run.
-Upstream = Callable[[], "tuple[int, Sequence[str]] | None"]
 
 
 class PortRelay:
@@ -226,15 +224,16 @@ class Publishers:
     """The published ports of one deployment, per instance: opened all or none, closed with the instance."""
 
     def __init__(self) -> None:
-        self._relays: dict[str, list[PortRelay]] = {}
+        self._relays: dict[str, list[PortRelay | UdpRelay]] = {}
         self._lock = threading.Lock()
 
     def open(self, instance: InstancePlan, upstream: Upstream) -> None:
         """Listen on every port `instance` publishes, and record the bound ports in its plan. Conflict
         naming the port, the instance and its service's field when one is taken; none is left open."""
-        relays: list[PortRelay] = []
+        relays: list[PortRelay | UdpRelay] = []
         for port in instance.ports:
-            relay = PortRelay(instance.name, port.host_ip, port.spec.published, port.target, upstream)
+            kind = UdpRelay if port.spec.protocol == "udp" else PortRelay
+            relay = kind(instance.name, port.host_ip, port.spec.published, port.target, upstream)
             try:
                 port.bound = relay.open()
             except OSError as error:
@@ -269,6 +268,6 @@ class Publishers:
         for relay in relays:
             relay.drop_connections()
 
-    def relays(self, name: str) -> list[PortRelay]:
+    def relays(self, name: str) -> list[PortRelay | UdpRelay]:
         with self._lock:
             return list(self._relays.get(name, []))

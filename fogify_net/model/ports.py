@@ -4,8 +4,8 @@ Instances have no Docker network (`network_mode: none`): a published port is
 relayed by fogify-net (host/publish.py) into the instance's own loopback, so
 the management path from this machine is not shaped. Choices, against Docker:
 
-- TCP only: a `udp` (or `sctp`) entry is an error naming it (a UDP relay needs
-  sessions and timeouts that no experiment here has asked for).
+- TCP and UDP (host/udprelay.py: a flow per client, ended after a minute
+  without datagrams); `sctp` is an error naming the entry.
 - The host address defaults to 127.0.0.1, not Docker's 0.0.0.0: an emulated
   app is not put on the machine's network unless the file says so
   ("0.0.0.0:8080:80" is honoured).
@@ -48,19 +48,20 @@ def parse_ports(raw: Any, path: str) -> tuple[PublishedPort, ...]:
                                     f"got {type(item).__name__}")
         if len(ports) > MAX_PORTS:
             raise ModelError(path, f"more than {MAX_PORTS} published ports")
-    seen: dict[tuple[str, int], str] = {}
+    seen: dict[tuple[str, int, str], str] = {}
     for port in ports:
         if port.published is not None:
-            key = (port.host_ip, port.published)
+            key = (port.host_ip, port.published, port.protocol)
             if key in seen:
-                raise ModelError(path, f"host port {port.published} on {port.host_ip} is published twice")
+                raise ModelError(path, f"host port {port.published}/{port.protocol} on {port.host_ip} "
+                                       "is published twice")
             seen[key] = path
     return tuple(ports)
 
 
 def _short(text: str, path: str) -> list[PublishedPort]:
-    spec, _, protocol = text.partition("/")
-    _protocol(protocol or "tcp", path)
+    spec, _, protocol_text = text.partition("/")
+    protocol = _protocol(protocol_text or "tcp", path)
     host_ip = DEFAULT_HOST_IP
     if spec.startswith("["):  # [IPv6]:HOST:CONTAINER
         address, bracket, rest = spec[1:].partition("]")
@@ -78,13 +79,13 @@ def _short(text: str, path: str) -> list[PublishedPort]:
     published_text, target_text = ("", parts[0]) if len(parts) == 1 else (parts[0], parts[1])
     targets = _range(target_text, path, "container port")
     if not published_text:
-        return [PublishedPort(target, None, host_ip) for target in targets]
+        return [PublishedPort(target, None, host_ip, protocol) for target in targets]
     published = _range(published_text, path, "host port")
     if len(published) != len(targets):
         raise ModelError(path, f"{shown(text)}: the host range has {len(published)} ports and the container range "
                                f"{len(targets)}; a host range for one container port (Docker's 'any of these') "
                                "is not supported: give one host port")
-    return [PublishedPort(target, host, host_ip) for host, target in zip(published, targets)]
+    return [PublishedPort(target, host, host_ip, protocol) for host, target in zip(published, targets)]
 
 
 def _long(raw: dict, path: str) -> PublishedPort:
@@ -95,17 +96,18 @@ def _long(raw: dict, path: str) -> PublishedPort:
     published = None
     if raw.get("published") not in (None, ""):
         published = _number(raw["published"], join(path, "published"), "host port")
-    _protocol(str(raw.get("protocol") or "tcp"), join(path, "protocol"))
+    protocol = _protocol(str(raw.get("protocol") or "tcp"), join(path, "protocol"))
     host_ip = DEFAULT_HOST_IP
     if raw.get("host_ip") not in (None, ""):
         host_ip = _address(raw["host_ip"], join(path, "host_ip"))
-    return PublishedPort(target, published, host_ip)
+    return PublishedPort(target, published, host_ip, protocol)
 
 
-def _protocol(value: str, path: str) -> None:
-    if value.lower() != "tcp":
-        raise ModelError(path, f"protocol {shown(value)} is not published: fogify-net relays TCP only "
-                               "(reach a UDP service on its emulated networks, or with `fogify-net exec`)")
+def _protocol(value: str, path: str) -> str:
+    if value.lower() not in ("tcp", "udp"):
+        raise ModelError(path, f"protocol {shown(value)} is not published: fogify-net relays TCP and UDP "
+                               "(reach it on the emulated networks, or with `fogify-net exec`)")
+    return value.lower()
 
 
 def _address(value: Any, path: str) -> str:
@@ -145,12 +147,13 @@ def check_port_clashes(services: dict[str, Service], blueprints: tuple[Blueprint
                 continue
             where = join(join(join("services", service.name), "ports"), k)
             for other, other_where, other_label in taken:
-                if other.published == port.published and _overlap(other.host_ip, port.host_ip):
+                if (other.published == port.published and other.protocol == port.protocol
+                        and _overlap(other.host_ip, port.host_ip)):
                     same = other_where == where
                     raise ModelError(where, (
                         f"blueprints {other_label} and {blueprint.label} both run service {service.name}, whose "
                         f"host port {port.published} can be published once (give one of them a service of its own)"
-                        if same else f"host port {port.published} is also published by {other_where} "
+                        if same else f"host port {port.published}/{port.protocol} is also published by {other_where} "
                                      f"(blueprint {other_label})"))
             taken.append((port, where, blueprint.label))
             if blueprint.replicas > 1:

@@ -287,7 +287,8 @@ class Volume:
 
 @dataclass(frozen=True)
 class PublishedPort:
-    """A compose `ports` entry: TCP port `target` of an instance, reachable from this machine at host_ip:published.
+    """A compose `ports` entry: port `target` (TCP or UDP) of an instance, reachable from this machine at
+    host_ip:published.
 
     `published` None: a free host port chosen at deploy, one for every replica
     (compose's bare "80"); a fixed port is published for the blueprint's first
@@ -300,10 +301,11 @@ class PublishedPort:
     protocol: str = "tcp"
 
     def describe(self, bound: int | None = None) -> str:
-        """'127.0.0.1:8080->80', with the port bound at deploy when the model left it open."""
+        """'127.0.0.1:8080->80' ('...->5683/udp'), with the port bound at deploy when the model left it open."""
         host = f"[{self.host_ip}]" if ":" in self.host_ip else self.host_ip
         port = bound if bound is not None else self.published
-        return f"{host}:{port if port is not None else '*'}->{self.target}"
+        suffix = "" if self.protocol == "tcp" else f"/{self.protocol}"
+        return f"{host}:{port if port is not None else '*'}->{self.target}{suffix}"
 
 
 @dataclass(frozen=True)

@@ -121,3 +121,62 @@ def test_a_host_port_in_use_fails_the_deploy_and_nothing_is_left(machine):
     with socket.socket() as again:
         again.bind(("127.0.0.1", first))
     assert_clean(before)
+
+
+# a UDP echo on port 5683 (CoAP's) that prefixes each answer with the instance's name
+ECHO = ["python3", "-c", "import os, socket\n"
+        "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('0.0.0.0', 5683))\n"
+        "while True:\n"
+        "    data, peer = s.recvfrom(2048); s.sendto(os.environ['FOGIFY_INSTANCE'].encode() + b':' + data, peer)\n"]
+
+
+def udp_ask(port: int, text: str, sock: socket.socket | None = None, timeout: float = 10.0) -> str | None:
+    """Send `text` to this machine's UDP port until an answer comes (the app may be starting); None if none."""
+    own = sock is None
+    sock = sock or socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.settimeout(0.3)
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            sock.sendto(text.encode(), ("127.0.0.1", port))
+            try:
+                return sock.recv(2048).decode()
+            except TimeoutError:
+                continue
+        return None
+    finally:
+        if own:
+            sock.close()
+
+
+def test_a_published_udp_port_answers_each_client_through_restart_and_crash(machine):
+    before = snapshot()
+    port = free_port()
+    m = ModelBuilder()
+    m.service("coap", image=BASE_IMAGE, command=ECHO, ports=[f"{port}:5683/udp"])
+    m.node("half", cores=1, clock_speed=1000, memory="128M")
+    m.network("lan", bidirectional={"latency": {"delay": "20ms"}})
+    m.blueprint("coap", node="half", service="coap", networks=["lan"])
+    with emulation(m.build()) as emu:
+        assert emu.plan.instance("coap.1").ports[0].describe() == f"127.0.0.1:{port}->5683/udp"
+        assert udp_ask(port, "hello") == "coap.1:hello"
+        udp = (socket.AF_INET, socket.SOCK_DGRAM)
+        with socket.socket(*udp) as a, socket.socket(*udp) as b:
+            assert udp_ask(port, "from a", a) == "coap.1:from a" and udp_ask(port, "from b", b) == "coap.1:from b"
+            (relay,) = emu.publishers.relays("coap.1")
+            assert relay.connections() == 3  # a flow per client (the first one's too, until it idles out)
+            start = time.monotonic()
+            for i in range(10):  # the management path: the 20 ms link would make each round trip 40 ms
+                assert udp_ask(port, str(i), a) == f"coap.1:{i}"
+            assert (time.monotonic() - start) / 10 < 0.02
+
+        instance = emu.plan.instance("coap.1")
+        emu.restart([instance])  # a new namespace: the flows are made again there
+        assert udp_ask(port, "again") == "coap.1:again"
+        emu.crash([instance])
+        assert udp_ask(port, "anyone?", timeout=1.5) is None
+        emu.restart([instance])
+        assert udp_ask(port, "back") == "coap.1:back"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", port))  # the port is free again
+    assert_clean(before)

@@ -39,9 +39,15 @@ def test_long_syntax():
                       {"target": 81}]) == ["0.0.0.0:8080->80", "127.0.0.1:*->81"]
 
 
+def test_udp_is_published_and_one_host_port_may_carry_tcp_and_udp():
+    assert described(["5683:5683/udp", "53:53/UDP", "53:53", {"target": 1883, "protocol": "udp"}]) == [
+        "127.0.0.1:5683->5683/udp", "127.0.0.1:53->53/udp", "127.0.0.1:53->53", "127.0.0.1:*->1883/udp"]
+    assert parse_ports(["5683:5683/udp"], "p")[0].protocol == "udp"
+
+
 @pytest.mark.parametrize(("raw", "field", "problem"), [
-    (["53:53/udp"], r"services\.web\.ports\[0\]", "protocol 'udp' is not published: fogify-net relays TCP only"),
-    ([{"target": 53, "protocol": "udp"}], r"services\.web\.ports\[0\]\.protocol", "protocol 'udp'"),
+    (["9:9/sctp"], r"services\.web\.ports\[0\]", "protocol 'sctp' is not published: fogify-net relays TCP and UDP"),
+    ([{"target": 9, "protocol": "sctp"}], r"services\.web\.ports\[0\]\.protocol", "protocol 'sctp'"),
     (["8080-8090:80"], r"services\.web\.ports\[0\]", "a host range for one container port"),
     (["localhost:8080:80"], r"services\.web\.ports\[0\]", "host address 'localhost' is not an IP address"),
     (["8080:70000"], r"services\.web\.ports\[0\]", "container port '70000' is not a port number"),
@@ -53,7 +59,7 @@ def test_long_syntax():
     ([{"target": 80, "hostip": "0.0.0.0"}], r"services\.web\.ports\[0\]\.hostip", "unknown field"),
     ([["8080", "80"]], r"services\.web\.ports\[0\]", "expected"),
     ("8080:80", r"services\.web\.ports", "expected a list"),
-    (["8080:80", "8080:81"], r"services\.web\.ports", "host port 8080 on 127.0.0.1 is published twice"),
+    (["8080:80", "8080:81"], r"services\.web\.ports", "host port 8080/tcp on 127.0.0.1 is published twice"),
     (["1-100", "200"], r"services\.web\.ports", "more than 100 published ports"),
 ])
 def test_errors_name_the_field(raw, field, problem):
@@ -73,11 +79,12 @@ def builder(web_ports, api_ports=None, replicas=1, api_service="api") -> ModelBu
 
 
 def test_two_services_on_one_host_port_name_both():
-    with pytest.raises(ModelError, match=r"^services\.api\.ports\[0\]: host port 8080 is also published by "
+    with pytest.raises(ModelError, match=r"^services\.api\.ports\[0\]: host port 8080/tcp is also published by "
                                          r"services\.web\.ports\[0\] \(blueprint web\)"):
         builder(["8080:80"], ["0.0.0.0:8080:81"]).build()
     with pytest.raises(ModelError, match=r"^services\.web\.ports\[0\]: blueprints web and api both run service web"):
         builder(["8080:80"], api_service="web").build()
+    builder(["8080:80"], ["8080:81/udp"]).build()  # one port number, two protocols: no clash
     builder(["127.0.0.1:8080:80"], ["127.0.0.2:8080:80"]).build()  # two addresses: no clash
     builder(["80"], api_service="web").build()  # free host ports: no clash
 
