@@ -164,8 +164,11 @@ def test_port_bindings_and_ports_are_published_ports():
         "127.0.0.1:*->5000"]
     assert plan.instance("d2").ports == []
     net = Containernet()
-    net.addDocker("d1", port_bindings={"53/udp": 53})
-    with pytest.raises(ModelError, match=r"services\.d1\.ports\[0\]\.protocol: protocol 'udp' is not published"):
+    net.addDocker("d1", port_bindings={"53/udp": 5353})
+    assert [p.describe() for p in plan_of(net)[0].instance("d1").ports] == ["127.0.0.1:5353->53/udp"]
+    net = Containernet()
+    net.addDocker("d1", port_bindings={"9/sctp": 9})
+    with pytest.raises(ModelError, match=r"services\.d1\.ports\[0\]\.protocol: protocol 'sctp' is not published"):
         plan_of(net)
 
 
