@@ -8,9 +8,10 @@ Docker's userland proxy does. A flow idle for `idle_timeout` seconds ends; at
 most `max_flows` live at once (a datagram beyond them is dropped and counted).
 
 As for TCP (host/publish.py) the path is the management one, not shaped. The
-instance's pid is asked for per datagram, so a restarted container is reached in
-its new namespace (its flows are made again); while it does not run, datagrams
-are dropped. An app that answers ICMP port unreachable on loopback (it listens
+instance's pid is asked for again when a flow's last answer is RECHECK_S old
+(each asking reads /proc; per datagram it cost the relay most of its CPU), so a
+restarted container is reached in its new namespace (its flows are made again);
+while it does not run, datagrams are dropped. An app that answers ICMP port unreachable on loopback (it listens
 on its emulated address only) gets the flow moved to the next address.
 """
 
@@ -29,7 +30,9 @@ log = logging.getLogger(__name__)
 IDLE_TIMEOUT = 60.0  # seconds a flow lives without a datagram either way
 MAX_FLOWS = 128  # clients of one published port at once
 STOP_WAIT = 2.0  # seconds a stop waits for the relay's threads
+RECHECK_S = 0.5  # how old a flow's knowledge of its instance's pid may be
 DATAGRAM = 65535  # the largest UDP payload
+RECEIVE_BUFFER = 4 * 2**20  # bytes queued per socket while the relay's Python catches up with a burst
 
 
 class _Flow:
@@ -37,7 +40,7 @@ class _Flow:
 
     def __init__(self, client: tuple, pid: int, addresses: list[str], sock: socket.socket):
         self.client, self.pid, self.addresses, self.sock = client, pid, addresses, sock
-        self.last = time.monotonic()
+        self.last = self.checked = time.monotonic()
         self.thread: threading.Thread | None = None
         self.ended = False  # a shutdown wakes the answering thread with an empty read: not an answer
 
@@ -63,6 +66,7 @@ class UdpRelay:
         """Bind (OSError when the port is taken), start relaying; returns the bound port."""
         family = socket.AF_INET6 if ":" in self.host_ip else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        _large_buffer(sock)
         try:
             sock.bind((self.host_ip, self.port))
         except OSError:
@@ -79,11 +83,12 @@ class UdpRelay:
         """Datagrams from clients, each into its client's flow; idle flows end on the way."""
         sock = self._sock
         sock.settimeout(min(1.0, self._idle))
+        expired_at = time.monotonic()
         while not self._closing:
             try:
                 data, client = sock.recvfrom(DATAGRAM)
             except TimeoutError:
-                self._expire()
+                expired_at = self._expire()
                 continue
             except OSError as error:
                 if not self._closing:
@@ -99,14 +104,20 @@ class UdpRelay:
                 flow.sock.send(data)
             except OSError as error:  # the namespace went, or nothing listens there (ICMP seen)
                 log.debug("%s: datagram into %s:%d failed: %s", self.name, flow.addresses[0], self.target, error)
-            self._expire()
+            if flow.last - expired_at > 1.0:
+                expired_at = self._expire()
 
     def _flow(self, client: tuple) -> _Flow | None:
         """The client's flow, made (or made again in a restarted instance's namespace) when needed."""
+        flow = self._flows.get(client)
+        now = time.monotonic()
+        if flow is not None and now - flow.checked < RECHECK_S:
+            return flow
         where = self._upstream()
         with self._lock:
             flow = self._flows.get(client)
             if flow is not None and where is not None and flow.pid == where[0]:
+                flow.checked = now
                 return flow
             if flow is not None:
                 self._end(flow)
@@ -126,6 +137,7 @@ class UdpRelay:
         except OSError as error:  # the process is gone: the instance stopped meanwhile
             log.debug("%s: no namespace of pid %d: %s", self.name, pid, error)
             return None
+        _large_buffer(sock)
         sock.settimeout(min(1.0, self._idle))
         sock.connect((addresses[0], self.target))
         flow = _Flow(client, pid, addresses, sock)
@@ -159,11 +171,13 @@ class UdpRelay:
             except OSError as error:
                 log.debug("%s: answer to %s failed: %s", self.name, flow.client, error)
 
-    def _expire(self) -> None:
+    def _expire(self) -> float:
+        """End the flows idle for longer than the timeout; returns when it looked."""
         now = time.monotonic()
         with self._lock:
             for flow in [f for f in self._flows.values() if now - f.last > self._idle]:
                 self._end(flow)
+        return now
 
     def _end(self, flow: _Flow) -> None:
         """Forget and close a flow (the lock is held); its answering thread ends on the closed socket."""
@@ -200,3 +214,12 @@ class UdpRelay:
         deadline = time.monotonic() + STOP_WAIT
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
+
+
+def _large_buffer(sock: socket.socket) -> None:
+    """A receive buffer beyond net.core.rmem_max (root may force it); the default one where that fails."""
+    for option in (getattr(socket, "SO_RCVBUFFORCE", None), socket.SO_RCVBUF):
+        if option is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, option, RECEIVE_BUFFER)
+                return
