@@ -31,6 +31,7 @@ IDLE_TIMEOUT = 60.0  # seconds a flow lives without a datagram either way
 MAX_FLOWS = 128  # clients of one published port at once
 STOP_WAIT = 2.0  # seconds a stop waits for the relay's threads
 RECHECK_S = 0.5  # how old a flow's knowledge of its instance's pid may be
+WAKE_S = 0.2  # the receiver looks at close() this often (a shutdown does not wake an unconnected socket)
 DATAGRAM = 65535  # the largest UDP payload
 RECEIVE_BUFFER = 4 * 2**20  # bytes queued per socket while the relay's Python catches up with a burst
 
@@ -82,13 +83,14 @@ class UdpRelay:
     def _receive(self) -> None:
         """Datagrams from clients, each into its client's flow; idle flows end on the way."""
         sock = self._sock
-        sock.settimeout(min(1.0, self._idle))
+        sock.settimeout(WAKE_S)
         expired_at = time.monotonic()
         while not self._closing:
             try:
                 data, client = sock.recvfrom(DATAGRAM)
             except TimeoutError:
-                expired_at = self._expire()
+                if time.monotonic() - expired_at > 1.0:
+                    expired_at = self._expire()
                 continue
             except OSError as error:
                 if not self._closing:
