@@ -97,6 +97,7 @@ def run_container(
 
 
 def name_taken(name: str) -> Conflict:
+    """The 409 of a container name someone else's container holds (we never remove theirs)."""
     return Conflict(f"the container name {name} is taken by a container fogify-net did not start "
                     f"(docker ps -a -f name=^{name}$): remove or rename it, then deploy again")
 

@@ -1,4 +1,5 @@
-"""Published ports: a listener on this machine per port, relaying each TCP connection into an instance.
+"""Published ports: a listener on this machine per port, relaying each TCP connection into an instance
+(UDP datagrams: host/udprelay.py).
 
 Instances run with `network_mode: none`, so Docker cannot publish their ports.
 Here a listener on host_ip:port accepts a connection, creates the upstream
@@ -39,7 +40,6 @@ CONNECT_TIMEOUT = 5.0  # seconds to connect to the app inside the instance
 BUFFER = 256 * 1024
 BACKLOG = 128
 STOP_WAIT = 2.0  # seconds a stop waits for the relays' threads
-
 
 
 class PortRelay:
