@@ -9,7 +9,8 @@
 #                                         (--hold-machine: hold the host's machine lock meanwhile)
 #   sudo scripts/vm.sh test [--hold-machine] [PYTEST...]
 #                                         the stock-kernel tests in the VM (builds the image first)
-#   sudo scripts/vm.sh shell              an interactive root shell in the VM (`exit` powers it off);
+#   sudo scripts/vm.sh shell              an interactive root shell in the VM (`exit` powers it off), its
+#                                         console as large as the terminal when it starts (not resized later);
 #                                         with stdin not a terminal, a script read from it whole, run by
 #                                         bash as `ssh host <script` would, its output and exit code
 #   sudo scripts/vm.sh status             the image this checkout needs, and whether it is built
@@ -75,7 +76,7 @@ export LC_ALL=C
 
 die() { printf 'vm.sh: error: %s\n' "$*" >&2; exit 125; }
 note() { printf '==> %s\n' "$*" >&2; }
-usage() { sed -n '2,39s/^# \{0,1\}//p' "$0"; }
+usage() { sed -n '2,40s/^# \{0,1\}//p' "$0"; }
 
 # --- cleanup: whatever happens, no qemu, no temporary files, no mounts are left --------------
 qemu_pid=
@@ -293,8 +294,14 @@ rc=0
 case $mode in
     shell)
         # hvc0 becomes the controlling terminal of a new session; `bash -i`, not a login shell,
-        # since /etc/profile would reset PATH
-        setsid --ctty --wait bash -i </dev/hvc0 >/dev/hvc0 2>&1 || rc=$? ;;
+        # since /etc/profile would reset PATH. The host terminal's size (rows, columns) comes in
+        # the job's file tty-size: the console has no way to carry it, and without it everything
+        # wraps at 80x24. Set by the session's first process on its own terminal, since a size set
+        # on a terminal that nobody holds open is lost.
+        size=$(cat "$job/tty-size" 2>/dev/null || true)
+        # shellcheck disable=SC2016  # expanded by the inner bash
+        setsid --ctty --wait bash -c '[ -z "$1" ] || stty $1; exec bash -i' bash "$size" \
+            </dev/hvc0 >/dev/hvc0 2>&1 || rc=$? ;;
     *)
         out=$(grep -l '^fogify-net.out$' /sys/class/virtio-ports/*/name | head -n 1 | xargs dirname | xargs basename)
         bash "$job/cmd" </dev/null >"/dev/$out" 2>&1 || rc=$? ;;
@@ -377,7 +384,7 @@ choose_accel() {
 # the host meanwhile must not reach the guest half-written through 9p's cache). With
 # JOB_STDIN=1 our stdin, read to its end first, is the job's file `stdin`.
 boot_vm() {
-    local mode=$1 snapshot=$2 timeout=$3 accel tmp job console began booted_at rc cmd_began share
+    local mode=$1 snapshot=$2 timeout=$3 accel tmp job console began booted_at rc cmd_began share size
     shift 3
     local image=${IMAGE:-$(image_dir)}
     [ -f "$image/disk.img" ] || die "no VM image at $image: run sudo $0 build"
@@ -397,6 +404,11 @@ boot_vm() {
     [ "${JOB_STDIN:-0}" -eq 1 ] && cat >"$job/stdin"
     # What the guest exports: the terminal type (shell), and whether its CPU is emulated,
     # for the tests' timing allowances.
+    # The terminal's size for the shell's console, as stty(1) arguments (none when stdin has no
+    # size: a pseudo-terminal nobody sized says 0 0).
+    if [ "$mode" = shell ] && size=$(stty size 2>/dev/null) && [ "$size" != "0 0" ]; then
+        printf 'rows %s cols %s\n' "${size% *}" "${size#* }" >"$job/tty-size"
+    fi
     {
         [ "$mode" = shell ] && printf 'TERM=%q\n' "${TERM:-vt100}"
         [ "$accel" = tcg ] && printf 'FOGIFY_NET_EMULATED_CPU=1\n'
@@ -538,32 +550,35 @@ run_stdin() {
 }
 
 # `shell` as a person at a terminal uses it, once per default `test` (one more boot, about a
-# minute): a pseudo-terminal from script(1) types two commands and `exit 3`; their output and
-# that exit code must come back, and the inner vm.sh must end (its cleanup stops its VM).
+# minute): a pseudo-terminal of 50x132 from script(1) types three commands and `exit 3`; their
+# output (the guest's terminal 50x132 too) and that exit code must come back, and the inner
+# vm.sh must end (its cleanup stops its VM).
 shell_check() {
     local dir out rc=0 spid w
     new_temp dir
     mkfifo "$dir/in"
-    note "checking 'vm.sh shell' at a terminal: script(1) types uname, tc and exit 3"
-    timeout --kill-after=30 "$SHELL_CHECK_TIMEOUT" script -qec "$(printf '%q ' "$REPO/scripts/vm.sh" shell)" \
+    note "checking 'vm.sh shell' at a terminal of 50x132: script(1) types uname, tc, stty size and exit 3"
+    timeout --kill-after=30 "$SHELL_CHECK_TIMEOUT" script -qec "stty rows 50 cols 132; $(printf '%q ' "$REPO/scripts/vm.sh" shell)" \
         /dev/null <"$dir/in" >"$dir/out" 2>&1 &
     spid=$!
     # Held open until the shell has ended: at the end of its input script(1) would hand the
     # terminal an end of file, which QEMU's console takes for a hang-up.
     exec {w}>"$dir/in"
     # shellcheck disable=SC2016  # expanded in the guest
-    printf '%s\n' 'echo "shell check: kernel $(uname -r)"; tc qdisc show dev lo' 'exit 3' >&"$w"
+    printf '%s\n' 'echo "shell check: kernel $(uname -r)"; tc qdisc show dev lo' \
+        'echo "shell check: size $(stty size)"' 'exit 3' >&"$w"
     wait "$spid" || rc=$?
     exec {w}>&-
     out=$(tr -d '\r' <"$dir/out")
     # the typed line comes back too (the guest's terminal echoes it), unexpanded: these lines
     # can only be the commands' output
-    if [ "$rc" -eq 3 ] && grep -q 'shell check: kernel 6\.' <<<"$out" && grep -q 'qdisc noqueue 0: root' <<<"$out"; then
-        note "vm.sh shell at a terminal: the commands' output and exit code 3 came back"
+    if [ "$rc" -eq 3 ] && grep -q 'shell check: kernel 6\.' <<<"$out" && grep -q 'qdisc noqueue 0: root' <<<"$out" \
+            && grep -q 'shell check: size 50 132' <<<"$out"; then
+        note "vm.sh shell at a terminal: the commands' output, the terminal's size and exit code 3 came back"
         return 0
     fi
     tail -n 30 <<<"$out" >&2
-    printf "vm.sh: error: 'vm.sh shell' at a terminal failed (exit %s; expected 3, the kernel's release and lo's qdisc)\n" \
+    printf "vm.sh: error: 'vm.sh shell' at a terminal failed (exit %s; expected 3, the kernel's release, lo's qdisc and the size 50 132)\n" \
         "$rc" >&2
     return 1
 }
