@@ -599,6 +599,10 @@ fi
 #   delay, delay, jitter, correlation, loss per direction, bidirectional halving, per-pair
 #   rules, a delay change under a TCP flow;
 # - rates per direction with netem's layout (HTB with a netem leaf);
+# - multi-hop on Linux bridges (test_multihop's chain h1 - s1 = s2 = s3 - h2, netem on every
+#   host link and cable): the RTT is the sum of the cables' delays, the narrowest cable's rate
+#   holds each way, a cable unplugged and plugged again, reshaped at runtime, and following a
+#   delay trace (about 1.5 minutes);
 # - the SDK's network actions on one deployment: update_network, update_link(s),
 #   link_down/up, partition/heal, and its undeploy leaving nothing behind;
 # - the taxi example deployed through the SDK, its metrics and one network action;
@@ -607,12 +611,15 @@ fi
 # - Open vSwitch switches: rates, delays, isolation, partitions, a remote controller, cleanup
 #   after a crashed process, a chain of bridges joined by shaped cables, packet-level
 #   monitoring on the ports across an instance's restart.
-# Left to the host, where they run on every mechanism: a links rule's rate (the per-pair
-# classes are the same HTB code; test_shaping's links rule covers netem's part), undeploy
+# Left to the host, where they run on every mechanism: test_multihop's router (its hops are
+# the chain's per-interface shaping, routed by the kernel: about 30 s more here), a links
+# rule's rate (the per-pair classes are the same HTB code; test_shaping's links rule covers
+# netem's part), undeploy
 # and crash cleanup on bridges (the SDK's undeploy, the taxi test and the OVS crash test
 # check them here), and the taxi walkthrough, which judges app latencies that the emulated
 # CPU saturates.
 SDK=tests/integration/test_sdk.py
+MULTIHOP=tests/integration/test_multihop.py
 exec scripts/test.sh --durations=15 -k "not userspace and not dead_delay_line" \
     tests/integration/test_shaping.py \
     tests/integration/test_foundation.py::test_uplink_and_downlink_rates_hold_in_their_directions \
@@ -622,6 +629,9 @@ exec scripts/test.sh --durations=15 -k "not userspace and not dead_delay_line" \
     "$SDK::test_link_down_cuts_one_replica_and_link_up_restores_it" \
     "$SDK::test_partition_and_heal_between_two_labels" \
     "$SDK::test_undeploy_removes_everything" \
+    "$MULTIHOP::test_delay_adds_up_and_the_narrowest_rate_holds_along_a_chain_of_switches" \
+    "$MULTIHOP::test_switch_link_actions_unplug_replug_and_reshape_a_cable" \
+    "$MULTIHOP::test_ping_rtt_follows_a_delay_trace_on_a_switch_link" \
     tests/integration/test_taxi_sdk.py \
     tests/integration/test_distributions.py \
     tests/integration/test_ovs.py

@@ -3,7 +3,8 @@
 A chain h1 - s1 = s2 = s3 - h2 (the = are shaped switch links), and two subnets joined by a
 router with static routes. The expected figures come from fogify_net.compile.paths, which is
 what `fogify-net deploy --dry-run` prints; the measurements are ping RTTs (median) and TCP
-goodput with iperf3, with each shaping mechanism this machine has.
+goodput with iperf3, with each shaping mechanism this machine has: the netem variants run on
+Debian's stock kernel in the VM (scripts/vm.sh test) and are skipped, with the reason, elsewhere.
 """
 
 from __future__ import annotations
@@ -20,9 +21,18 @@ from fogify_net.model import ModelBuilder
 from fogify_net.model.actions import parse_action
 
 from .conftest import BASE_IMAGE, assert_clean, emulation, iperf, snapshot, wait_until
-from .test_shaping import rtts
+from .test_shaping import EMULATED, rtts
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("machine")]
+
+# How late a round trip may come back per shaping point it crosses, where the CPU is emulated (the
+# stock-kernel VM without KVM; test_shaping.py says why: each netem timer fires late there). A pair of
+# test_shaping crosses 4 points and is allowed 5 ms; a round trip over the chain crosses 8 (each way
+# the sender's uplink, both cables and the receiver's downlink), over the router 10. Measured in the VM: the chain
+# 5.5 ms late (55.5 for 50), the router 6.9 ms (70.9 for 64), the trace's steps 3.4-4.6 ms.
+LATE_MS_PER_POINT = 1.25 if EMULATED else 0.0
+CHAIN_LATE_MS = 8 * LATE_MS_PER_POINT
+ROUTED_LATE_MS = 10 * LATE_MS_PER_POINT
 
 
 @pytest.fixture(params=[USERSPACE, NETEM])
@@ -85,7 +95,7 @@ def test_delay_adds_up_and_the_narrowest_rate_holds_along_a_chain_of_switches(me
         expected = 1000 * (there.delay + back.delay)
         measured = median_rtt_ms(emu.hosts["h1"], h2.interface("lan").ip)
         print(f"chain of 3 switches ({mechanism}): RTT {measured:.2f} ms, declared sum {expected:.0f} ms")
-        assert expected <= measured <= expected * 1.02 + 1.5
+        assert expected <= measured <= expected * 1.02 + 1.5 + CHAIN_LATE_MS
         forward = iperf(emu.hosts["h1"], emu.hosts["h2"], str(h2.interface("lan").ip), seconds=4)
         backward = iperf(emu.hosts["h2"], emu.hosts["h1"], str(h1.interface("lan").ip), seconds=4)
         print(f"  TCP h1->h2 {forward:.2f} Mbit/s (narrowest 8), h2->h1 {backward:.2f} Mbit/s (narrowest 4)")
@@ -105,7 +115,7 @@ def test_a_router_joins_two_subnets_and_its_hops_add_up(mechanism):
         assert expected == pytest.approx(64)
         measured = median_rtt_ms(emu.hosts["a"], b.interface("right").ip)
         print(f"routed ({mechanism}): RTT {measured:.2f} ms, declared sum {expected:.0f} ms")
-        assert expected <= measured <= expected * 1.02 + 1.5
+        assert expected <= measured <= expected * 1.02 + 1.5 + ROUTED_LATE_MS
         rate = iperf(emu.hosts["a"], emu.hosts["b"], str(b.interface("right").ip), seconds=4)
         print(f"  TCP a->b through the router {rate:.2f} Mbit/s (narrowest 6)")
         assert 0.88 * 6 <= rate <= 6.1
@@ -114,20 +124,28 @@ def test_a_router_joins_two_subnets_and_its_hops_add_up(mechanism):
     assert_clean(before)
 
 
-def test_switch_link_actions_unplug_replug_and_reshape_a_cable():
-    with emulation(chain_of_switches().build()) as emu:
+def test_switch_link_actions_unplug_replug_and_reshape_a_cable(mechanism):
+    with emulation(chain_of_switches().build(), shaping=mechanism) as emu:
         runner = ActionRunner(emu)
         h1, target = emu.hosts["h1"], emu.plan.instance("h2").interface("lan").ip
+        # h2's address is resolved before the cut: an ARP resolution begun during it goes on after
+        # the cable is back and fails at its third probe, dropping the packets queued on it (measured
+        # in the VM: 7 of 10 pings lost right after link_up, "Destination Host Unreachable"), which
+        # is the kernel's neighbour timer, not the cable under test
+        before = median_rtt_ms(h1, target, 10)
+        assert 50 <= before <= 50 * 1.02 + 1.5 + CHAIN_LATE_MS
         runner.run(parse_action("link_down", {"switches": ["s3", "s2"]}))
         assert "100% packet loss" in h1.cmd(f"ping -n -c 2 -W 1 {target}")
         assert "down" in emu.net.nameToNode["fgn-s2"].cmd("cat /sys/class/net/fgnl2a/operstate")
         runner.run(parse_action("link_up", {"switches": ["s2", "s3"]}))
-        before = median_rtt_ms(h1, target, 10)
+        again = median_rtt_ms(h1, target, 10)  # at once, and with the cable's shaping
+        assert 50 <= again <= 50 * 1.02 + 1.5 + CHAIN_LATE_MS
         outcome = runner.run(parse_action("switch_link", {"switches": ["s3", "s2"],
                                                           "backward": {"latency": {"delay": "40ms"}}}))
         assert outcome.result["switch_link"]["forward"] == "8Mbit/s 40ms"  # s2->s3 is this link's forward
         after = median_rtt_ms(h1, target, 10)
-        print(f"switch link s2->s3 15 -> 40 ms: RTT {before:.1f} -> {after:.1f} ms")
+        print(f"switch link s2->s3 15 -> 40 ms ({mechanism}): RTT {before:.1f}, after down/up {again:.1f}"
+              f" -> {after:.1f} ms")
         assert after - before == pytest.approx(25, abs=2)
 
 
@@ -154,7 +172,7 @@ def test_a_router_and_a_routed_host_killed_outside_fogify_net_come_back_forwardi
     assert_clean(before)
 
 
-def test_ping_rtt_follows_a_delay_trace_on_a_switch_link():
+def test_ping_rtt_follows_a_delay_trace_on_a_switch_link(mechanism):
     """A trace on the cable s1 = s2 steps its delay 10 -> 40 -> 20 ms, each direction whole; the rest of
     the chain stays (RTT h1 -> h2: 30 ms besides this cable, which it crosses twice)."""
     import re
@@ -167,7 +185,7 @@ def test_ping_rtt_follows_a_delay_trace_on_a_switch_link():
         "points": [{"time_s": 0, "delay": "10ms"}, {"time_s": 1, "delay": "40ms"}, {"time_s": 2, "delay": "20ms"}],
         "loop": False}
     before = snapshot()
-    with emulation(m.build()) as emu:
+    with emulation(m.build(), shaping=mechanism) as emu:
         h1, address = emu.hosts["h1"], emu.plan.instance("h2").interface("lan").ip
         ping = h1.popen(["ping", "-n", "-D", "-i", "0.02", "-c", "160", str(address)], stdout=subprocess.PIPE,
                         text=True)
@@ -180,7 +198,7 @@ def test_ping_rtt_follows_a_delay_trace_on_a_switch_link():
         player.close()
         cable = emu.plan.networks["lan"].switch_links[0]
         assert cable.forward.delay == cable.backward.delay == 0.01  # stopping put back the constants
-        assert median_rtt_ms(h1, address, 10) == pytest.approx(50, abs=2)
+        assert -2 <= median_rtt_ms(h1, address, 10) - 50 <= 2 + CHAIN_LATE_MS
     assert_clean(before)
     replies = [(float(m[1]) - float(m[2]) / 1000 - origin, float(m[2]))  # (sent, rtt)
                for m in re.finditer(r"^\[(\d+\.\d+)\].*time=([\d.]+) ms", out, re.M)]
@@ -190,5 +208,6 @@ def test_ping_rtt_follows_a_delay_trace_on_a_switch_link():
         assert len(rtts_ms) > 15, (step, len(rtts_ms))
         medians.append(statistics.median(rtts_ms))
         wanted = 30 + 2 * delay
-        assert abs(medians[-1] - wanted) <= 0.02 * wanted + 1.5, (step, medians)
-    print(f"switch link delay trace 10/40/20 ms: RTT medians {medians} (declared 50/110/70)")
+        tolerance = 0.02 * wanted + 1.5
+        assert -tolerance <= medians[-1] - wanted <= tolerance + CHAIN_LATE_MS, (step, medians)
+    print(f"switch link delay trace 10/40/20 ms ({mechanism}): RTT medians {medians} (declared 50/110/70)")
