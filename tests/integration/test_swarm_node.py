@@ -8,7 +8,9 @@ A real two-node Swarm of extra dockerds (tests/support/swarm_cluster.py), as tes
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -159,6 +161,29 @@ def test_a_dead_node_is_down_replaced_and_used_again(image_archive: Path, clean:
             assert len(jumps(node)) == 2, jumps(node)
             assert swarm.lost == {}  # (back within NODE_TIMEOUT_S: never silent)
             report("phase: agent killed and started again, s since the start", time.monotonic() - began)
+
+            # Its agent hangs (SIGSTOP: connections are accepted, nothing answers, as from a machine cut off):
+            # down after the node timeout, found by the poll's read timeout; when it answers again, its task
+            # still runs and is up again, without a replacement.
+            container = swarm._tasks[new]["container"]
+            os.kill(urls.pids[node.name], signal.SIGSTOP)
+            try:
+                frozen = time.monotonic()
+                assert wait_until(lambda: instance(controller, new)["state"] == "down", timeout=3 * NODE_TIMEOUT_S,
+                                  interval=0.05), instance(controller, new)
+                down = report("agent stopped (SIGSTOP) -> down in /status/, s", time.monotonic() - frozen)
+                assert down <= NODE_TIMEOUT_S + 1, down
+                assert SINCE.fullmatch(instance(controller, new)["reason"]), instance(controller, new)
+                answer = api.post("/actions/command/", json={"params": {"instance_type": new,
+                                                                        "action": {"command": "true"}}})
+                assert answer.status_code == 409 and "node fgts2 does not answer" in answer.get_json()["message"]
+            finally:
+                os.kill(urls.pids[node.name], signal.SIGCONT)
+            assert wait_until(lambda: instance(controller, new)["state"] == "up" and controller.status == "running",
+                              timeout=30, interval=0.05), (instance(controller, new), controller.message)
+            assert swarm._tasks[new]["container"] == container
+            assert rtt_ok(ping(task_pid(cluster, swarm, alive), ip_of(swarm, new, "wan")))
+            report("phase: agent hung and answered again, s since the start", time.monotonic() - began)
 
             # Its dockerd restarts under the living agent: the task's container stops, Swarm starts it again
             # (a new task), and it is shaped again: in the network's new namespace if it is on this node.
