@@ -23,3 +23,9 @@ class NotFound(FogifyError):
 
 class Conflict(FogifyError):
     status = 409
+
+
+class Unavailable(FogifyError):
+    """A part of the deployment does not answer now (a Swarm node's agent): try again later."""
+
+    status = 503

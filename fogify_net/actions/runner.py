@@ -107,8 +107,12 @@ class ActionRunner:
         return self.emulation.plan
 
     def _running(self, instances: list, what: str) -> list:
-        """Refuse to act inside crashed instances: they have no processes and no namespace."""
-        down = [i.name for i in instances if i.name in self.emulation.crashed or i.name in self.emulation.lost]
+        """Refuse to act inside crashed or lost instances: they have no processes and no namespace (a
+        lost one says why: its container stopped, or its Swarm node does not answer)."""
+        lost = [f"{i.name} is down: {self.emulation.lost[i.name]}" for i in instances if i.name in self.emulation.lost]
+        if lost:
+            raise Conflict(f"{'; '.join(lost)} (not {what} until it runs again)")
+        down = [i.name for i in instances if i.name in self.emulation.crashed]
         if down:
             raise Conflict(f"{', '.join(down)} {'is' if len(down) == 1 else 'are'} crashed: "
                            f"restart {'it' if len(down) == 1 else 'them'} before {what}")

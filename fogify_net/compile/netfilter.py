@@ -250,6 +250,29 @@ def iptables_jumps() -> list[tuple[str, str, str]]:
     ]
 
 
+def delay_rules_teardown(saved: str) -> str | None:
+    """`iptables-restore --noflush` input that removes exactly our delay rules from a namespace's mangle
+    table, given its `iptables-save -t mangle`: every rule that jumps into our chains (as many copies
+    as there are), then our chains; None when there are none. Other rules are not touched.
+
+    For what an earlier run left where a new one starts (a Swarm agent killed or restarted: its
+    helpers ended with it, the rules that fed them stay, and the new run's jumps would come twice).
+    """
+    ours = (CHAIN_UP, CHAIN_DOWN)
+    jumps, chains = [], []
+    for line in saved.splitlines():
+        words = line.split()
+        if line.startswith(":") and line[1:].split(" ", 1)[0] in ours:
+            chains.append(line[1:].split(" ", 1)[0])
+        elif len(words) > 2 and words[0] == "-A" and words[1] not in ours and words[-2:-1] == ["-j"] \
+                and words[-1] in ours:
+            jumps.append("-D " + line[3:])
+    if not jumps and not chains:
+        return None
+    lines = ["*mangle", *jumps, *(f"-F {c}" for c in chains), *(f"-X {c}" for c in chains), "COMMIT"]
+    return "\n".join(lines) + "\n"
+
+
 def bridge_rules(bridge_prefix: str = "fgn") -> list[tuple[str, str, str]]:
     """(table, chain, rule) every deployment needs on its bridges.
 

@@ -7,7 +7,9 @@ alias starts with `fogify-net:`, Open vSwitch bridges with our external id
 chains, the `fogify_net` and `fogify_net_flows` nftables tables, Mininet
 shells of our nodes, stress runs in our cgroups, helpers named in our pid
 files and our delay distribution tables in tc's lib dir (`fogify-net-*.dist`).
-Nothing is matched by a broad process name or an interface prefix alone.
+On a Swarm node also what a killed agent left (`remove_swarm_leftovers`): its
+delay helpers by their pid files and the rules that fed them in Docker's
+overlay namespaces. Nothing is matched by a broad process name or an interface prefix alone.
 """
 
 from __future__ import annotations
@@ -22,13 +24,25 @@ from pathlib import Path
 
 from ..compile.flows import FLOW_TABLE, flow_teardown
 from ..compile.naming import ALIAS, LABEL, VOLUME_LABEL
-from ..compile.netfilter import CHAIN_DOWN, CHAIN_UP, COMMENT, NFT_TABLE, bridge_rules, iptables_jumps, nft_teardown
+from ..compile.netfilter import (
+    CHAIN_DOWN,
+    CHAIN_UP,
+    COMMENT,
+    NFT_TABLE,
+    bridge_rules,
+    delay_rules_teardown,
+    iptables_jumps,
+    nft_teardown,
+)
 from .distributions import remove_tc_tables
 from .kernel import KernelError, ip_batch, iptables_delete_chain, iptables_remove, run
 from .ovs import delete_bridges, our_bridges
 
 log = logging.getLogger(__name__)
 
+DOCKER_EXEC_ROOT = "/var/run/docker"
+SWARM_HELPER_PID = re.compile(r"fogify-delayd-[0-9a-z]{10}\.pid")  # a Swarm agent's helper of one overlay network
+OVERLAY_NETNS = re.compile(r"\d+-[0-9a-z]{10}")  # Docker's namespace of an overlay network, <n>-<network id[:10]>
 _SHELL = re.compile(r"^mininet:(fgnh\d+|fgn-[A-Za-z0-9_-]+|fgnv-[A-Za-z0-9_.-]+)\Z")  # fgnv-: containernet's
 
 
@@ -46,7 +60,43 @@ def cleanup(run_dir: str = "/run/fogify-net", keep_apis: bool = False) -> list[s
     removed += _remove_interfaces()
     removed += _remove_rules()
     removed += remove_tc_tables()
+    removed += remove_swarm_leftovers(run_dir, DOCKER_EXEC_ROOT)
     return removed
+
+
+def remove_swarm_leftovers(run_dir: str | Path, exec_root: str | Path) -> list[str]:
+    """What an earlier Swarm agent of this node left: the delay helpers named in its pid files in
+    `run_dir` (`fogify-delayd-<network>.pid`; a killed agent's helpers end at their stdin's EOF, but
+    one may be stuck or the file left), and our delay rules in the overlay namespaces of the daemon
+    whose exec root is `exec_root`. Only these names; the rest of the namespaces is Docker's."""
+    removed = []
+    for pid_file in sorted(Path(run_dir).glob("fogify-delayd-*.pid")):
+        if not SWARM_HELPER_PID.fullmatch(pid_file.name):
+            continue
+        try:
+            pid = int(pid_file.read_text().split()[0])
+            comm = Path(f"/proc/{pid}/comm").read_text().strip()
+        except (OSError, ValueError, IndexError):
+            comm = ""
+        if comm == "fogify-delayd":
+            _kill(pid)
+            removed.append(f"process {pid} ({comm}, {pid_file.name})")
+        pid_file.unlink(missing_ok=True)
+    netns_dir = Path(exec_root) / "netns"
+    for netns in sorted(netns_dir.iterdir()) if netns_dir.is_dir() else []:
+        if OVERLAY_NETNS.fullmatch(netns.name) and remove_delay_rules(str(netns)):
+            removed.append(f"delay rules in {netns}")
+    return removed
+
+
+def remove_delay_rules(netns: str) -> bool:
+    """Our delay chains and every jump into them in the namespace mounted at `netns`; False if none."""
+    enter = ["nsenter", f"--net={netns}", "--"]
+    teardown = delay_rules_teardown(run([*enter, "iptables-save", "-t", "mangle"], check=False))
+    if teardown is None:
+        return False
+    run([*enter, "iptables-restore", "--noflush"], teardown)
+    return True
 
 
 def find_leftovers() -> list[str]:

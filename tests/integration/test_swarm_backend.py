@@ -54,11 +54,15 @@ def _free_port() -> int:
 
 class AgentURLs(dict):
     """{node hostname: agent URL}, with each agent's own token (`tokens`) and the controller's file of them;
-    `restart(hostname)` stops that node's agent and starts it again on the same port."""
+    `restart(hostname)` stops that node's agent and starts it again on the same port; `kill(hostname)`
+    ends it with SIGKILL (its pid is `pids[hostname]`) and `start(hostname)` starts it again there."""
 
     tokens: dict[str, str]
     tokens_file: str
     restart: Callable[[str], None]
+    kill: Callable[[str], None]
+    start: Callable[[str], None]
+    pids: dict[str, int]
 
 
 @contextmanager
@@ -79,13 +83,23 @@ def agents(daemons: list[Daemon]) -> Iterator[AgentURLs]:
                  "--run-dir", str(daemon.run_dir / "agent"), "--exec-root", str(daemon.exec_root),
                  "--token-file", str(daemon.run_dir / "agent-token")],
                 stdout=subprocess.DEVNULL, stderr=log)
+        urls.pids[daemon.name] = procs[daemon.name].pid
 
     def restart(name: str) -> None:
         stop_agent(procs[name])
         start(next(d for d in daemons if d.name == name), int(urls[name].rsplit(":", 1)[1]))
         assert wait_until(healthy, timeout=20), f"the agent of {name} did not answer after its restart"
 
-    urls.restart = restart
+    def kill(name: str) -> None:
+        procs[name].kill()
+        procs[name].wait()
+
+    def start_again(name: str) -> None:
+        start(next(d for d in daemons if d.name == name), int(urls[name].rsplit(":", 1)[1]))
+        assert wait_until(healthy, timeout=20), f"the agent of {name} did not answer after its start"
+
+    urls.restart, urls.kill, urls.start = restart, kill, start_again
+    urls.pids = {}
     try:
         for daemon in daemons:
             port = _free_port()

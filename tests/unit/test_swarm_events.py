@@ -140,6 +140,7 @@ def backend_with_two_tasks():
     node = SimpleNamespace(attrs={"Description": {"Hostname": "node-1"}})
     backend.client = SimpleNamespace(nodes=SimpleNamespace(get=lambda node_id: node))
     backend._tasks, backend._shaped, backend._lost_container, backend._watchers = {}, set(), {}, {}
+    backend._silent = {}
     backend._stop, backend._wake, backend._hurry_until = threading.Event(), threading.Event(), 0.0
     backend._stop.set()  # no event polls started
     running = [swarm_task(1, "a" * 64, "10.98.3.5"), swarm_task(2, LIVE, "10.98.3.6")]

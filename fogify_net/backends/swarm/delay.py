@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from ...compile.shaping import InterfaceShaping
+from ...host.cleanup import remove_delay_rules
 from ...host.delayline import DelayLine
 from ...host.delayqueues import DelayQueues
 from ...host.kernel import run
@@ -90,6 +91,10 @@ class NetworkDelay:
     def __init__(self, network_id: str, run_dir: str | Path, exec_root: str | Path = "/var/run/docker"):
         self.network_id = network_id
         self.netns = network_namespace(network_id, exec_root)
+        # An earlier agent's rules (it was killed or restarted; its helper ended with it): our first
+        # apply adds the jumps into our chains, which would otherwise come twice.
+        if remove_delay_rules(self.netns):
+            log.info("removed the delay rules an earlier agent left for network %s", network_id[:10])
         self.line = NetnsDelayLine(self.netns, run_dir=run_dir, name=f"fogify-delayd-{network_id[:10]}")
         self.ports: dict[str, InterfaceShaping] = {}  # bridge port -> the wanted shaping of its task
         # Queues are per namespace. Bypass: if the agent and its helper die, the overlay still carries traffic.

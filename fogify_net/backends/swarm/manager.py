@@ -23,6 +23,17 @@
   re-applies what deploy and the actions installed per task: shaping, filters
   and every peer's per-peer rules, changed CPU and memory limits, unplugged
   links. The instance is up again (RECOVERED).
+- A whole node that dies (its machine, or its dockerd and agent): its agent
+  stops answering the event poll, and once it has not answered for
+  events.NODE_TIMEOUT_S (10 s; a hung connection is found within the poll's
+  timeouts, so at most ~13 s after the death), every instance on it is lost,
+  `node <host> does not answer since <time>`, and listed as a failed task;
+  calls to its agent fail at once (503 for actions that reach it, 409 for one
+  that targets a lost instance). Swarm finds the node down by its own
+  heartbeat and starts replacements on the other nodes, adopted and shaped as
+  above. When the node answers again, its instances whose containers still
+  run are up again (re-shaped if its agent restarted); the rest stay with
+  their replacements.
 - Scaling counts per label, from the plan (Fogify counted the whole stack).
 - Metrics come from every node: each agent samples its own tasks, and the
   controller's sampler stores them beside local ones (Fogify's multi-host
@@ -175,6 +186,7 @@ class SwarmBackend(Backend):
         self._hurry_until = 0.0  # monotonic time until which the reconciler looks every HURRY_INTERVAL s
         self._watchers: dict[str, NodeEvents] = {}  # node hostname -> the poll of its agent's task events
         self._lost_container: dict[str, str] = {}  # lost instance -> the container that stopped
+        self._silent: dict[str, str] = {}  # node hostname -> since when its agent does not answer
 
     # --- life cycle ---------------------------------------------------------------------------
 
@@ -252,6 +264,7 @@ class SwarmBackend(Backend):
             self._shaped.clear()
             self.lost.clear()
             self._lost_container.clear()
+            self._silent.clear()
             if self.state != "error":
                 self._set_state("stopped")
         for watcher in self._watchers.values():  # their polls return at the nudge of /forget/
@@ -449,7 +462,7 @@ class SwarmBackend(Backend):
         if self._stop.is_set():
             return
         for hostname in sorted({t["hostname"] for t in self._tasks.values()} - set(self._watchers)):
-            watcher = NodeEvents(self.agents, hostname, self._observe, self._stop)
+            watcher = NodeEvents(self.agents, hostname, self._observe, self._stop, self._node_silent)
             self._watchers[hostname] = watcher
             watcher.start()
 
@@ -466,6 +479,13 @@ class SwarmBackend(Backend):
                 log.warning("the agent of %s restarted: shaping its tasks again", hostname)
                 self._shaped -= {task["container"] for task in self._tasks.values() if task["hostname"] == hostname}
             seen = {state.container: state for state in states}
+            for name, task in list(self._tasks.items()):  # a silent node answers again, its task still runs
+                state = seen.get(task["container"])
+                if (state is not None and state.running and self._lost_container.get(name) == task["container"]
+                        and self.lost.get(name, "").startswith(f"node {hostname} does not answer")):
+                    log.info("%s runs again: node %s answers, its task still runs", name, hostname)
+                    self.lost.pop(name, None)
+                    del self._lost_container[name]
             for name, task in list(self._tasks.items()):
                 state = seen.get(task["container"])
                 if state is not None and not state.running:
@@ -474,7 +494,8 @@ class SwarmBackend(Backend):
                     reason = "was removed from its node"
                 else:
                     continue
-                if name not in self.lost:
+                silent = self.lost.get(name, "").startswith(f"node {hostname} does not answer")
+                if name not in self.lost or silent:  # (its node answers again: now the daemon's reason)
                     log.warning("%s %s without fogify-net (task %s on %s)", name, reason, task["task"][:12], hostname)
                     self.lost[name] = reason
                     self._lost_container[name] = task["container"]
@@ -483,6 +504,27 @@ class SwarmBackend(Backend):
                                                         for state in states):
                 self._hurry_until = time.monotonic() + HURRY_S
                 self._wake.set()
+            self._refresh_state()
+
+    def _node_silent(self, hostname: str, since: str | None) -> None:
+        """The agent of `hostname` has not answered since `since` (None: it answers again). Every
+        instance on it is lost until Swarm's replacement is adopted, or its node answers with its
+        container running (_observe)."""
+        with self.lock:
+            if self._stop.is_set() or self.state not in ("running", "degraded"):
+                return
+            if since is None:
+                self._silent.pop(hostname, None)
+                return
+            self._silent[hostname] = since
+            reason = f"node {hostname} does not answer since {since}"
+            for name, task in self._tasks.items():
+                if task["hostname"] == hostname and name not in self.lost:
+                    log.warning("%s is down: %s (task %s)", name, reason, task["task"][:12])
+                    self.lost[name] = reason
+                    self._lost_container[name] = task["container"]
+            self._hurry_until = time.monotonic() + HURRY_S
+            self._wake.set()
             self._refresh_state()
 
     def _forget_replaced(self, before: dict[str, dict]) -> None:
@@ -652,7 +694,7 @@ class SwarmBackend(Backend):
         last answer, so that its flows are not counted again from zero when it answers next."""
         names = sorted(monitored(self.plan))
         networks = [self._networks[name].id for name in names if name in self._networks]
-        nodes = sorted({task["hostname"] for task in self._tasks.values()})
+        nodes = sorted({task["hostname"] for task in self._tasks.values()} - set(self._silent))
         if not nodes or not networks:
             return {}
         request = FlowsRequest(tuple(networks), tuple(self.plan.networks[name].subnet for name in names)).to_json()

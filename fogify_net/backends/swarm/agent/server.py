@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from ....compile.flows import flows_to_json
+from ....host.cleanup import remove_swarm_leftovers
 from ....host.kernel import KernelError
 from ....host.tokens import bearer_matches
 from ..wire import (
@@ -118,6 +119,8 @@ def serve(docker_url: str | None, host: str, port: int, token: str,
     from ....host.wsgi import serve_until_signal, wsgi_server
 
     agent = Agent(docker_url, run_dir, exec_root)
+    for line in remove_swarm_leftovers(run_dir, exec_root):  # an earlier agent's, killed (SIGKILL, a crash)
+        log.warning("removed what an earlier agent left: %s", line)
     agent.events.start()
     # a controller's /events/ poll holds one thread while it waits: the others answer the rest
     server = wsgi_server(create_app(agent, token), host, port, threads=6, name="fogify-net-agent")
