@@ -190,18 +190,30 @@ class ContainerNode(LazyShell, Host):
 
     def __init__(self, name: str, **params: Any):
         self._started = False
-        self.deferred: list[str] = []
+        self.deferred: list[tuple[str, bool]] = []
         super().__init__(name, **params)
 
     def cmd(self, *args: Any, **kwargs: Any) -> str:
         """A command; one sent before the network has started (a host class configuring itself in its
         constructor, as Mininet's treeping64.py does) runs once the host is up, and gives ''."""
-        if not self._started and self._realize is None:
-            self.deferred.append(" ".join(str(a) for a in (args[0] if len(args) == 1 and isinstance(args[0], list)
-                                                            else args)))
-            log.debug("%s: %r runs when the network has started", self.name, self.deferred[-1])
+        if self._defer(args, wait=True):
             return ""
         return super().cmd(*args, **kwargs)
+
+    def sendCmd(self, *args: Any, **kwargs: Any) -> None:  # noqa: N802 - Mininet's name
+        """Mininet's sendCmd; before the network has started, sent once the host is up."""
+        if not self._defer(args, wait=False):
+            super().sendCmd(*args, **kwargs)
+
+    def _defer(self, args: tuple, wait: bool) -> bool:
+        """Keep a command sent before start() (Containernet starts a container at addDocker, fogify-net
+        at start): (command, wait for it) in `deferred`; False once the network runs."""
+        if self._started or self._realize is not None:
+            return False
+        words = args[0] if len(args) == 1 and isinstance(args[0], list) else args
+        self.deferred.append((" ".join(str(word) for word in words), wait))
+        log.debug("%s: %r runs when the network has started", self.name, self.deferred[-1][0])
+        return True
 
     def bind(self, container: str, pid: int, shell_kind: str) -> None:
         """The deployment made this node: its container, init pid and kind of shell."""

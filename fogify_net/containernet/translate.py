@@ -53,6 +53,7 @@ class NodeSpec:
     kind: str  # "docker", "host" or "switch"
     params: dict[str, Any] = field(default_factory=dict)
     cls: str = ""  # its class's name, for messages
+    own_class: bool = False  # the script's own host class, whose config() takes parameters of its own
 
 
 @dataclass
@@ -333,7 +334,7 @@ def _routes(node: NodeSpec) -> list[dict[str, Any]]:
 def _service(node: NodeSpec, image_exists: Callable[[str], bool] | None, warnings: list[str]) -> dict[str, Any]:
     params = node.params
     known = HOST_OPTIONS | (DOCKER_OPTIONS if node.kind == "docker" else set())
-    for key in sorted(set(params) - known - CPU_LIMITED_OPTIONS):
+    for key in sorted(set(params) - known - CPU_LIMITED_OPTIONS if not node.own_class else ()):
         warnings.append(f"{node.name}: {key} is not supported, ignored")
     if params.get("mac"):
         warnings.append(f"{node.name}: mac ignored (fogify-net derives MACs from the addresses)")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import logging
 import runpy
 import signal
 import sys
@@ -30,6 +31,8 @@ from ..backends.local import manager as _local_backend  # noqa: F401 - see insta
 from .net import Containernet, Docker
 from .refused import refuse
 from .topolib import ContainerTreeTopo, TreeContainerNet, TreeNet
+
+log = logging.getLogger(__name__)
 
 
 class MininetCluster(Containernet):
@@ -47,6 +50,7 @@ class MininetCluster(Containernet):
 
 
 GUI_MODULES = {"Tkinter", "tkinter"}
+SWITCH_CLASSES = (mininet.node.OVSSwitch, mininet.node.UserSwitch, mininet.node.IVSSwitch)
 
 ALIASES = {  # module -> {name the scripts import: ours}
     mininet.net: {"Containernet": Containernet, "Mininet": Containernet},
@@ -73,6 +77,9 @@ def _guarded(init: Any) -> Any:
                 refuse(f"{kind}({name!r})", "the script runs an OpenFlow controller process itself; fogify-net's "
                        "switches are Linux bridges that learn by themselves and this machine has no controller "
                        "binary (Mininet's `controller`, ovs-testcontroller) to run")
+            if params.get("inNamespace") is False:
+                refuse(f"{kind}({name!r})", "a node in this machine's own network namespace (inNamespace=False, "
+                       "as sshd.py's root node): fogify-net keeps traffic between the hosts it creates")
             refuse(f"{kind}({name!r})", "the script makes nodes one by one with Mininet's low-level API; they "
                    "would run on Debian's Mininet directly, outside fogify-net (no deployment, shaping or "
                    "cleanup). `fogify-net run` runs networks built with Mininet()/Containernet() (addHost, "
@@ -94,6 +101,13 @@ def install_aliases() -> None:
             setattr(module, name, value)
     if not getattr(mininet.node.Node.__init__, "fogify_net_guard", False):
         mininet.node.Node.__init__ = _guarded(mininet.node.Node.__init__)
+    for switch in SWITCH_CLASSES:  # `OVSKernelSwitch.setup()` (multitest.py) checks for an Open vSwitch
+        switch.setup = classmethod(_nothing_to_set_up)
+
+
+def _nothing_to_set_up(cls: type) -> None:
+    """A Mininet switch class's setup(): the switches are fogify-net's bridges, nothing of its to check."""
+    log.info("%s.setup(): nothing to set up; fogify-net's switches are Linux bridges", cls.__name__)
 
 
 def _refuse_a_gui(script: Path) -> None:

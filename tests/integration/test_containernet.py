@@ -364,6 +364,30 @@ UPSTREAM = {  # example -> (the import line it keeps, CLI input, what its output
                        ["192.168.1.0     0.0.0.0", "ttl=63", "2 received"]),
     "linearbandwidth.py": ("from mininet.net import Mininet", "", ["*** Linear network results",
                                                                    "0% dropped (2/2 received)"]),
+    "containernet_container_test.py": ("from mininet.net import Containernet", "",
+                                       ["0% dropped (2/2 received)", "*** Done"]),
+    "containernet_example_ipc.py": ("from mininet.net import Containernet", "", ["0% dropped (2/2 received)"]),
+    "docker_cpuset.py": ("from mininet.net import Containernet", "", ["*** Done"]),  # its sendCmd before start
+    "emptynet.py": ("from mininet.net import Mininet", "h1 ping -c 1 h2\n", ["1 received"]),
+    "bind.py": ("from mininet.net import Mininet", "h1 sh -c 'echo h1 > /var/run/fgt-bind'\nh1 ls /var/run\n",
+                ["Private Directories", "fgt-bind", "Done."]),
+    "clusterSanity.py": ("from mininet.examples.cluster import MininetCluster", "pingall\n",
+                         ["0% dropped (2/2 received)"]),
+    "controllers2.py": ("from mininet.net import Mininet", "", ["0% dropped (12/12 received)"]),
+    "intfoptions.py": ("from mininet.net import Mininet", "", ["(10Mbit/s)", "(unlimited 50% loss)",
+                                                               "(unlimited 15ms)", "h1->h2: 1/1"]),
+    "limit.py": ("from mininet.net import Mininet", "", ["Testing network 10.00 Mbps bandwidth limit",
+                                                         "Testing CPU 10% bandwidth limit"]),
+    "multiping.py": ("from mininet.net import Mininet", "", ["1 packets transmitted, 1 received",
+                                                             "-> 10.0.0.200 1 packets transmitted, 0 received"]),
+    "multipoll.py": ("from mininet.net import Mininet", "", ["h3: 64 bytes from 10.0.0.1"]),
+    "multitest.py": ("from mininet.net import Mininet", "", ["0% dropped (12/12 received)", "h4-eth0: flags="]),
+    "popen.py": ("from mininet.net import Mininet", "", ["<h5>: 64 bytes from 10.0.0.4"]),
+    "popenpoll.py": ("from mininet.net import Mininet", "", ["<h3>: 64 bytes from 10.0.0.1"]),
+    "simpleperf.py": ("from mininet.net import Mininet", "", ["Testing bandwidth between h1 and h4",
+                                                              "*** Results: ['10M', '"]),
+    "treeping64.py": ("from mininet.topolib import TreeNet", "", ["Open vSwitch kernel: 0% packet loss",
+                                                                  "reference user: 0% packet loss"]),
 }
 
 
@@ -388,6 +412,18 @@ def test_containernets_own_examples_run_unchanged(name, tmp_path):
         assert piece in output, output[-2000:]
     if name == "linearbandwidth.py":  # 5 links of 30 ms each way between h1 and h5, 100 Mbit/s each
         assert re.search(r"4 \t\t[\d.]+ Mbits/sec", output), output[-1500:]
+    if name == "intfoptions.py":  # h1's egress: 10 Mbit/s, then only 50% loss, then only 15 ms
+        tcp, udp = (float(v) for v in re.findall(r"\*\*\* Results: \[(?:'10M', )?'([\d.]+) Mbits/sec'", output)[:2])
+        delays = [float(v) for v in re.findall(r"rtt min/avg/max/mdev [\d.]+/([\d.]+)/", output)]
+        print(f"intfoptions.py: TCP {tcp} Mbit/s (10), UDP received {udp} of 10 Mbit/s (50% loss), RTT {delays} (15)")
+        assert 0.88 * 10 <= tcp <= 10.1 and 3.5 <= udp <= 6.5 and all(15 <= d <= 15 * 1.02 + 1.5 for d in delays)
+    if name == "limit.py":  # each host's CPU share: 10% of the machine
+        shares = [float(v) for line in re.findall(r"\*\*\* Results: \[([\d., ]+)\]", output)
+                  for v in line.split(",")]
+        print(f"limit.py: CPU shares {[round(v, 1) for v in shares]} (10%)")
+        assert len(shares) == 20 and max(shares) <= 11.5 and statistics.median(shares) >= 8
+    if name == "bind.py":
+        assert not Path("/var/run/fgt-bind").exists()  # h1's /var/run was its own
     assert_clean(before)
 
 

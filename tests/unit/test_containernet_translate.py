@@ -330,5 +330,7 @@ def test_commands_sent_before_start_wait_for_it_and_private_dirs_are_not_mounted
     net = Mininet()
     h1 = net.addHost("h1", cls=Quiet, privateDirs=["/var/fgt-never"])
     assert h1.cmd("echo later") == ""
-    assert h1.deferred == ["sysctl -w net.ipv6.conf.all.disable_ipv6=1", "echo later"]
+    h1.sendCmd("./start.sh")
+    assert h1.deferred == [("sysctl -w net.ipv6.conf.all.disable_ipv6=1", True), ("echo later", True),
+                           ("./start.sh", False)]
     assert not Path("/var/fgt-never").exists()

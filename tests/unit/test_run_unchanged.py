@@ -145,3 +145,15 @@ def test_what_fogify_net_does_not_do_is_refused_early_saying_why(tmp_path):
     for name, start in expected.items():
         assert said[name].startswith(f"Refused | {start}"), (name, said[name])
     assert said["local cluster"] == "accepted"
+
+
+def test_an_iperf_udp_test_that_did_not_connect_is_told_apart():
+    """Through a lossy link iperf3's one-datagram UDP handshake may be lost: such a report (no
+    connected streams) is started again; a measured one is not."""
+    import json
+
+    from fogify_net.containernet.net import _iperf_unconnected
+
+    lost = json.dumps({"start": {"connected": []}, "error": "unable to read from stream socket"})
+    measured = json.dumps({"start": {"connected": [{"socket": 5}]}, "end": {"sum": {"bits_per_second": 5e6}}})
+    assert _iperf_unconnected(lost) and _iperf_unconnected("") and not _iperf_unconnected(measured)
