@@ -78,8 +78,8 @@ def _guarded(init: Any) -> Any:
                        "switches are Linux bridges that learn by themselves and this machine has no controller "
                        "binary (Mininet's `controller`, ovs-testcontroller) to run")
             if params.get("inNamespace") is False:
-                refuse(f"{kind}({name!r})", "a node in this machine's own network namespace (inNamespace=False, "
-                       "as sshd.py's root node): fogify-net keeps traffic between the hosts it creates")
+                refuse(f"{kind}({name!r})", "a node in this machine's own network namespace (inNamespace=False), "
+                       "made with Mininet's low-level API: fogify-net keeps traffic between the hosts it creates")
             refuse(f"{kind}({name!r})", "the script makes nodes one by one with Mininet's low-level API; they "
                    "would run on Debian's Mininet directly, outside fogify-net (no deployment, shaping or "
                    "cleanup). `fogify-net run` runs networks built with Mininet()/Containernet() (addHost, "

@@ -94,7 +94,7 @@ def test_what_fogify_net_does_not_do_is_refused_early_saying_why(tmp_path):
     bridge, and more hosts than a deployment holds."""
     result = run(tmp_path, """
         from mininet.net import Mininet
-        from mininet.node import Controller, Host, OVSSwitch
+        from mininet.node import Controller, Host, Node, OVSSwitch
         from mininet.examples.cluster import MininetCluster
         from mininet.topo import SingleSwitchTopo
 
@@ -115,6 +115,7 @@ def test_what_fogify_net_does_not_do_is_refused_early_saying_why(tmp_path):
             'cluster': lambda: MininetCluster(servers=['localhost', 'far']),
             'server': lambda: Mininet().addHost('h2', server='far'),
             'root namespace': lambda: Mininet().addHost('root', inNamespace=False),
+            'root node': lambda: Node('root', inNamespace=False),
             'switch class': lambda: Mininet(topo=SingleSwitchTopo(2), switch=Mover),
             'ovs tools': lambda: star().get('s1').cmd('ovs-vsctl get Interface s1-eth1 ofport'),
             'size': lambda: Mininet(topo=SingleSwitchTopo(1001)).start(),
@@ -138,6 +139,7 @@ def test_what_fogify_net_does_not_do_is_refused_early_saying_why(tmp_path):
         "cluster": "MininetCluster: servers 'far': Mininet's cluster edition places nodes on other machines",
         "server": "node h2: placed on server 'far'",
         "root namespace": "node root: inNamespace=False puts the node in this machine's own network namespace",
+        "root node": "Node('root'): a node in this machine's own network namespace (inNamespace=False)",
         "switch class": "switch s1: its class Mover is the script's own OVSSwitch",
         "ovs tools": "s1: ovs-vsctl get Interface s1-eth1 ofport: ovs-vsctl is Open vSwitch's",
         "size": "network: 1001 hosts: fogify-net deploys at most 1000",
