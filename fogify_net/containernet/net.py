@@ -20,6 +20,7 @@ import atexit
 import functools
 import json
 import logging
+import math
 import os
 import subprocess
 import threading
@@ -35,11 +36,12 @@ from mininet.util import ipAdd
 
 from ..model import ModelError, parse_model
 from .nodes import ContainerNode, ControllerStub, SwitchNode, ViewLink
-from .translate import SHELL_LABEL, LinkSpec, NodeSpec, document
+from .translate import SHELL_LABEL, TC_OPTIONS, LinkSpec, NodeSpec, document, tc_direction
 
 log = logging.getLogger(__name__)
 
 DEPLOY_TIMEOUT = 900.0
+UDP_ATTEMPTS = 5  # iperf's UDP tests started again when they did not connect (through a lossy link)
 
 
 class Docker(ContainerNode):
@@ -102,25 +104,18 @@ class FogMininet(Mininet):
         for node in (client, server):
             if getattr(node, "cpid", None) is None:
                 node.ensure_shell()
-        enter = functools.partial(_in_netns)
-        serving = subprocess.Popen(enter(server, ["iperf3", "-s", "-1", "-J", "-p", str(port)]),
-                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        try:
-            deadline = time.monotonic() + 5
-            while f":{port} " not in subprocess.run(enter(server, ["ss", "-ltn"]), capture_output=True,
-                                                     text=True).stdout and time.monotonic() < deadline:
-                time.sleep(0.05)
-            argv = ["iperf3", "-c", server.IP(), "-p", str(port), "-t", str(int(seconds)), "-J"]
-            if l4Type == "UDP":
-                argv += ["-u", "-b", udpBw]
-            elif l4Type != "TCP":
-                raise ValueError(f"unexpected l4 type: {l4Type}")
-            sent = subprocess.run(enter(client, argv), capture_output=True, text=True, timeout=seconds + 30).stdout
-            received = serving.communicate(timeout=15)[0]
-        finally:
-            if serving.poll() is None:
-                serving.kill()
-                serving.wait()
+        argv = ["iperf3", "-c", server.IP(), "-p", str(port), "-t", str(int(seconds)), "-J"]
+        if l4Type == "UDP":
+            argv += ["-u", "-b", udpBw]
+        elif l4Type != "TCP":
+            raise ValueError(f"unexpected l4 type: {l4Type}")
+        # iperf3 opens a UDP test with one datagram each way, which a lossy link may drop (Mininet's
+        # intfoptions.py measures UDP through 50% loss): a test that did not connect is started again
+        for attempt in range(1, UDP_ATTEMPTS + 1 if l4Type == "UDP" else 2):
+            sent, received = _iperf_once(client, server, argv, port, seconds)
+            if attempt == UDP_ATTEMPTS or not _iperf_unconnected(sent):
+                break
+            output(f"*** Iperf: the UDP test did not connect through the link (attempt {attempt}); again\n")
         result = [_iperf_rate(received, "sum_received", fmt), _iperf_rate(sent, "sum_sent", fmt)]
         if l4Type == "UDP":
             result.insert(0, udpBw)
@@ -153,6 +148,31 @@ class FogMininet(Mininet):
             intf.up = peer.up = status == "up"
 
 
+def _iperf_once(client: Any, server: Any, argv: list[str], port: int, seconds: int) -> tuple[str, str]:
+    """One iperf3 test from `client` to a one-off server on `server`: the client's and server's JSON reports."""
+    serving = subprocess.Popen(_in_netns(server, ["iperf3", "-s", "-1", "-J", "-p", str(port)]),
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 5
+        while f":{port} " not in subprocess.run(_in_netns(server, ["ss", "-ltn"]), capture_output=True,
+                                                 text=True).stdout and time.monotonic() < deadline:
+            time.sleep(0.05)
+        sent = subprocess.run(_in_netns(client, argv), capture_output=True, text=True, timeout=seconds + 30).stdout
+        return sent, serving.communicate(timeout=15)[0]
+    finally:
+        if serving.poll() is None:
+            serving.kill()
+            serving.wait()
+
+
+def _iperf_unconnected(report: str) -> bool:
+    """iperf3's report of a test whose stream never connected (no streams in it)."""
+    try:
+        return not json.loads(report).get("start", {}).get("connected")
+    except (ValueError, AttributeError):
+        return True
+
+
 def _in_netns(node: Any, argv: list[str]) -> list[str]:
     if getattr(node, "cpid", None) is None:  # a switch: the host's own namespace
         return argv
@@ -166,7 +186,11 @@ def _iperf_rate(report: str, key: str, fmt: str | None) -> str:
         end = json.loads(report)["end"]
         bits = (end[key] if key in end else end["sum"])["bits_per_second"]
     except (ValueError, KeyError, TypeError):
-        error(f"could not parse iperf3 output: {report[:300]}\n")
+        try:
+            said = json.loads(report).get("error")
+        except (ValueError, AttributeError):
+            said = None
+        error(f"iperf3 failed: {said}\n" if said else f"could not parse iperf3 output: {report[:300]}\n")
         return ""
     if fmt and fmt.lower() in ("k", "m", "g"):
         scale = {"k": 1e3, "m": 1e6, "g": 1e9}[fmt.lower()]
@@ -177,19 +201,44 @@ def _iperf_rate(report: str, key: str, fmt: str | None) -> str:
     return f"{bits:.0f} bits/sec"
 
 
-def _unwrap(cls: Any) -> tuple[Any, dict]:
-    """A class given as functools.partial(cls, **defaults) (Mininet scripts do that): the class and defaults."""
+def _unwrap(cls: Any) -> tuple[Any, dict, dict]:
+    """A class as Mininet scripts give one: the class, the defaults of functools.partial(cls, **defaults)
+    (the caller's values win) and the values of mininet.util.custom(cls, **values) (which win over the
+    caller's, as custom's constructor updates the caller's keywords with them)."""
     defaults: dict = {}
-    while isinstance(cls, functools.partial):
-        defaults = {**cls.keywords, **defaults}
-        cls = cls.func
-    return cls, defaults
+    forced: dict = {}
+    while True:
+        if isinstance(cls, functools.partial):
+            defaults = {**cls.keywords, **defaults}
+            cls = cls.func
+        elif callable(cls) and getattr(cls, "__name__", "").startswith("custom(") and cls.__closure__:
+            cells = dict(zip(cls.__code__.co_freevars, (cell.cell_contents for cell in cls.__closure__)))
+            if "cls" not in cells or not isinstance(cells.get("params"), dict):
+                return cls, defaults, forced
+            forced = {**cells["params"], **forced}
+            cls = cells["cls"]
+        else:
+            return cls, defaults, forced
 
 
 def _is_tc_link(cls: Any) -> bool:
     from mininet.link import TCLink
 
     return isinstance(cls, type) and issubclass(cls, TCLink)
+
+
+def _is_tc_intf(cls: Any) -> bool:
+    from mininet.link import TCIntf
+
+    return isinstance(cls, type) and issubclass(cls, TCIntf)
+
+
+def _cluster_host(cls: Any) -> bool:
+    """Mininet's cluster edition's host classes (RemoteHost): plain hosts here, where every node is local
+    (addHost refuses one placed on another server)."""
+    from mininet.examples.cluster import RemoteMixin
+
+    return isinstance(cls, type) and issubclass(cls, RemoteMixin)
 
 
 def _node_class(cls: Any) -> tuple[type, str]:
@@ -199,15 +248,45 @@ def _node_class(cls: Any) -> tuple[type, str]:
     plain Host classes are plain hosts. A script's own Node subclass (Mininet's
     LinuxRouter) is mixed into ours, so its config() and terminate() run on the container.
     """
-    from mininet.node import CPULimitedHost, Host
+    from mininet.node import Controller, CPULimitedHost, Host
+    from mininet.nodelib import NAT
 
-    if cls is None or cls in (Host, Node, CPULimitedHost, ContainerNode):
+    from .refused import refuse
+
+    if isinstance(cls, type) and issubclass(cls, Controller):
+        refuse(f"host class {cls.__name__}", "the host runs an OpenFlow controller (Mininet's `controller`, "
+               "ovs-testcontroller), which this machine does not have; fogify-net's switches are Linux bridges "
+               "that learn by themselves and need none")
+    if isinstance(cls, type) and issubclass(cls, NAT):
+        refuse("NAT", "a NAT node (addNAT, mininet.nodelib.NAT) routes the hosts to the outside world; "
+               "fogify-net keeps traffic between the hosts it creates (and loopback), so it has no NAT")
+    if cls is None or cls in (Host, Node, CPULimitedHost, ContainerNode) or _cluster_host(cls):
         return ContainerNode, "host"
     if isinstance(cls, type) and (issubclass(cls, Docker) or cls.__name__ == "Docker"):
         return Docker, "docker"
     if isinstance(cls, type) and issubclass(cls, Node):
         return type(cls.__name__, (cls, ContainerNode), {"script_class": cls}), "host"
     raise ModelError(f"host class {cls!r}", "expected a Mininet node class")
+
+
+class ScriptLink:
+    """What addLink gives the script, for Mininet's Link it returns (`link = net.addLink(h1, s1, cls=TCLink)`,
+    later `link.intf1.config(bw=10)`, as Mininet's intfoptions.py): the running deployment's link once the
+    network has started (its intf1, intf2 and the rest of Mininet's Link)."""
+
+    def __init__(self, spec: LinkSpec):
+        self.spec = spec
+        self.link: ViewLink | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        link = self.__dict__.get("link")
+        if link is None:
+            raise RuntimeError(f"link {self.spec.node1}-{self.spec.node2}: its {name} exists once the network has "
+                               "started (fogify-net makes the links at start())")
+        return getattr(link, name)
+
+    def __str__(self) -> str:
+        return str(self.link) if self.link is not None else f"{self.spec.node1}<->{self.spec.node2}"
 
 
 class Containernet(FogMininet):
@@ -225,6 +304,7 @@ class Containernet(FogMininet):
 
         self._specs: dict[str, NodeSpec] = {}
         self._links: list[LinkSpec] = []
+        self._handles: dict[int, ScriptLink] = {}  # id(spec) -> what addLink returned for it
         self._ports: dict[str, list[int]] = {}
         self._scenarios: list[dict] = []
         self._deployment = None
@@ -239,17 +319,41 @@ class Containernet(FogMininet):
         if unknown:
             raise TypeError(f"Containernet() got unexpected arguments: {', '.join(unknown)}")
         known.setdefault("controller", None)
-        super().__init__(topo=topo, link=link or Link, ipBase=ipBase, build=build, **known)
+        self._inside = True  # build() called by Mininet itself (its constructor, start()), not by the script
+        try:
+            super().__init__(topo=topo, link=link or Link, ipBase=ipBase, build=build, **known)
+        finally:
+            self._inside = False
+
+    def build(self) -> None:
+        """Mininet's build. A script that calls it itself (Mininet(build=False), then net.build() and
+        the switches started one by one, as Mininet's controllers2.py does) has its hosts up and linked
+        then, as Mininet's are: the network deploys here."""
+        super().build()
+        if not self._inside and self._deployment is None:
+            self.start()
 
     # --- building: record what the script adds ------------------------------------------------------
 
     def addHost(self, name: str, cls: Any = None, **params: Any) -> ContainerNode:  # noqa: N802
         """A host: a container of the base image (cls=Docker or dimage: of that image), named `name`."""
-        cls, defaults = _unwrap(cls)
+        if cls is None and "dimage" not in params:
+            cls = self.host  # Mininet's host= (a class, partial or custom), as Mininet.addHost takes it
+        cls, defaults, forced = _unwrap(cls)
         if "dimage" in params and cls is None:
             cls = Docker
         node_class, kind = _node_class(cls)
-        given = {**defaults, **params}
+        given = {**defaults, **params, **forced}
+        if given.get("server") not in (None, "", "localhost", "127.0.0.1"):
+            from .refused import refuse
+
+            refuse(f"node {name}", f"placed on server {given['server']!r}: Mininet's cluster edition runs nodes on "
+                   "other machines over ssh; fogify-net runs a network on this machine only")
+        if given.get("inNamespace") is False:
+            from .refused import refuse
+
+            refuse(f"node {name}", "inNamespace=False puts the node in this machine's own network namespace; "
+                   "fogify-net keeps traffic between the hosts it creates")
         given.setdefault("ip", ipAdd(self.nextIP, ipBaseNum=self.ipBaseNum, prefixLen=self.prefixLen)
                          + f"/{self.prefixLen}")
         self.nextIP += 1
@@ -259,7 +363,8 @@ class Containernet(FogMininet):
             node = node_class(name, **given)
             self.hosts.append(node)
             self.nameToNode[name] = node
-            self._specs[name] = NodeSpec(name, kind, given, getattr(cls, "__name__", ""))
+            self._specs[name] = NodeSpec(name, kind, given, getattr(cls, "__name__", ""),
+                                         getattr(node_class, "script_class", None) is not None)
             if self._deployment is not None:
                 self._pending.add(name)
                 node._realize = self._realize
@@ -270,9 +375,22 @@ class Containernet(FogMininet):
         return self.addHost(name, cls=cls or Docker, **params)
 
     def addSwitch(self, name: str, cls: Any = None, **params: Any) -> SwitchNode:  # noqa: N802
-        """A switch: a Linux bridge (any Mininet switch class is accepted and becomes one)."""
+        """A switch: a Linux bridge (any Mininet switch class is accepted and becomes one, but a script's
+        own subclass of one, whose methods drive Open vSwitch or OpenFlow themselves, is refused)."""
         if self._deployment is not None:
             raise ModelError(f"switch {name}", "switches cannot be added to a running network")
+        from mininet.node import Switch
+
+        switch_class = _unwrap(cls if cls is not None else self.switch)[0]
+        if isinstance(switch_class, type) and issubclass(switch_class, Switch) and not (
+                switch_class.__module__.startswith(("mininet.", "fogify_net."))):
+            from .refused import refuse
+
+            base = next(c.__name__ for c in switch_class.__mro__ if c.__module__.startswith("mininet."))
+            refuse(f"switch {name}", f"its class {switch_class.__name__} is the script's own {base} whose methods "
+                   "drive Open vSwitch and OpenFlow themselves (ovs-vsctl, controllers, OpenFlow ports); "
+                   "fogify-net's switches are Linux bridges that learn by themselves, with no such hooks "
+                   "(to move a host between switches at runtime use fogify-net's `move` action)")
         with self._lock:
             switch = SwitchNode(name)
             self.switches.append(switch)
@@ -289,16 +407,26 @@ class Containernet(FogMininet):
         return stub
 
     def addLink(self, node1: Any, node2: Any, port1: int | None = None, port2: int | None = None,  # noqa: N802
-                cls: Any = None, **params: Any) -> LinkSpec:
+                cls: Any = None, **params: Any) -> ScriptLink:
         """A link. With cls=TCLink (or a TCLink default), bw, delay, jitter, loss and max_queue_size
-        shape each end's egress, as Mininet's TCLink; params1/params2 hold per-end ip (and TC) values."""
+        shape each end's egress, as Mininet's TCLink; params1/params2 hold per-end ip (and TC) values.
+        Returns what stands for Mininet's Link: its intf1 and intf2 once the network runs."""
         names = [node if isinstance(node, str) else node.name for node in (node1, node2)]
         for name in names:
             if name not in self._specs:
                 raise KeyError(f"no node {name!r} in the network")
-        cls, defaults = _unwrap(self.link if cls is None else cls)
-        params = {**defaults, **params}
-        for key in ("addr1", "addr2", "intf", "cls1", "cls2", "fast", "key"):
+        cls, defaults, forced = _unwrap(self.link if cls is None else cls)
+        params = {**defaults, **params, **forced}
+        # The interfaces' class, as Mininet's Link picks it: cls1/cls2, else TCIntf for a TCLink, else intf=
+        # (the link's or the network's). A TCIntf shapes; custom(TCIntf, bw=...)'s values win (Mininet's limit.py)
+        per_end = [params.pop(key, None) for key in ("cls1", "cls2")]
+        network_wide = params.pop("intf", None) or self.intf
+        shaped = _is_tc_link(cls)
+        if any(per_end) or not shaped:
+            intf_cls, intf_defaults, intf_forced = _unwrap(next((c for c in per_end if c), network_wide))
+            params = {**intf_defaults, **params, **intf_forced}
+            shaped = _is_tc_intf(intf_cls)
+        for key in ("addr1", "addr2", "fast", "key"):
             params.pop(key, None)
         ends = []
         for index, (name, port) in enumerate(zip(names, (port1, port2)), 1):
@@ -309,7 +437,7 @@ class Containernet(FogMininet):
             own = dict(params.pop(f"params{index}", None) or {})
             ends.append((port, own, params.pop(f"intfName{index}", None)))
         spec = LinkSpec(names[0], names[1], ends[0][0], ends[1][0], {**ends[0][1], **params},
-                        {**ends[1][1], **params}, _is_tc_link(cls), ends[0][2], ends[1][2])
+                        {**ends[1][1], **params}, shaped, ends[0][2], ends[1][2])
         with self._lock:
             if self._deployment is not None:
                 running = [n for n in names if self._specs[n].kind != "switch" and n not in self._pending]
@@ -317,7 +445,9 @@ class Containernet(FogMininet):
                     raise ModelError(f"link {names[0]}-{names[1]}", "a running host cannot get a new link yet; "
                                      "links after start() may only join a host added after start() to a switch")
             self._links.append(spec)
-        return spec
+        handle = ScriptLink(spec)
+        self._handles[id(spec)] = handle
+        return handle
 
     def scenario(self, name: str, actions: list[dict]) -> None:
         """A fogify-net scenario (timed actions, as in x-fogify.scenarios) for this topology."""
@@ -332,7 +462,7 @@ class Containernet(FogMininet):
         """The fogified compose document of the topology so far, and the warnings about it."""
         topo_scenarios = list(getattr(self.topo, "scenarios", None) or [])
         return document(list(self._specs.values()), self._links, _local_image_exists(),
-                        topo_scenarios + self._scenarios)
+                        topo_scenarios + self._scenarios, os.cpu_count() or 1)
 
     def yaml(self) -> str:
         return yaml.safe_dump(self.document()[0], sort_keys=False)
@@ -343,8 +473,21 @@ class Containernet(FogMininet):
         """Deploy the topology, then bind the nodes to their containers and run host classes' config()."""
         if self._deployment is not None:
             return
+        from ..model.limits import MAX_INSTANCES
+
+        if len(self.hosts) > MAX_INSTANCES:
+            from .refused import refuse
+
+            refuse("network", f"{len(self.hosts)} hosts: fogify-net deploys at most {MAX_INSTANCES} (each host is a "
+                   "container; see the README for what a host costs)")
         if os.geteuid() != 0:
             raise PermissionError("fogify-net deploys as root (it creates containers, bridges and rules)")
+        if not self.built:  # Mininet(topo, build=False) started without build(), as Mininet.start() allows
+            self._inside = True
+            try:
+                super().build()
+            finally:
+                self._inside = False
         from .runtime import Deployment
 
         doc, warnings = self.document()
@@ -358,6 +501,7 @@ class Containernet(FogMininet):
         _at_exit(self._stop_at_exit)
         try:
             self._bind()
+            self._run_deferred()
             for node in self.hosts:
                 if getattr(type(node), "script_class", None) is not None:
                     node.configDefault()  # a script's own host class (Mininet's LinuxRouter): its config() runs now
@@ -367,6 +511,52 @@ class Containernet(FogMininet):
             self.stop()
             raise
         info(f"*** Running: {deployment.summary()}\n")
+
+    def _run_deferred(self) -> None:
+        """Commands the script sent to hosts before start() (a host class configuring itself in its
+        constructor), run now that the hosts are up, in the order they were sent."""
+        waited = [node for node in self.hosts if getattr(node, "deferred", None)]
+        if waited:
+            count = sum(len(node.deferred) for node in waited)
+            info(f"*** Running {count} commands sent to {len(waited)} hosts before start()\n")
+        for node in waited:
+            commands, node.deferred = node.deferred, []
+            for command, wait in commands:
+                if wait:
+                    node.cmd(command)
+                else:  # sendCmd: sent, not waited for (docker_cpuset.py starts its load so)
+                    node.sendCmd(command)
+
+    def runCpuLimitTest(self, cpu: float, duration: int = 5) -> list[float]:  # noqa: N802 - Mininet's name
+        """Mininet's CPU limit test: busy loops in each host, the share of the machine's CPU time each
+        host's container got per second (Mininet reads cgroup v1 paths named after its hosts; ours are
+        the containers' cgroups)."""
+        from ..host.cgroups import cpu_usage_ns
+
+        output(f"*** Testing CPU {cpu * 100:.0f}% bandwidth limit\n")
+        cores = os.cpu_count() or 1
+        loops = max(1, math.ceil(cores * cpu))
+        pids: dict[Any, list[str]] = {}
+        for host in self.hosts:
+            pids[host] = []
+            for _ in range(loops):
+                host.cmd("while true; do a=1; done &")
+                pids[host].append(host.cmd("echo $!").strip())
+        shares: list[float] = []
+        try:
+            last = {host: cpu_usage_ns(host.cpid) for host in self.hosts}
+            for _ in range(duration):
+                time.sleep(1)
+                for host in self.hosts:
+                    now = cpu_usage_ns(host.cpid)
+                    shares.append((now - last[host]) / 1e9 / cores * 100)
+                    last[host] = now
+        finally:
+            for host, started in pids.items():
+                for pid in started:
+                    host.cmd(f"kill -9 {pid}")
+        output(f"*** Results: {shares}\n")
+        return shares
 
     def staticArp(self) -> None:  # noqa: N802 - Mininet's name
         """Mininet's autoStaticArp fills every host's ARP cache while it builds, when ours have no
@@ -402,7 +592,8 @@ class Containernet(FogMininet):
                 link = ViewLink(a, b, port1=spec.port1, port2=spec.port2, intfName1=first, intfName2=second,
                                 params1={"up": cable.up}, params2={"up": cable.up})
                 link.intf1.network = link.intf2.network = cable.network
-                self.links.append(link)
+                self._give_shapers(link, spec.shaped)
+                self._note(spec, link)
                 continue
             ends = {node.name: ports[(node.name, name or f"{node.name}-eth{port}")]
                     for node, port, name in ((a, spec.port1, spec.intf1), (b, spec.port2, spec.intf2))
@@ -417,7 +608,52 @@ class Containernet(FogMininet):
             link = ViewLink(a, b, port1=spec.port1, port2=spec.port2, intfName1=names[0], intfName2=names[1],
                             addr1=macs[0], addr2=macs[1], params1=params[0], params2=params[1])
             link.intf1.network = link.intf2.network = next(iter(ends.values())).network
-            self.links.append(link)
+            self._give_shapers(link, spec.shaped)
+            self._note(spec, link)
+
+    def _note(self, spec: LinkSpec, link: ViewLink) -> None:
+        self.links.append(link)
+        if id(spec) in self._handles:
+            self._handles[id(spec)].link = link
+
+    def _give_shapers(self, link: ViewLink, shaped: bool) -> None:
+        for mine, other in ((link.intf1, link.intf2), (link.intf2, link.intf1)):
+            mine.shaper = functools.partial(self._config_intf, mine, other, shaped)
+
+    def _config_intf(self, intf: Any, other: Any, shaped: bool, params: dict) -> None:
+        """Mininet's TCIntf.config(bw=..., delay=..., loss=...) on a running network: the interface's egress
+        gets exactly these values (Mininet replaces an interface's whole tc setup; what is not given is
+        cleared), applied as the network actions apply theirs (the plan, then the backend's reshape)."""
+        from ..model.networks import parse_qos_patch
+        from ..model.schema import QoS
+
+        tc = {key: params[key] for key in TC_OPTIONS if params.get(key) is not None}
+        if not shaped:
+            warn(f"*** {intf}: {', '.join(sorted(tc))} ignored, as in Mininet: the link class is not a TCLink\n")
+            return
+        qos = QoS().patched(parse_qos_patch(tc_direction(tc) or {}, f"{intf}.config"))
+        emulation = self._deployment.emulation
+        node, peer = intf.node, other.node
+        with emulation.lock:
+            plan = emulation.plan
+            if isinstance(node, SwitchNode) and isinstance(peer, SwitchNode):  # a cable: one of its directions
+                target = plan.switch_link(node.name, peer.name)
+                field, changed, instance = ("forward" if target.source == node.name else "backward"), None, node.name
+            else:  # a host's egress is its uplink; a switch port's egress the downlink of the host behind it
+                instance, field = (peer.name, "downlink") if isinstance(node, SwitchNode) else (node.name, "uplink")
+                target = plan.instance(instance).interface(intf.network)
+                changed = [(instance, intf.network)]
+            saved = getattr(target, field)
+            setattr(target, field, qos)
+            try:
+                emulation.reshape(changed)
+            except BaseException:
+                setattr(target, field, saved)
+                emulation.reshape(changed)
+                raise
+        self._deployment.controller.store.annotate("NETWORK", instance,
+                                                   f"Parameters: {intf.name}.config => {qos.describe()}")
+        info(f"({qos.describe()}) ")
 
     def _flush(self) -> None:
         for name in sorted(self._pending):

@@ -17,6 +17,7 @@ bridges in the host's namespace; their shell is a host shell too.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import pty
@@ -31,18 +32,26 @@ from typing import Any
 from mininet.link import Intf, Link
 from mininet.node import Host, Switch
 
+from ..host import cgroups
+
 log = logging.getLogger(__name__)
 
 PROMPT = chr(127)
 SHELL_MARK = "mininet:fgnv-"  # the shells' $0; `fogify-net cleanup` ends the ones a crashed script left
 SHELL_START_TIMEOUT = 15.0
+OVS_TOOLS = {"ovs-vsctl", "ovs-ofctl", "ovs-appctl", "ovs-dpctl", "dpctl"}
+TC_KEYS = {"bw", "delay", "jitter", "loss", "max_queue_size"}  # TCIntf.config's shaping options
 
 
-def _shell_argv(kind: str, container: str | None, pid: int | None, name: str) -> list[str]:
+def _shell_argv(kind: str, container: str | None, pid: int | None, name: str, private: bool = False) -> list[str]:
+    """The shell's command: `docker exec` into the container, or a host bash in its network namespace
+    (`private`: in a mount namespace of its own too, for Mininet's privateDirs)."""
     bash = ["bash", "--norc", "--noediting", "-is", f"{SHELL_MARK}{name}"]  # marked for fogify-net cleanup
     if kind == "exec":
         return ["docker", "exec", "-it", "-e", f"PS1={PROMPT}", container, *bash]
     prefix = [] if pid is None else ["nsenter", f"--net=/proc/{pid}/ns/net"]
+    if private:
+        prefix += ["unshare", "--mount", "--propagation", "private"]
     return [*prefix, "env", f"PS1={PROMPT}", *bash]
 
 
@@ -54,24 +63,50 @@ class LazyShell:
     cpid: int | None = None
     _realize: Callable[[Any], None] | None = None  # makes a node added after start() real on first use
 
+    _stdout = _stdin = None
+
     def startShell(self, mnopts: Any = None) -> None:  # noqa: N802 - Mininet's name
         """Mininet calls this from the constructor; the shell comes when the node is first used."""
         if getattr(self, "_started", False):
             self._open_shell()
 
+    # A script may take a node's shell output to poll it itself (Mininet's multiping.py registers
+    # `host.stdout.fileno()` and reads with `monitor()`) before any command: that is a first use too.
+    @property
+    def stdout(self) -> Any:
+        if self._stdout is None and self.shell is None and getattr(self, "_started", False):
+            self._open_shell()
+        return self._stdout
+
+    @stdout.setter
+    def stdout(self, value: Any) -> None:
+        self._stdout = value
+
+    @property
+    def stdin(self) -> Any:
+        if self._stdin is None and self.shell is None and getattr(self, "_started", False):
+            self._open_shell()
+        return self._stdin
+
+    @stdin.setter
+    def stdin(self, value: Any) -> None:
+        self._stdin = value
+
     def _open_shell(self) -> None:
         if self.shell is not None:
             return
-        argv = _shell_argv(self.shell_kind, self.container, self.cpid, self.name)
+        private = bool(getattr(self, "privateDirs", None)) and self.shell_kind == "netns"
+        argv = _shell_argv(self.shell_kind, self.container, self.cpid, self.name, private)
         self.master, self.slave = pty.openpty()
         self.shell = subprocess.Popen(argv, stdin=self.slave, stdout=self.slave, stderr=self.slave,
                                       start_new_session=True)
-        self.stdin = os.fdopen(self.master, "r")
-        self.stdout = self.stdin
+        if self.shell_kind == "netns" and self.cpid is not None:  # a host shell: under the container's limits
+            cgroups.join(self.shell.pid, self.cpid)
+        self._stdin = self._stdout = os.fdopen(self.master, "r")
         self.pollOut = select.poll()
-        self.pollOut.register(self.stdout)
-        self.outToNode[self.stdout.fileno()] = self
-        self.inToNode[self.stdin.fileno()] = self
+        self.pollOut.register(self._stdout)
+        self.outToNode[self._stdout.fileno()] = self
+        self.inToNode[self._stdin.fileno()] = self
         self.execed, self.lastCmd, self.lastPid, self.readbuf = False, None, None, ""
         output, deadline = "", time.monotonic() + SHELL_START_TIMEOUT
         while not output.endswith(PROMPT):
@@ -90,21 +125,41 @@ class LazyShell:
                     continue
         self.waiting = False
         self.cmd("unset HISTFILE; stty -echo; set +m")
+        if private:  # Mininet's own mounts, in the shell's mount namespace: nothing of the machine's changes
+            Host.mountPrivateDirs(self)
         return None
+
+    def mountPrivateDirs(self) -> None:  # noqa: N802 - Mininet's name
+        """Mininet mounts a host's privateDirs from its constructor in the host's mount namespace; here
+        a container's own files are private already, and a host shell mounts them in a mount namespace
+        of its own when it starts (above)."""
+
+    def unmountPrivateDirs(self) -> None:  # noqa: N802
+        """The mounts end with the shell's mount namespace."""
 
     def _close_shell(self) -> None:
         if self.shell is not None and self.shell.poll() is None:
             os.killpg(self.shell.pid, signal.SIGHUP)
-        if self.stdout is not None:
-            self.outToNode.pop(self.stdout.fileno(), None)
-            self.inToNode.pop(self.stdin.fileno(), None)
-            self.stdin.close()
+        if self._stdout is not None:
+            self.outToNode.pop(self._stdout.fileno(), None)
+            self.inToNode.pop(self._stdin.fileno(), None)
+            self._stdin.close()
         if self.slave is not None:
             os.close(self.slave)
         if self.shell is not None:
             self.shell.wait()
-        self.shell = self.stdin = self.stdout = self.slave = None
+        self.shell = self._stdin = self._stdout = self.slave = None
         self.waiting = False
+
+    def addIntf(self, intf: Any, *args: Any, **kwargs: Any) -> None:  # noqa: N802 - Mininet's name
+        """Interfaces are the deployment's; one the script makes itself (a physical interface added to a
+        switch, Mininet's hwintf.py) is refused."""
+        if not isinstance(intf, ViewIntf):
+            from .refused import refuse
+
+            refuse(f"interface {intf}", f"added to {self.name} by the script itself (a physical interface?); "
+                   "fogify-net's switches and hosts connect only the hosts it creates, with its own links")
+        super().addIntf(intf, *args, **kwargs)
 
     def ensure_shell(self) -> None:
         """A live shell, started (or restarted after a crash of its container) now."""
@@ -135,7 +190,30 @@ class ContainerNode(LazyShell, Host):
 
     def __init__(self, name: str, **params: Any):
         self._started = False
+        self.deferred: list[tuple[str, bool]] = []
         super().__init__(name, **params)
+
+    def cmd(self, *args: Any, **kwargs: Any) -> str:
+        """A command; one sent before the network has started (a host class configuring itself in its
+        constructor, as Mininet's treeping64.py does) runs once the host is up, and gives ''."""
+        if self._defer(args, wait=True):
+            return ""
+        return super().cmd(*args, **kwargs)
+
+    def sendCmd(self, *args: Any, **kwargs: Any) -> None:  # noqa: N802 - Mininet's name
+        """Mininet's sendCmd; before the network has started, sent once the host is up."""
+        if not self._defer(args, wait=False):
+            super().sendCmd(*args, **kwargs)
+
+    def _defer(self, args: tuple, wait: bool) -> bool:
+        """Keep a command sent before start() (Containernet starts a container at addDocker, fogify-net
+        at start): (command, wait for it) in `deferred`; False once the network runs."""
+        if self._started or self._realize is not None:
+            return False
+        words = args[0] if len(args) == 1 and isinstance(args[0], list) else args
+        self.deferred.append((" ".join(str(word) for word in words), wait))
+        log.debug("%s: %r runs when the network has started", self.name, self.deferred[-1][0])
+        return True
 
     def bind(self, container: str, pid: int, shell_kind: str) -> None:
         """The deployment made this node: its container, init pid and kind of shell."""
@@ -167,8 +245,23 @@ class ContainerNode(LazyShell, Host):
         if self.shell_kind == "exec":
             kwargs.setdefault("mncmd", ["docker", "exec", "-i", self.container])
         else:
-            kwargs.setdefault("mncmd", ["nsenter", f"--net=/proc/{self.cpid}/ns/net", "--"])
+            mounts = []
+            if self.privateDirs:  # the shell's mount namespace, which holds the private directories
+                self.ensure_shell()
+                mounts = [f"--mount=/proc/{self.shell.pid}/ns/mnt"]
+            kwargs.setdefault("mncmd", ["nsenter", f"--net=/proc/{self.cpid}/ns/net", *mounts, "--"])
+            pid = self.cpid
+            kwargs.setdefault("preexec_fn", lambda: cgroups.join(os.getpid(), pid))  # under the host's limits
         return super().popen(*args, **kwargs)
+
+    def terminate(self) -> None:
+        """Stop the shell and what it left running in the container's cgroups (the container's own
+        processes end with it; those of a host shell are outside its pid namespace)."""
+        super().terminate()
+        if self.cpid is not None:
+            for pid in cgroups.joined(self.cpid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
 
     def start(self) -> None:
         """Containernet's Docker.start(): run the image's ENTRYPOINT and CMD in the background."""
@@ -197,6 +290,17 @@ class SwitchNode(LazyShell, Switch):
 
     def connected(self) -> bool:
         return True
+
+    def cmd(self, *args: Any, **kwargs: Any) -> str:
+        """A command in the host's namespace, where the bridge is; Open vSwitch's tools are refused:
+        the bridge is not an Open vSwitch (Mininet's numberedports.py reads OpenFlow port numbers)."""
+        words = " ".join(str(a) for a in args).split()
+        if words and words[0] in OVS_TOOLS:
+            from .refused import refuse
+
+            refuse(f"{self.name}: {' '.join(words)[:60]}", f"{words[0]} is Open vSwitch's; {self.name} is a Linux "
+                   "bridge (which numbers its ports itself and has no OpenFlow tables)")
+        return super().cmd(*args, **kwargs)
 
     def start(self, _controllers: Any = ()) -> None:
         """The deployment starts the bridge."""
@@ -243,7 +347,14 @@ class ControllerStub:
 class ViewIntf(Intf):
     """An interface the deployment made; its address and MAC are known, so no command asks for them."""
 
-    def config(self, ip: str | None = None, mac: str | None = None, up: bool = True, **_params: Any) -> dict:
+    shaper: Callable[[dict], None] | None = None  # set once the deployment runs: reshapes this interface
+
+    def config(self, ip: str | None = None, mac: str | None = None, up: bool = True, **params: Any) -> dict:
+        """Mininet's Intf/TCIntf config. Once the network runs, TCIntf's options (bw, delay, jitter, loss,
+        max_queue_size) reshape this interface's egress as the network actions do, replacing what it had."""
+        if self.shaper is not None and TC_KEYS & set(params):
+            self.shaper(params)
+            return {}
         if ip:
             self.ip, self.prefixLen = ip.split("/") if "/" in ip else (ip, None)
         if mac:  # else the one given to the constructor (the plan's) stays

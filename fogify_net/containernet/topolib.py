@@ -1,4 +1,4 @@
-"""Containernet's tree of Docker hosts (its mininet.topolib additions), on fogify-net."""
+"""Containernet's tree of Docker hosts (its mininet.topolib additions), and Mininet's TreeNet, on fogify-net."""
 
 from __future__ import annotations
 
@@ -31,3 +31,10 @@ def TreeContainerNet(depth: int = 1, fanout: int = 2, dimage: str = "ubuntu:trus
                      **params: Any) -> Containernet:
     """Containernet's convenience function: a Containernet of a ContainerTreeTopo."""
     return Containernet(topo=ContainerTreeTopo(depth, fanout, dimage), **params)
+
+
+def TreeNet(depth: int = 1, fanout: int = 2, **params: Any) -> Containernet:  # noqa: N802 - Mininet's name
+    """Mininet's convenience function (mininet.topolib.TreeNet): a network of Mininet's TreeTopo, here."""
+    from mininet.topolib import TreeTopo
+
+    return Containernet(topo=TreeTopo(depth, fanout), **params)

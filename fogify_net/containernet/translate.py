@@ -42,6 +42,7 @@ DOCKER_OPTIONS = {"dimage", "dcmd", "environment", "volumes", "cpu_quota", "cpu_
                   "cpuset_cpus", "mem_limit", "memswap_limit", "cap_add", "privileged", "ports", "port_bindings",
                   "publish_all_ports", "build_params", "rm"}
 HOST_OPTIONS = {"ip", "mac", "defaultRoute", "routes", "forwarding", "inNamespace", "cls", "privateDirs"}
+CPU_LIMITED_OPTIONS = {"cpu", "cores", "sched", "period_us"}  # Mininet's CPULimitedHost
 
 
 @dataclass
@@ -52,6 +53,7 @@ class NodeSpec:
     kind: str  # "docker", "host" or "switch"
     params: dict[str, Any] = field(default_factory=dict)
     cls: str = ""  # its class's name, for messages
+    own_class: bool = False  # the script's own host class, whose config() takes parameters of its own
 
 
 @dataclass
@@ -82,8 +84,9 @@ class Interface:
 
 
 def document(nodes: list[NodeSpec], links: list[LinkSpec], image_exists: Callable[[str], bool] | None = None,
-             scenarios: list[dict] | None = None) -> tuple[dict[str, Any], list[str]]:
-    """The compose document of a topology, and warnings about what it leaves out."""
+             scenarios: list[dict] | None = None, cores: int = 1) -> tuple[dict[str, Any], list[str]]:
+    """The compose document of a topology, and warnings about what it leaves out. `cores`: the CPUs of
+    the machine it runs on (CPULimitedHost's `cpu` is a fraction of all of them)."""
     warnings: list[str] = []
     by_name = {node.name: node for node in nodes}
     for node in nodes:
@@ -109,7 +112,7 @@ def document(nodes: list[NodeSpec], links: list[LinkSpec], image_exists: Callabl
         mine = sorted((i for i in interfaces if i.host == node.name), key=lambda i: i.port)
         _check_one_link_per_network(node, mine)
         services[node.name] = _service(node, image_exists, warnings)
-        profile = _profile(node, warnings)
+        profile = _profile(node, warnings, cores)
         key = repr(sorted(profile.items()))
         profiles.setdefault(key, {"name": f"{node.name}-node" if profile else "unlimited", "capabilities": profile})
         own_ips = {str(i.ip.ip) for i in mine if i.ip is not None}
@@ -259,7 +262,7 @@ def _tc(params: dict[str, Any], link: LinkSpec, warnings: list[str]) -> dict[str
     return given
 
 
-def _direction(tc: dict[str, Any]) -> dict[str, Any] | None:
+def tc_direction(tc: dict[str, Any]) -> dict[str, Any] | None:
     """TCLink parameters as a model direction: bandwidth, latency, drop, queue."""
     out: dict[str, Any] = {}
     if tc.get("bw") is not None:
@@ -281,7 +284,7 @@ def _direction(tc: dict[str, Any]) -> dict[str, Any] | None:
 def _switch_link(link: LinkSpec, warnings: list[str]) -> dict[str, Any]:
     entry: dict[str, Any] = {"from": link.node1, "to": link.node2}
     for key, params in (("forward", link.params1), ("backward", link.params2)):
-        if direction := _direction(_tc(params, link, warnings)):
+        if direction := tc_direction(_tc(params, link, warnings)):
             entry[key] = direction
     return entry
 
@@ -295,7 +298,7 @@ def _attachment(interface: Interface, several_switches: bool, warnings: list[str
     else:
         entry["ip"] = str(interface.ip.ip)
     for key, tc in (("uplink", interface.up), ("downlink", interface.down)):
-        if direction := _direction(tc):
+        if direction := tc_direction(tc):
             entry[key] = direction
     return entry
 
@@ -331,7 +334,7 @@ def _routes(node: NodeSpec) -> list[dict[str, Any]]:
 def _service(node: NodeSpec, image_exists: Callable[[str], bool] | None, warnings: list[str]) -> dict[str, Any]:
     params = node.params
     known = HOST_OPTIONS | (DOCKER_OPTIONS if node.kind == "docker" else set())
-    for key in sorted(set(params) - known - {"cpu", "cores"}):
+    for key in sorted(set(params) - known - CPU_LIMITED_OPTIONS if not node.own_class else ()):
         warnings.append(f"{node.name}: {key} is not supported, ignored")
     if params.get("mac"):
         warnings.append(f"{node.name}: mac ignored (fogify-net derives MACs from the addresses)")
@@ -390,8 +393,9 @@ def _published(node: NodeSpec) -> list[dict[str, Any]]:
     return entries
 
 
-def _profile(node: NodeSpec, warnings: list[str]) -> dict[str, Any]:
-    """The node profile of a host: exact CPUs from cpu_quota/cpu_period (or cpus), shares, cpuset, memory."""
+def _profile(node: NodeSpec, warnings: list[str], cores: int) -> dict[str, Any]:
+    """The node profile of a host: exact CPUs from cpu_quota/cpu_period (or cpus, or CPULimitedHost's `cpu`,
+    a fraction of the machine's `cores`), shares, cpuset (or CPULimitedHost's `cores`), memory."""
     params = node.params
     processor: dict[str, Any] = {}
     if params.get("cpu_quota") and int(params["cpu_quota"]) > 0:
@@ -402,8 +406,16 @@ def _profile(node: NodeSpec, warnings: list[str]) -> dict[str, Any]:
         processor["shares"] = int(params["cpu_shares"])
     if params.get("cpuset_cpus"):
         processor["cpuset"] = str(params["cpuset_cpus"])
-    if params.get("cpu") or params.get("cores"):
-        warnings.append(f"{node.name}: CPULimitedHost's cpu/cores are not supported; use cpu_quota and cpu_period")
+    cpu = params.get("cpu")
+    if cpu is not None and float(cpu) > 0 and "cpus" not in processor:  # a fraction of the whole machine
+        processor["cpus"] = round(float(cpu) * cores, 4)
+        if params.get("sched") == "rt":
+            warnings.append(f"{node.name}: sched='rt' runs as 'cfs' (a CPU quota): containers here get no "
+                            "real-time CPU time")
+    cores_given = params.get("cores")
+    if cores_given not in (None, "", []) and "cpuset" not in processor:
+        processor["cpuset"] = (",".join(str(c) for c in cores_given) if isinstance(cores_given, (list, tuple))
+                               else str(cores_given))
     profile: dict[str, Any] = {"processor": processor} if processor else {}
     memory = params.get("mem_limit")
     if memory:

@@ -364,6 +364,30 @@ UPSTREAM = {  # example -> (the import line it keeps, CLI input, what its output
                        ["192.168.1.0     0.0.0.0", "ttl=63", "2 received"]),
     "linearbandwidth.py": ("from mininet.net import Mininet", "", ["*** Linear network results",
                                                                    "0% dropped (2/2 received)"]),
+    "containernet_container_test.py": ("from mininet.net import Containernet", "",
+                                       ["0% dropped (2/2 received)", "*** Done"]),
+    "containernet_example_ipc.py": ("from mininet.net import Containernet", "", ["0% dropped (2/2 received)"]),
+    "docker_cpuset.py": ("from mininet.net import Containernet", "", ["*** Done"]),  # its sendCmd before start
+    "emptynet.py": ("from mininet.net import Mininet", "h1 ping -c 1 h2\n", ["1 received"]),
+    "bind.py": ("from mininet.net import Mininet", "h1 sh -c 'echo h1 > /var/run/fgt-bind'\nh1 ls /var/run\n",
+                ["Private Directories", "fgt-bind", "Done."]),
+    "clusterSanity.py": ("from mininet.examples.cluster import MininetCluster", "pingall\n",
+                         ["0% dropped (2/2 received)"]),
+    "controllers2.py": ("from mininet.net import Mininet", "", ["0% dropped (12/12 received)"]),
+    "intfoptions.py": ("from mininet.net import Mininet", "", ["(10Mbit/s)", "(unlimited 50% loss)",
+                                                               "(unlimited 15ms)", "h1->h2: 1/1"]),
+    "limit.py": ("from mininet.net import Mininet", "", ["Testing network 10.00 Mbps bandwidth limit",
+                                                         "Testing CPU 10% bandwidth limit"]),
+    "multiping.py": ("from mininet.net import Mininet", "", ["1 packets transmitted, 1 received",
+                                                             "-> 10.0.0.200 1 packets transmitted, 0 received"]),
+    "multipoll.py": ("from mininet.net import Mininet", "", ["h3: 64 bytes from 10.0.0.1"]),
+    "multitest.py": ("from mininet.net import Mininet", "", ["0% dropped (12/12 received)", "h4-eth0: flags="]),
+    "popen.py": ("from mininet.net import Mininet", "", ["<h5>: 64 bytes from 10.0.0.4"]),
+    "popenpoll.py": ("from mininet.net import Mininet", "", ["<h3>: 64 bytes from 10.0.0.1"]),
+    "simpleperf.py": ("from mininet.net import Mininet", "", ["Testing bandwidth between h1 and h4",
+                                                              "*** Results: ['10M', '"]),
+    "treeping64.py": ("from mininet.topolib import TreeNet", "", ["Open vSwitch kernel: 0% packet loss",
+                                                                  "reference user: 0% packet loss"]),
 }
 
 
@@ -388,4 +412,106 @@ def test_containernets_own_examples_run_unchanged(name, tmp_path):
         assert piece in output, output[-2000:]
     if name == "linearbandwidth.py":  # 5 links of 30 ms each way between h1 and h5, 100 Mbit/s each
         assert re.search(r"4 \t\t[\d.]+ Mbits/sec", output), output[-1500:]
+    if name == "intfoptions.py":  # h1's egress: 10 Mbit/s, then only 50% loss, then only 15 ms
+        tcp, udp = (float(v) for v in re.findall(r"\*\*\* Results: \[(?:'10M', )?'([\d.]+) Mbits/sec'", output)[:2])
+        delays = [float(v) for v in re.findall(r"rtt min/avg/max/mdev [\d.]+/([\d.]+)/", output)]
+        print(f"intfoptions.py: TCP {tcp} Mbit/s (10), UDP received {udp} of 10 Mbit/s (50% loss), RTT {delays} (15)")
+        assert 0.88 * 10 <= tcp <= 10.1 and 3.5 <= udp <= 6.5 and all(15 <= d <= 15 * 1.02 + 1.5 for d in delays)
+    if name == "limit.py":  # each host's CPU share: 10% of the machine
+        shares = [float(v) for line in re.findall(r"\*\*\* Results: \[([\d., ]+)\]", output)
+                  for v in line.split(",")]
+        print(f"limit.py: CPU shares {[round(v, 1) for v in shares]} (10%)")
+        assert len(shares) == 20 and max(shares) <= 11.5 and statistics.median(shares) >= 8
+    if name == "bind.py":
+        assert not Path("/var/run/fgt-bind").exists()  # h1's /var/run was its own
+    assert_clean(before)
+
+
+def test_a_mininet_script_reshapes_polls_and_limits_its_hosts_while_running(tmp_path):
+    """One network for Mininet's runtime idioms (of its intfoptions.py, limit.py, multiping.py,
+    popenpoll.py, bind.py, treeping64.py, controllers2.py), written anew: a host class that configures
+    itself in its constructor, privateDirs, CPULimitedHost and TCIntf given to the network with
+    mininet.util.custom, build() called by the script (its hosts are up without start()), a TCLink's
+    interfaces reconfigured while it runs (each config() replaces what the interface had), host shells
+    polled with monitor(), popen'd processes with pmonitor, and runCpuLimitTest."""
+    before = snapshot()
+    private = tmp_path / "private"
+    output = run_script(tmp_path, "", f"""
+        import select, time
+        from mininet.net import Mininet
+        from mininet.node import CPULimitedHost, Host, Node
+        from mininet.link import TCLink, TCIntf
+        from mininet.topo import Topo
+        from mininet.util import custom, pmonitor
+        from mininet.log import info, setLogLevel
+
+        class QuietHost(Host):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, **kwargs)
+                self.cmd('sysctl -w net.ipv6.conf.all.disable_ipv6=1')
+
+        class Star(Topo):
+            def build(self):
+                s1 = self.addSwitch('s1')
+                self.addHost('h1')
+                self.addHost('h2', cls=QuietHost, cpu=0.25)
+                self.addHost('h3', privateDirs=[('/var/run', '{private}/%(name)s')])
+                self.addLink('h1', s1, cls=TCLink)
+                self.addLink('h2', s1)
+                self.addLink('h3', s1)
+
+        setLogLevel('info')
+        net = Mininet(topo=Star(), host=custom(CPULimitedHost, cpu=0.25), intf=custom(TCIntf, bw=20), build=False)
+        net.build()
+        h1, h2, h3 = net.get('h1', 'h2', 'h3')
+        info('ipv6 off in h2: %s\\n' % h2.cmd('cat /proc/sys/net/ipv6/conf/all/disable_ipv6').strip())
+        h3.cmd('echo inside > /var/run/fgt-mark')
+        info('private mark: %s\\n' % h3.cmd('cat /var/run/fgt-mark').strip())
+        net.start()
+        info('iperf h2 h3 %s\\n' % net.iperf([h2, h3], seconds=3)[0])
+        link = net.linksBetween(h1, net.get('s1'))[0]
+        link.intf1.config(delay='50ms')
+        link.intf2.config(delay='50ms')
+        info(h1.cmd('ping -c 5 -i 0.2 %s' % h2.IP()))
+        link.intf1.config(bw=5)  # replaces h1's delay: its egress is 5 Mbit/s, undelayed
+        info('iperf h1 h2 %s\\n' % net.iperf([h1, h2], seconds=3)[0])
+        info(h1.cmd('ping -c 5 -i 0.2 %s' % h2.IP()))
+        poller = select.poll()
+        for host in (h2, h3):
+            poller.register(host.stdout.fileno(), select.POLLIN)
+            host.cmd('while true; do echo tick-%s; sleep 0.3; done &' % host.name)
+        seen = {{}}
+        end = time.time() + 2
+        while time.time() < end:
+            for fd, _ in poller.poll(500):
+                node = Node.outToNode[fd]
+                seen[node.name] = seen.get(node.name, 0) + node.monitor().count('tick-' + node.name)
+        for host in (h2, h3):
+            host.cmd('kill %while')
+        info('monitored %s\\n' % sorted(seen.items()))
+        popens = {{host: host.popen('ping -c 3 -i 0.2 %s' % h1.IP()) for host in (h2, h3)}}
+        replies = sum(1 for host, line in pmonitor(popens, timeoutms=500) if host and 'bytes from' in line)
+        info('pmonitor replies %d\\n' % replies)
+        net.runCpuLimitTest(cpu=0.25, duration=3)
+        net.stop()
+    """, runner=(*FOGIFY_RUN,), timeout=300)
+    assert "ipv6 off in h2: 1" in output  # the constructor's command ran once h2 was up
+    assert "private mark: inside" in output and (private / "h3" / "fgt-mark").read_text() == "inside\n"
+    assert not Path("/var/run/fgt-mark").exists()  # the machine's own /var/run is untouched
+    first = [float(v) for v in re.findall(r"iperf h2 h3 ([\d.]+) Mbits/sec", output)]
+    second = [float(v) for v in re.findall(r"iperf h1 h2 ([\d.]+) Mbits/sec", output)]
+    values = rtts(output)
+    delayed, halved = statistics.median(values[:5]), statistics.median(values[5:10])
+    shares = [float(v) for v in re.findall(r"\*\*\* Results: \[([^\]]*)\]", output)[-1].split(",")]
+    monitored = dict(re.findall(r"\('(h\d)', (\d+)\)", output.split("monitored ")[-1].splitlines()[0]))
+    print(f"runtime idioms: TCIntf bw=20 {first} Mbit/s, config(delay=50ms) both ends RTT {delayed:.2f} ms, "
+          f"then config(bw=5) one end {second} Mbit/s, RTT {halved:.2f} ms; CPU shares {shares} (25% each); "
+          f"monitored {monitored}")
+    assert len(first) == 1 and 0.88 * 20 <= first[0] <= 20.2
+    assert 100 <= delayed <= 100 * 1.02 + 1.5
+    assert len(second) == 1 and 0.88 * 5 <= second[0] <= 5.05
+    assert 50 <= halved <= 50 * 1.02 + 1.5  # the switch port's 50 ms stayed, h1's own was replaced
+    assert all(int(monitored.get(name, 0)) >= 3 for name in ("h2", "h3")), monitored
+    assert "pmonitor replies 6" in output
+    assert len(shares) == 9 and max(shares) <= 25 * 1.1 + 1 and statistics.median(shares) >= 15
     assert_clean(before)

@@ -290,3 +290,47 @@ def test_docker_is_containernets_class_and_topos_may_use_it():
 
     document, _ = Containernet(topo=T()).document()
     assert document["services"]["d1"]["labels"]["fogify-net.shell"] == "exec"
+
+
+def test_cpulimitedhost_and_tcintf_given_to_the_network_with_custom_become_limits_and_shaping():
+    """Mininet's limit.py idiom: Mininet(host=custom(CPULimitedHost, cpu=...), intf=custom(TCIntf, bw=...)).
+    `cpu` is a fraction of the whole machine (cores x cpu CPUs); custom's values win over the link's;
+    a TCLink keeps its own TCIntf (Mininet's Link takes cls1/cls2 before intf)."""
+    from mininet.link import TCIntf
+    from mininet.node import CPULimitedHost
+    from mininet.util import custom
+
+    class Pinned(Topo):
+        def build(self):
+            s1 = self.addSwitch("s1")
+            self.addLink(self.addHost("h1"), s1, bw=100)
+            self.addLink(self.addHost("h2", cores=[1]), s1, cls=TCLink, delay="5ms")
+
+    net = Mininet(topo=Pinned(), host=custom(CPULimitedHost, sched="rt", cpu=0.25), intf=custom(TCIntf, bw=8))
+    document, warnings = net.document()
+    model = parse_model(document)
+    profiles = {b.label: model.nodes[b.node] for b in model.blueprints}
+    cores = __import__("os").cpu_count()
+    assert profiles["h1"].cpus == pytest.approx(0.25 * cores) and profiles["h2"].cpuset == "1"
+    assert "h1: sched='rt' runs as 'cfs' (a CPU quota): containers here get no real-time CPU time" in warnings
+    plan = compile_model(model, HOST)
+    assert plan.instance("h1").interface("s1").uplink == QoS(rate=8_000_000)  # custom's bw=8 beat the link's 100
+    assert plan.instance("h1").interface("s1").downlink == QoS(rate=8_000_000)
+    assert plan.instance("h2").interface("s1").uplink == QoS(delay=0.005)  # the TCLink's own TCIntf
+
+
+def test_commands_sent_before_start_wait_for_it_and_private_dirs_are_not_mounted_here():
+    """A host class that runs commands in its constructor (Mininet's treeping64.py) and privateDirs
+    (bind.py): nothing runs on this machine before the network is up; the commands wait for start()."""
+    class Quiet(Node):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.cmd("sysctl -w net.ipv6.conf.all.disable_ipv6=1")
+
+    net = Mininet()
+    h1 = net.addHost("h1", cls=Quiet, privateDirs=["/var/fgt-never"])
+    assert h1.cmd("echo later") == ""
+    h1.sendCmd("./start.sh")
+    assert h1.deferred == [("sysctl -w net.ipv6.conf.all.disable_ipv6=1", True), ("echo later", True),
+                           ("./start.sh", False)]
+    assert not Path("/var/fgt-never").exists()

@@ -76,3 +76,86 @@ def test_iperf_rates_come_from_the_received_and_sent_sums_of_either_iperf3_repor
     assert [_iperf_rate(newer, "sum_received", None), _iperf_rate(newer, "sum_sent", "m")] == [
         "5.02 Mbits/sec", "5.03 Mbits/sec"]
     assert _iperf_rate(older, "sum_received", None) == "4.9 Mbits/sec"
+
+
+def test_a_graphical_script_is_refused_before_it_runs(tmp_path):
+    result = run(tmp_path, """
+        print('ran')
+        from tkinter import Tk
+    """)
+    assert result.returncode == 1 and result.stdout == "" and "Traceback" not in result.stderr
+    assert result.stderr.startswith("fogify-net: script.py: a graphical script (it imports Tk)")
+
+
+def test_what_fogify_net_does_not_do_is_refused_early_saying_why(tmp_path):
+    """Each refusal comes before anything is deployed (so without root), as the CLI prints it
+    (`fogify-net: <what>: <why>`), for Mininet's low-level API, OpenFlow controllers, NAT, clusters over
+    ssh, the machine's own namespace, a script's own Open vSwitch class, Open vSwitch's tools on a
+    bridge, and more hosts than a deployment holds."""
+    result = run(tmp_path, """
+        from mininet.net import Mininet
+        from mininet.node import Controller, Host, Node, OVSSwitch
+        from mininet.examples.cluster import MininetCluster
+        from mininet.topo import SingleSwitchTopo
+
+        class Mover(OVSSwitch):
+            def attach(self, intf):
+                self.cmd('ovs-vsctl add-port', self, intf)
+
+        def star():
+            net = Mininet()
+            net.addLink(net.addHost('h1'), net.addSwitch('s1'))
+            return net
+
+        attempts = {
+            'low-level': lambda: Host('h1'),
+            'controller': lambda: Controller('c0', port=6633),
+            'controller host': lambda: Mininet().addHost('c1', cls=Controller),
+            'nat': lambda: star().addNAT(),
+            'cluster': lambda: MininetCluster(servers=['localhost', 'far']),
+            'server': lambda: Mininet().addHost('h2', server='far'),
+            'root namespace': lambda: Mininet().addHost('root', inNamespace=False),
+            'root node': lambda: Node('root', inNamespace=False),
+            'switch class': lambda: Mininet(topo=SingleSwitchTopo(2), switch=Mover),
+            'ovs tools': lambda: star().get('s1').cmd('ovs-vsctl get Interface s1-eth1 ofport'),
+            'size': lambda: Mininet(topo=SingleSwitchTopo(1001)).start(),
+        }
+        for name, attempt in attempts.items():
+            try:
+                attempt()
+                print(name, '| not refused')
+            except Exception as error:
+                print(name, '|', type(error).__name__, '|', error)
+        MininetCluster(topo=SingleSwitchTopo(2))  # all on this machine: a network as any other
+        print('local cluster | accepted')
+    """)
+    assert result.returncode == 0, result.stderr
+    said = dict(line.split(" | ", 1) for line in result.stdout.splitlines())
+    expected = {
+        "low-level": "Host('h1'): the script makes nodes one by one with Mininet's low-level API",
+        "controller": "Controller('c0'): the script runs an OpenFlow controller process itself",
+        "controller host": "host class Controller: the host runs an OpenFlow controller",
+        "nat": "NAT: a NAT node (addNAT, mininet.nodelib.NAT) routes the hosts to the outside world",
+        "cluster": "MininetCluster: servers 'far': Mininet's cluster edition places nodes on other machines",
+        "server": "node h2: placed on server 'far'",
+        "root namespace": "node root: inNamespace=False puts the node in this machine's own network namespace",
+        "root node": "Node('root'): a node in this machine's own network namespace (inNamespace=False)",
+        "switch class": "switch s1: its class Mover is the script's own OVSSwitch",
+        "ovs tools": "s1: ovs-vsctl get Interface s1-eth1 ofport: ovs-vsctl is Open vSwitch's",
+        "size": "network: 1001 hosts: fogify-net deploys at most 1000",
+    }
+    for name, start in expected.items():
+        assert said[name].startswith(f"Refused | {start}"), (name, said[name])
+    assert said["local cluster"] == "accepted"
+
+
+def test_an_iperf_udp_test_that_did_not_connect_is_told_apart():
+    """Through a lossy link iperf3's one-datagram UDP handshake may be lost: such a report (no
+    connected streams) is started again; a measured one is not."""
+    import json
+
+    from fogify_net.containernet.net import _iperf_unconnected
+
+    lost = json.dumps({"start": {"connected": []}, "error": "unable to read from stream socket"})
+    measured = json.dumps({"start": {"connected": [{"socket": 5}]}, "end": {"sum": {"bits_per_second": 5e6}}})
+    assert _iperf_unconnected(lost) and _iperf_unconnected("") and not _iperf_unconnected(measured)
