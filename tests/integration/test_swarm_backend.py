@@ -233,6 +233,13 @@ def swarm_controller(cluster: Cluster, urls: AgentURLs):
                       backend_options={"manager_url": cluster.manager.url, "agents": urls, "tokens": urls.tokens})
 
 
+def deploy_running(controller, text: str) -> None:
+    """Deploy `text` through the controller and wait until it runs (the message says why when it does not)."""
+    controller.deploy(text)
+    assert wait_until(lambda: controller.status != "deploying", timeout=180)
+    assert controller.status == "running", controller.message
+
+
 # -- fixtures ------------------------------------------------------------------------------
 
 
@@ -469,9 +476,7 @@ def test_two_node_swarm(image_archive: Path, clean: None) -> None:
         controller = swarm_controller(cluster, urls)
         try:
             started = time.monotonic()
-            controller.deploy(text)
-            assert wait_until(lambda: controller.status != "deploying", timeout=180)
-            assert controller.status == "running", controller.message
+            deploy_running(controller, text)
             report("deploy of 2 instances on 2 nodes through the controller, s", time.monotonic() - started)
             swarm: SwarmBackend = controller.emulation
             placement = swarm.placement()

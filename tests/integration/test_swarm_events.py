@@ -20,6 +20,7 @@ from tests.integration.test_swarm_backend import (  # noqa: F401 (fixtures)
     agents,
     clean,
     compose,
+    deploy_running,
     image_archive,
     ip_of,
     ping,
@@ -93,9 +94,7 @@ def test_a_killed_task_is_down_then_its_replacement_is_shaped(image_archive: Pat
         cluster.init_swarm()
         controller = swarm_controller(cluster, urls)
         try:
-            controller.deploy(MODEL)
-            assert wait_until(lambda: controller.status != "deploying", timeout=180)
-            assert controller.status == "running", controller.message
+            deploy_running(controller, MODEL)
             swarm: SwarmBackend = controller.emulation
             placement = swarm.placement()
             assert sorted(placement.values()) == ["fgts1", "fgts2"], placement

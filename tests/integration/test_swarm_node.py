@@ -24,6 +24,7 @@ from tests.integration.conftest import wait_until
 from tests.integration.test_swarm_backend import (  # noqa: F401 (fixtures)
     agents,
     clean,
+    deploy_running,
     image_archive,
     ip_of,
     ping,
@@ -74,9 +75,7 @@ def test_a_dead_node_is_down_replaced_and_used_again(image_archive: Path, clean:
         cluster.init_swarm()
         controller = swarm_controller(cluster, urls)
         try:
-            controller.deploy(MODEL)
-            assert wait_until(lambda: controller.status != "deploying", timeout=180)
-            assert controller.status == "running", controller.message
+            deploy_running(controller, MODEL)
             report("phase: deployed, s since the start", time.monotonic() - began)
             swarm: SwarmBackend = controller.emulation
             placement = swarm.placement()
